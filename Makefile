@@ -1,0 +1,114 @@
+# sspose build: one binary, bin/sspose, plus test and benchmark programs.
+# Dependencies are found by probing (pkg-config, mpicc, nvcc), never by asking dpkg.
+#   make            build bin/sspose (GPU backend included when CUDA is found)
+#   make deps       install the Debian/PyPI packages everything needs (idempotent)
+#   make test       build and run every test; ends with "N passed, N failed"
+#   make test SANITIZE=1   the same under AddressSanitizer + UBSan (+ leak check)
+#   make test-gpu   the GPU suite (needs a GPU)
+#   make bench      build the benchmark programs under bench/
+#   make CUDA=0     force a CPU-only build
+
+CC      ?= gcc
+NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+
+MODULES := core model loss dataio eval comm trainer
+
+PKGS := hdf5-serial openblas libcjson cairo libjpeg libpng
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
+
+ifeq ($(strip $(PKG_LIBS)),)
+  $(error missing libraries (pkg-config found none of: $(PKGS)); run 'make deps')
+endif
+ifeq ($(strip $(MPI_LIBS)),)
+  $(error MPI not found (no mpicc, no pkg-config ompi-c); run 'make deps')
+endif
+
+CFLAGS  := -std=c11 -O2 -g -fopenmp -D_GNU_SOURCE -I. -MMD -MP \
+           -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+           $(PKG_CFLAGS) $(MPI_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := -fopenmp $(EXTRA_LDFLAGS)
+LDLIBS  := $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread
+
+ifeq ($(SANITIZE),1)
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+  BUILD   := build-san
+endif
+
+# CUDA: compiled in when nvcc is found (CUDA=0 forces CPU-only).
+CUDA ?= $(if $(NVCC),1,0)
+ifeq ($(CUDA),1)
+  CUDA_HOME   := $(patsubst %/bin/nvcc,%,$(NVCC))
+  CU_SRC      := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu))
+  CU_OBJ      := $(CU_SRC:%.cu=$(BUILD)/%.o)
+  NVCCFLAGS   ?= -O2 -g -std=c++17 -I. -I$(CUDA_HOME)/include $(MPI_CFLAGS) \
+                 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+                 -Xcompiler -fPIC,-Wall
+  CFLAGS      += -DSSPOSE_CUDA=1 -I$(CUDA_HOME)/include
+  LDLIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lnccl -lcudart -lcublas -lstdc++
+else
+  CU_OBJ :=
+endif
+
+LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
+LIB     := $(BUILD)/libsspose.a
+CLI_SRC := $(wildcard launch/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+
+TEST_SRC := $(wildcard tests/test_*.c) $(wildcard tests/tool_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+BIN := bin/sspose$(if $(filter 1,$(SANITIZE)),-san)
+
+.PHONY: all deps test test-gpu bench clean
+all: $(BIN)
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c $(LIB) tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench: $(BIN) $(BENCH_BIN)
+
+test: $(BIN) $(TEST_BIN)
+	@SSPOSE_BIN=$(abspath $(BIN)) SSPOSE_BUILD=$(abspath $(BUILD)) PYTHON=$(PYTHON) \
+	  SANITIZE=$(SANITIZE) bash tests/run_tests.sh
+
+test-gpu: $(BIN) $(TEST_BIN)
+	@SSPOSE_BIN=$(abspath $(BIN)) SSPOSE_BUILD=$(abspath $(BUILD)) PYTHON=$(PYTHON) \
+	  SSPOSE_GPU_TESTS=1 bash tests/run_tests.sh gpu
+
+deps:
+	bash cluster/install_deps.sh
+
+clean:
+	rm -rf build build-san bin
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

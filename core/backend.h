@@ -1,0 +1,88 @@
+/* The op interface: everything the network, the loss and the optimizer need
+ * from a device. The network and loss are written once against it; a backend
+ * (core/cpu_backend.c, core/cuda_backend.cu) only supplies kernels.
+ *
+ * Conventions, shared by every backend:
+ *  - All float pointers are device pointers of this backend, NCHW float32.
+ *  - Calls may be asynchronous (the CUDA backend queues them on its stream);
+ *    results are visible to the host only after download() or sync().
+ *  - Backward ops ACCUMULATE into their input-gradient outputs (dx += ...),
+ *    so a blob consumed by several ops gets the sum of their gradients;
+ *    parameter gradients (dw, db) are accumulated too.
+ *  - Convolutions are stride 1 with "same" zero padding (k odd, pad = k/2),
+ *    optionally fused with bias and ReLU, as SPEC section 3 uses nothing else.
+ *  - Max-pooling is 2x2 stride 2 over even H and W; ties go to the first
+ *    element in row-major order of the window.
+ */
+#ifndef SSPOSE_CORE_BACKEND_H
+#define SSPOSE_CORE_BACKEND_H
+
+#include <stddef.h>
+
+#include "core/tensor.h"
+
+typedef struct core_conv_shape {
+    int n, cin, h, w; /* input */
+    int cout, k;      /* output channels, square kernel size (odd) */
+    int relu;         /* y = relu(conv(x) + b) when set, else linear */
+} core_conv_shape;
+
+typedef struct core_backend core_backend;
+struct core_backend {
+    const char *name;  /* "cpu", "cuda" */
+    core_device dev;
+    void *impl;        /* backend-private state: stream, handles, workspace */
+
+    /* memory: counts are in floats; alloc returns zeroed memory or dies */
+    float *(*alloc)(core_backend *, size_t n);
+    void (*free)(core_backend *, float *p);
+    void (*upload)(core_backend *, float *dst, const float *host_src, size_t n);
+    void (*download)(core_backend *, float *host_dst, const float *src, size_t n); /* synchronous */
+    void (*copy)(core_backend *, float *dst, const float *src, size_t n);
+    void (*sync)(core_backend *);
+
+    /* elementwise and reductions */
+    void (*fill)(core_backend *, float *x, float v, size_t n);
+    void (*axpy)(core_backend *, float a, const float *x, float *y, size_t n); /* y += a*x */
+    void (*scale)(core_backend *, float *x, float a, size_t n);                /* x *= a */
+    /* Returns sum(x^2) in double, or NaN/Inf when any element is non-finite. Synchronous. */
+    double (*sumsq)(core_backend *, const float *x, size_t n);
+
+    /* layers */
+    void (*conv_forward)(core_backend *, const core_conv_shape *s, const float *x, const float *w, const float *b,
+                         float *y);
+    /* y: the forward output (for the ReLU mask). dy is overwritten with the masked gradient when relu.
+     * dx (may be NULL: input needs no gradient), dw, db are accumulated. */
+    void (*conv_backward)(core_backend *, const core_conv_shape *s, const float *x, const float *w, const float *y,
+                          float *dy, float *dx, float *dw, float *db);
+    void (*pool_forward)(core_backend *, int n, int c, int h, int w, const float *x, float *y);
+    void (*pool_backward)(core_backend *, int n, int c, int h, int w, const float *x, const float *dy, float *dx);
+    /* For each sample, channels [src_off, src_off+count) of src (src_c channels) go to
+     * channels [dst_off, ...) of dst (dst_c channels); hw = H*W. accumulate: dst += src. */
+    void (*copy_channels)(core_backend *, int n, int hw, const float *src, int src_c, int src_off, float *dst,
+                          int dst_c, int dst_off, int count, int accumulate);
+
+    /* SGD with momentum and L2 weight decay (Caffe's rule):
+     *   m = momentum*m + lr*(g + wd*w);  w -= m */
+    void (*sgd_step)(core_backend *, size_t n, float *w, const float *g, float *m, float lr, float momentum,
+                     float wd);
+
+    void (*destroy)(core_backend *);
+};
+
+/* The CPU backend (OpenBLAS + OpenMP); threads <= 0 keeps the library default. */
+core_backend *core_cpu_backend_create(int threads);
+/* The CUDA backend on device `device`; dies with a clear message when not built or no GPU. */
+core_backend *core_cuda_backend_create(int device);
+/* Number of CUDA devices usable (0 when not built or none present). */
+int core_cuda_device_count(void);
+/* "cpu" or "cpu cuda", for --version. */
+const char *core_backends_built(void);
+/* Picks a backend for comm.device = auto|cpu|cuda and a local rank. */
+core_backend *core_backend_create(const char *device, int local_rank, int threads);
+void core_backend_destroy(core_backend *be);
+
+/* Convenience wrappers over the vtable. */
+static inline void core_tensor_fill(core_backend *be, core_tensor *t, float v) { be->fill(be, t->data, v, core_tensor_numel(t)); }
+
+#endif

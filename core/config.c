@@ -1,0 +1,410 @@
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/check.h"
+
+typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES } key_type;
+
+typedef struct {
+    const char *name;   /* section.key */
+    key_type type;
+    size_t off;
+    size_t size;        /* for strings */
+    double lo, hi;      /* valid range for numbers */
+} key_desc;
+
+#define F(field) offsetof(core_config, field)
+#define S(field) offsetof(core_config, field), sizeof(((core_config *)0)->field)
+
+static const key_desc KEYS[] = {
+    {"model.width", K_DBL, F(model.width), 0, 1e-3, 16},
+    {"model.stages", K_INT, F(model.stages), 0, 1, CORE_MAX_STAGES},
+    {"model.stride", K_INT, F(model.stride), 0, 8, 16},
+    {"model.input", K_INT, F(model.input), 0, 16, 4096},
+    {"model.offsets", K_BOOL, F(model.offsets), 0, 0, 1},
+    {"model.ss", K_SS, F(model.ss), 0, 0, 3},
+    {"loss.gamma", K_DBL, F(loss.gamma), 0, 0, 1e6},
+    {"loss.delta", K_DBL, F(loss.delta), 0, -1, 1e6}, /* -1: gamma + 1 */
+    {"loss.alpha", K_DBL, F(loss.alpha), 0, 0, 1e6},
+    {"loss.beta", K_STR, S(loss.beta), 0, 0},
+    {"loss.offset_weight", K_DBL, F(loss.offset_weight), 0, 0, 1e6},
+    {"loss.pdd_threshold", K_DBL, F(loss.pdd_threshold), 0, 0, 1},
+    {"loss.kl_detach", K_BOOL, F(loss.kl_detach), 0, 0, 1},
+    {"loss.kl_eps", K_DBL, F(loss.kl_eps), 0, 1e-12, 1},
+    {"data.sigma", K_DBL, F(data.sigma), 0, 0.1, 1000},
+    {"data.paf_width", K_DBL, F(data.paf_width), 0, 0.01, 100},
+    {"data.train", K_STR, S(data.train), 0, 0},
+    {"data.flip", K_DBL, F(data.flip), 0, 0, 1},
+    {"data.threads", K_INT, F(data.threads), 0, 0, 256},
+    {"data.prefetch", K_INT, F(data.prefetch), 0, 1, 64},
+    {"data.scale_min", K_DBL, F(data.scale_min), 0, 0.01, 10},
+    {"data.scale_max", K_DBL, F(data.scale_max), 0, 0.01, 10},
+    {"data.max_rotate", K_DBL, F(data.max_rotate), 0, 0, 180},
+    {"data.center_perturb", K_DBL, F(data.center_perturb), 0, 0, 10000},
+    {"data.target_height", K_DBL, F(data.target_height), 0, 0.01, 10},
+    {"train.batch", K_INT, F(train.batch), 0, 1, 4096},
+    {"train.steps", K_INT, F(train.steps), 0, 0, 1e9},
+    {"train.lr", K_DBL, F(train.lr), 0, 0, 100},
+    {"train.momentum", K_DBL, F(train.momentum), 0, 0, 0.99999},
+    {"train.weight_decay", K_DBL, F(train.weight_decay), 0, 0, 1},
+    {"train.lr_step", K_INT, F(train.lr_step), 0, 0, 1e9},
+    {"train.lr_gamma", K_DBL, F(train.lr_gamma), 0, 1e-6, 1e6},
+    {"train.warmup", K_INT, F(train.warmup), 0, 0, 1e9},
+    {"train.lr_mult_backbone", K_DBL, F(train.lr_mult_backbone), 0, 0, 1e6},
+    {"train.lr_mult_stages", K_DBL, F(train.lr_mult_stages), 0, 0, 1e6},
+    {"train.seed", K_INT, F(train.seed), 0, 0, 2147483647.0},
+    {"train.checkpoint_every", K_INT, F(train.checkpoint_every), 0, 0, 1e9},
+    {"train.keep", K_INT, F(train.keep), 0, 1, 1e6},
+    {"train.log_every", K_INT, F(train.log_every), 0, 1, 1e9},
+    {"train.skip_nonfinite", K_BOOL, F(train.skip_nonfinite), 0, 0, 1},
+    {"train.checksum_every", K_INT, F(train.checksum_every), 0, 0, 1e9},
+    {"comm.device", K_STR, S(comm.device), 0, 0},
+    {"comm.bucket_mb", K_DBL, F(comm.bucket_mb), 0, 0.001, 4096},
+    {"comm.tf32", K_BOOL, F(comm.tf32), 0, 0, 1},
+    {"comm.timeout_s", K_DBL, F(comm.timeout_s), 0, 1, 1e6},
+    {"eval.scales", K_SCALES, F(eval.scales), 0, 0.05, 8},
+    {"eval.flip", K_BOOL, F(eval.flip), 0, 0, 1},
+    {"eval.thre1", K_DBL, F(eval.thre1), 0, 0, 1},
+    {"eval.thre2", K_DBL, F(eval.thre2), 0, -1, 1},
+    {"eval.mid_num", K_INT, F(eval.mid_num), 0, 2, 1000},
+    {"eval.mid_thresh", K_DBL, F(eval.mid_thresh), 0, -1, 1},
+    {"eval.min_inlier_frac", K_DBL, F(eval.min_inlier_frac), 0, 0, 1},
+    {"eval.min_parts", K_INT, F(eval.min_parts), 0, 1, 18},
+    {"eval.min_person_score", K_DBL, F(eval.min_person_score), 0, 0, 100},
+    {"eval.base_size", K_INT, F(eval.base_size), 0, 16, 8192},
+};
+#define NKEYS (sizeof KEYS / sizeof KEYS[0])
+
+static const char *SS_NAMES[] = {"off", "p2h", "h2p", "both"};
+
+void core_config_defaults(core_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->model.width = 1.0;
+    c->model.stages = 6;
+    c->model.stride = 8;
+    c->model.input = 368;
+    c->model.offsets = 1;
+    c->model.ss = CORE_SS_P2H;
+    c->loss.gamma = 9;
+    c->loss.delta = -1;
+    c->loss.alpha = 10;
+    snprintf(c->loss.beta, sizeof c->loss.beta, "quadratic_b");
+    c->loss.offset_weight = 1;
+    c->loss.pdd_threshold = 0.1;
+    c->loss.kl_detach = 0;
+    c->loss.kl_eps = 1e-6;
+    c->data.sigma = 7;
+    c->data.paf_width = 1;
+    c->data.flip = 0.5;
+    c->data.threads = 2;
+    c->data.prefetch = 4;
+    c->data.scale_min = 0.5;
+    c->data.scale_max = 1.1;
+    c->data.max_rotate = 40;
+    c->data.center_perturb = 40;
+    c->data.target_height = 0.6;
+    c->train.batch = 10;
+    c->train.steps = 1000;
+    c->train.lr = 4e-5;
+    c->train.momentum = 0.9;
+    c->train.weight_decay = 5e-4;
+    c->train.lr_step = 136106;
+    c->train.lr_gamma = 3;
+    c->train.warmup = 0;
+    c->train.lr_mult_backbone = 1;
+    c->train.lr_mult_stages = 4;
+    c->train.seed = 1;
+    c->train.checkpoint_every = 500;
+    c->train.keep = 3;
+    c->train.log_every = 10;
+    c->train.skip_nonfinite = 0;
+    c->train.checksum_every = 100;
+    snprintf(c->comm.device, sizeof c->comm.device, "auto");
+    c->comm.bucket_mb = 25;
+    c->comm.tf32 = 0;
+    c->comm.timeout_s = 600;
+    c->eval.nscales = 1;
+    c->eval.scales[0] = 1.0;
+    c->eval.flip = 0;
+    c->eval.thre1 = 0.1;
+    c->eval.thre2 = 0.05;
+    c->eval.mid_num = 10;
+    c->eval.mid_thresh = 0.05;
+    c->eval.min_inlier_frac = 0.8;
+    c->eval.min_parts = 3;
+    c->eval.min_person_score = 0.4;
+    c->eval.base_size = 368;
+    core_config_resolve(c);
+}
+
+static const key_desc *find_key(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(KEYS[i].name, name)) return &KEYS[i];
+    return NULL;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
+    return s;
+}
+
+static int parse_double(const char *v, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (end == v || *trim(end) || errno || !isfinite(d)) return -1;
+    *out = d;
+    return 0;
+}
+
+/* Sets one key; `where` names the origin for messages ("file.ini:12", "--set"). */
+static void set_key(core_config *cfg, const char *name, const char *value, const char *where)
+{
+    const key_desc *k = find_key(name);
+    CHECK(k, "%s: unknown config key '%s'", where, name);
+    char *base = (char *)cfg + k->off;
+    double d;
+    switch (k->type) {
+    case K_INT:
+    case K_BOOL:
+        CHECK(parse_double(value, &d) == 0 && d == floor(d), "%s: config key '%s' wants an integer, got '%s'",
+              where, name, value);
+        CHECK(d >= k->lo && d <= k->hi, "%s: config key '%s' = %s is outside [%g, %g]", where, name, value,
+              k->lo, k->hi);
+        *(int *)base = (int)d;
+        break;
+    case K_DBL:
+        CHECK(parse_double(value, &d) == 0, "%s: config key '%s' wants a number, got '%s'", where, name, value);
+        CHECK(d >= k->lo && d <= k->hi, "%s: config key '%s' = %s is outside [%g, %g]", where, name, value,
+              k->lo, k->hi);
+        *(double *)base = d;
+        break;
+    case K_STR:
+        CHECK(strlen(value) < k->size, "%s: config key '%s' value is too long", where, name);
+        snprintf(base, k->size, "%s", value);
+        break;
+    case K_SS: {
+        int found = -1;
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(value, SS_NAMES[i])) found = i;
+        CHECK(found >= 0, "%s: config key '%s' must be off, p2h, h2p or both, got '%s'", where, name, value);
+        *(core_ss_mode *)base = (core_ss_mode)found;
+        break;
+    }
+    case K_SCALES: {
+        double *arr = (double *)base;
+        int n = 0;
+        char buf[256];
+        CHECK(strlen(value) < sizeof buf, "%s: config key '%s' value is too long", where, name);
+        snprintf(buf, sizeof buf, "%s", value);
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            CHECK(n < CORE_MAX_SCALES, "%s: config key '%s' takes at most %d values", where, name,
+                  CORE_MAX_SCALES);
+            CHECK(parse_double(trim(tok), &d) == 0 && d >= k->lo && d <= k->hi,
+                  "%s: config key '%s' wants numbers in [%g, %g], got '%s'", where, name, k->lo, k->hi, value);
+            arr[n++] = d;
+        }
+        CHECK(n > 0, "%s: config key '%s' is empty", where, name);
+        cfg->eval.nscales = n;
+        break;
+    }
+    }
+}
+
+/* One "key = value" line inside [section], or "section.key = value" at top level. */
+static void parse_line(core_config *cfg, char *line, const char *section, const char *where)
+{
+    char *eq = strchr(line, '=');
+    CHECK(eq, "%s: expected 'key = value', got '%s'", where, line);
+    *eq = 0;
+    char *key = trim(line), *val = trim(eq + 1);
+    char full[160];
+    if (strchr(key, '.') || !section[0])
+        snprintf(full, sizeof full, "%s", key);
+    else
+        snprintf(full, sizeof full, "%s.%s", section, key);
+    set_key(cfg, full, val, where);
+}
+
+static void parse_text(core_config *cfg, const char *text, const char *origin)
+{
+    char section[32] = "";
+    char *copy = core_strdup(text);
+    int lineno = 0;
+    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        char where[512];
+        snprintf(where, sizeof where, "%s:%d", origin, lineno);
+        /* '#' or ';' start comments (a value never needs them) */
+        char *hash = strpbrk(line, "#;");
+        if (hash) *hash = 0;
+        char *s = trim(line);
+        if (!*s) continue;
+        if (*s == '[') {
+            char *e = strchr(s, ']');
+            CHECK(e && e[1] == 0, "%s: malformed section header '%s'", where, s);
+            *e = 0;
+            const char *name = trim(s + 1);
+            CHECK(!strcmp(name, "model") || !strcmp(name, "loss") || !strcmp(name, "data") ||
+                      !strcmp(name, "train") || !strcmp(name, "comm") || !strcmp(name, "eval"),
+                  "%s: unknown config section [%s]", where, name);
+            snprintf(section, sizeof section, "%s", name);
+            continue;
+        }
+        parse_line(cfg, s, section, where);
+    }
+    free(copy);
+}
+
+void core_config_load(core_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    CHECK(f, "cannot open config '%s': %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) buf = core_realloc(buf, cap = 2 * cap + 8192);
+        size_t got = fread(buf + len, 1, 4096, f);
+        len += got;
+        if (got < 4096) break;
+    }
+    CHECK(!ferror(f), "cannot read config '%s'", path);
+    fclose(f);
+    buf[len] = 0;
+    CHECK(strlen(buf) == len, "config '%s' is not a text file", path);
+    parse_text(cfg, buf, path);
+    free(buf);
+    core_config_resolve(cfg);
+}
+
+void core_config_parse_text(core_config *cfg, const char *text, const char *origin)
+{
+    parse_text(cfg, text, origin);
+    core_config_resolve(cfg);
+}
+
+void core_config_set(core_config *cfg, const char *assignment)
+{
+    char *copy = core_strdup(assignment);
+    char *eq = strchr(copy, '=');
+    CHECK(eq, "--set wants section.key=value, got '%s'", assignment);
+    CHECK(strchr(copy, '.') && strchr(copy, '.') < eq, "--set wants section.key=value, got '%s'", assignment);
+    parse_line(cfg, copy, "", "--set");
+    free(copy);
+    core_config_resolve(cfg);
+}
+
+/* Named schedules are given at six stages (SPEC section 4). */
+static const struct {
+    const char *name;
+    double v[6];
+} BETAS[] = {
+    {"uniform", {1, 1, 1, 1, 1, 1}},
+    {"linear", {0, .2, .4, .6, .8, 1}},
+    {"quadratic_a", {0, .45, .69, .85, .95, 1}},
+    {"quadratic_b", {0, .05, .15, .31, .65, 1}},
+};
+
+/* Linear resampling of n points over [0,1] onto `stages` points; one stage takes the last value,
+ * since the single stage is also the final one, where every schedule reaches its end. */
+static void resample(const double *v, int n, int stages, double *out)
+{
+    for (int s = 0; s < stages; s++) {
+        if (stages == 1 || n == 1) { out[s] = v[n - 1]; continue; }
+        double x = (double)s * (n - 1) / (stages - 1);
+        int i = (int)floor(x);
+        if (i >= n - 1) { out[s] = v[n - 1]; continue; }
+        double t = x - i;
+        out[s] = v[i] * (1 - t) + v[i + 1] * t;
+    }
+}
+
+int core_beta_schedule(const char *spec, int stages, double *out)
+{
+    for (size_t i = 0; i < sizeof BETAS / sizeof BETAS[0]; i++)
+        if (!strcmp(spec, BETAS[i].name)) {
+            resample(BETAS[i].v, 6, stages, out);
+            return 0;
+        }
+    double v[64];
+    int n = 0;
+    char buf[256];
+    if (strlen(spec) >= sizeof buf) return -1;
+    snprintf(buf, sizeof buf, "%s", spec);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n >= 64 || parse_double(trim(tok), &v[n]) != 0 || v[n] < 0) return -1;
+        n++;
+    }
+    if (n == 0) return -1;
+    resample(v, n, stages, out);
+    return 0;
+}
+
+void core_config_resolve(core_config *c)
+{
+    CHECK(c->model.stride == 8 || c->model.stride == 16, "config key 'model.stride' must be 8 or 16, got %d",
+          c->model.stride);
+    CHECK(c->model.input % c->model.stride == 0, "config key 'model.input' = %d must be a multiple of model.stride = %d",
+          c->model.input, c->model.stride);
+    CHECK(core_beta_schedule(c->loss.beta, c->model.stages, c->loss.beta_values) == 0,
+          "config key 'loss.beta' must be uniform, linear, quadratic_a, quadratic_b or a comma list of "
+          "non-negative numbers, got '%s'",
+          c->loss.beta);
+    CHECK(c->data.scale_min <= c->data.scale_max, "config key 'data.scale_min' exceeds data.scale_max");
+    CHECK(!strcmp(c->comm.device, "auto") || !strcmp(c->comm.device, "cpu") || !strcmp(c->comm.device, "cuda"),
+          "config key 'comm.device' must be auto, cpu or cuda, got '%s'", c->comm.device);
+}
+
+static double effective_delta(const core_config *c) { return c->loss.delta < 0 ? c->loss.gamma + 1 : c->loss.delta; }
+
+char *core_config_text(const core_config *c)
+{
+    size_t cap = 8192, len = 0;
+    char *out = core_malloc(cap);
+    out[0] = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key_desc *k = &KEYS[i];
+        const char *base = (const char *)c + k->off;
+        char val[1100];
+        switch (k->type) {
+        case K_INT:
+        case K_BOOL: snprintf(val, sizeof val, "%d", *(const int *)base); break;
+        case K_DBL:
+            /* delta is written resolved so that readers need not know the gamma+1 rule */
+            snprintf(val, sizeof val, "%.17g", !strcmp(k->name, "loss.delta") ? effective_delta(c) : *(const double *)base);
+            break;
+        case K_STR: snprintf(val, sizeof val, "%s", base); break;
+        case K_SS: snprintf(val, sizeof val, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
+        case K_SCALES: {
+            size_t n = 0;
+            val[0] = 0;
+            for (int j = 0; j < c->eval.nscales; j++)
+                n += snprintf(val + n, sizeof val - n, "%s%.17g", j ? "," : "", c->eval.scales[j]);
+            break;
+        }
+        }
+        size_t need = strlen(k->name) + strlen(val) + 8;
+        if (len + need >= cap) out = core_realloc(out, cap = 2 * cap + need);
+        len += snprintf(out + len, cap - len, "%s = %s\n", k->name, val);
+    }
+    return out;
+}
+
+int core_width(const core_config *cfg, int channels)
+{
+    int w = (int)lround(channels * cfg->model.width);
+    return w < 1 ? 1 : w;
+}

@@ -1,0 +1,40 @@
+/* sspose: one binary, one sub-command per job (SPEC section 7). */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/check.h"
+#include "launch/cli.h"
+
+#define SSPOSE_VERSION "0.1.0"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *what;
+} COMMANDS[] = {
+    {"init", cmd_init, "write a fresh checkpoint from a config"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sspose <command> [options]   (sspose <command> --help for each)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(out, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].what);
+    fprintf(out, "\n  --version  print the version and the backends built\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("sspose %s\nbackends: %s\n", SSPOSE_VERSION, core_backends_built());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
+    CORE_DIE("unknown command '%s' (see 'sspose --help')", argv[1]);
+}

@@ -1,0 +1,87 @@
+/* The OpenPose body network of SPEC section 3, built from a config and run on
+ * any backend. One description (the op list built in model/net.c) serves both
+ * devices; only the backend's kernels differ.
+ *
+ * Memory: one flat parameter buffer and one flat gradient buffer (same
+ * layout, so gradients can be all-reduced in buckets straight from it), and
+ * activation / activation-gradient arenas sized once per input shape. */
+#ifndef SSPOSE_MODEL_NET_H
+#define SSPOSE_MODEL_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "core/config.h"
+
+#define MODEL_NUM_HEAT 19   /* 18 keypoints + background */
+#define MODEL_NUM_PAF 38    /* 19 limbs x (x, y) */
+#define MODEL_NUM_OFFSET 36 /* 18 keypoints x (dx, dy) */
+
+typedef enum {
+    MODEL_OUT_PAF = 0, /* P_s   [N,38,h,w] */
+    MODEL_OUT_HEAT,    /* H_s   [N,19,h,w] */
+    MODEL_OUT_OFFSET,  /* O_s   [N,36,h,w]  (offsets on) */
+    MODEL_OUT_P2H,     /* Hps_s = p2h(P_s) [N,19,h,w]  (ss = p2h | both) */
+    MODEL_OUT_H2P,     /* Php_s = h2p(H_s) [N,38,h,w]  (ss = h2p | both) */
+    MODEL_NUM_OUT
+} model_out;
+
+typedef enum { MODEL_GROUP_BACKBONE = 0, MODEL_GROUP_STAGES = 1 } model_group;
+
+typedef struct model_param {
+    char name[48];     /* "stage2/paf/conv3/weight" (SPEC names, '/' separated) */
+    int shape[4];      /* [out,in,kh,kw] for weights, [out,1,1,1] for biases */
+    int ndim;          /* 4 or 1 */
+    size_t offset;     /* into the flat buffers, in floats */
+    size_t numel;
+    int is_bias;
+    model_group group; /* for learning-rate multipliers */
+    int fan_in;        /* in*kh*kw, for He init */
+    int relu;          /* the conv is followed by ReLU (He init) or linear (N(0, 0.01)) */
+} model_param;
+
+typedef struct model_net model_net;
+
+model_net *model_create(const core_config *cfg, core_backend *be);
+void model_destroy(model_net *net);
+
+core_backend *model_backend(model_net *net);
+const core_config *model_config(const model_net *net);
+
+/* Parameters (weights and biases listed separately, in network order). */
+int model_param_count(const model_net *net);
+const model_param *model_param_at(const model_net *net, int i);
+const model_param *model_param_find(const model_net *net, const char *name);
+size_t model_num_floats(const model_net *net); /* length of the flat buffers */
+float *model_params(model_net *net);           /* device */
+float *model_grads(model_net *net);            /* device */
+
+/* He-normal for ReLU convs, N(0, 0.01) for linear outputs, zero biases; from a seed. */
+void model_init_params(model_net *net, uint64_t seed);
+
+/* Sizes the arenas for N x 3 x H x W input (H, W multiples of the stride); cheap when unchanged. */
+void model_set_input_shape(model_net *net, int n, int h, int w);
+/* Device buffer of the current input shape; fill with pixel/255 - 0.5, NCHW RGB. */
+float *model_input(model_net *net);
+/* Output grid of the current shape. */
+void model_output_hw(const model_net *net, int *h, int *w);
+
+/* Forward pass. want_grad zeroes the activation-gradient arena so that the
+ * loss and model_backward can accumulate into it. */
+void model_forward(model_net *net, int want_grad);
+/* Backward pass from the output gradients (written by the loss, accumulated),
+ * accumulating into model_grads(). The caller zeroes model_grads() per step. */
+void model_backward(model_net *net);
+void model_zero_grads(model_net *net);
+
+/* stage is 0-based; .data is NULL when the output does not exist in this config. */
+core_tensor model_output(model_net *net, int stage, model_out which);
+core_tensor model_output_grad(model_net *net, int stage, model_out which);
+int model_has_output(const model_net *net, model_out which);
+
+/* Host copies of parameters (for checkpoints and tests). */
+void model_params_to_host(model_net *net, float *host);
+void model_params_from_host(model_net *net, const float *host);
+
+#endif
