@@ -14,6 +14,7 @@ static const struct {
     const char *what;
 } COMMANDS[] = {
     {"init", cmd_init, "write a fresh checkpoint from a config"},
+    {"synth", cmd_synth, "write a synthetic COCO-format keypoint dataset"},
 };
 
 static void usage(FILE *out)
