@@ -8,14 +8,15 @@
 #include "tests/test.h"
 #include "tests/test_loss_util.h"
 
+#include "core/h5util.h"
 #include "loss/loss_h5.h"
 
 static core_backend *be;
 
 static void write_tensor(hid_t f, const char *path, const core_tensor *x)
 {
-    int dims[4] = {x->n, x->c, x->h, x->w};
-    loss_h5_write_f32(f, path, x->data, 4, dims);
+    int64_t dims[4] = {x->n, x->c, x->h, x->w};
+    core_h5_write_f32(f, path, 4, dims, x->data);
 }
 
 static const char *out_names[MODEL_NUM_OUT] = {"paf", "heat", "offset", "p2h", "h2p"};
@@ -37,12 +38,7 @@ static void run_case(const char *name, const char **sets, int nsets, int n, int 
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5_CHECK(f, "cannot create %s", path);
     char *text = core_config_text(&cfg);
-    hid_t st = H5Tcopy(H5T_C_S1);
-    H5Tset_size(st, strlen(text) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(f, "config", st, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5_CHECK(H5Awrite(a, st, text), "write config");
-    H5Aclose(a), H5Sclose(sp), H5Tclose(st);
+    core_h5_attr_str(f, "config", text);
     free(text);
     write_tensor(f, "/targets/heat", &b.t.heat);
     write_tensor(f, "/targets/paf", &b.t.paf);
