@@ -10,13 +10,17 @@
 
 #include <glob.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <zlib.h>
+#include <jpeglib.h> /* after stdio.h: it uses FILE */
+#include <jerror.h>
 
 #include "core/check.h"
-#include "dataio/sample.h"
+#include "core/skeleton.h"
 #include "dataio/shard.h"
 
 #define STATE_VERSION 0x5353504c44520001LL /* "SSPLDR" v1 */
@@ -31,10 +35,12 @@ typedef struct {
     int done;      /* items finished */
 } slot_t;
 
+#define LOADER_JPEG_ROWS 16
+
 typedef struct {
-    dataio_packed packed;
-    dataio_sample sample;
-    int sample_p; /* max_persons the sample was sized for; -1 before first use */
+    dataio_packed packed; /* raw bytes of one sample, as read from the shard */
+    uint8_t *inflated;    /* one target dataset, inflated */
+    uint8_t *rows;        /* LOADER_JPEG_ROWS decoded RGB rows */
 } scratch_t;
 
 typedef struct { struct dataio_loader *L; int id; } worker_arg;
@@ -68,7 +74,7 @@ struct dataio_loader {
     scratch_t *scratch;    /* nthreads + 1 (the caller's) */
 
     int64_t samples;
-    double busy_s, wait_s;
+    double busy_s, cpu_s, wait_s;
     struct timespec t_open;
 };
 
@@ -76,6 +82,14 @@ static double now_s(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* This thread's CPU time: throughput per core stays measurable on a shared machine. */
+static double cpu_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
@@ -155,30 +169,169 @@ static int shard_of(const dataio_loader *L, int64_t g)
     return lo;
 }
 
+/* Channel each output channel is read from, and its sign, for the unflipped
+ * (identity) and flipped layouts of every target dataset. */
+typedef struct {
+    int src[DATAIO_NDS][64];
+    float sign[DATAIO_NDS][64];
+} remap_t;
+
+static void remap_init(remap_t *m, int flip)
+{
+    for (int d = 0; d < DATAIO_NDS; d++)
+        for (int c = 0; c < dataio_ds_channels[d]; c++) {
+            int src = c;
+            float sign = 1;
+            if (flip) {
+                if (d == DATAIO_DS_HEATMAP) src = skel_heat_mirror(c);
+                else if (d == DATAIO_DS_PAF) src = skel_paf_mirror(c);
+                else if (d == DATAIO_DS_OFFSET) src = 2 * skel_kp_mirror[c / 2] + (c & 1);
+                else if (d == DATAIO_DS_ATTENTION) src = skel_limb_mirror[c];
+                /* x components point the other way in a mirror image */
+                if ((d == DATAIO_DS_PAF || d == DATAIO_DS_OFFSET) && !(c & 1)) sign = -1;
+            }
+            m->src[d][c] = src;
+            m->sign[d][c] = sign;
+        }
+}
+static remap_t remaps[2];
+static float pixel_lut[256];
+static pthread_once_t remaps_once = PTHREAD_ONCE_INIT;
+static void remaps_make(void)
+{
+    remap_init(&remaps[0], 0);
+    remap_init(&remaps[1], 1);
+    /* the expression of dataio_sample_image_chw, so images match it bit for bit */
+    for (int v = 0; v < 256; v++) pixel_lut[v] = v * (1.0f / 255.0f) - 0.5f;
+}
+
+/* Inflates and dequantises dataset d of one sample straight into its batch
+ * rows, mirrored when flip: one pass, no intermediate float sample. */
+static void unpack_target(const dataio_loader *L, scratch_t *w, int d, int flip, float *out, const char *what)
+{
+    int gh = L->grid_h, gw = L->grid_w, nc = dataio_ds_channels[d];
+    size_t hw = (size_t)gh * gw, n = nc * hw;
+    const dataio_packed *p = &w->packed;
+    const uint8_t *q = p->chunk[d];
+    if (!p->raw[d]) {
+        uLongf got = (uLongf)n;
+        int zr = uncompress(w->inflated, &got, p->chunk[d], (uLong)p->chunk_len[d]);
+        CHECK(zr == Z_OK && got == n, "%s: corrupt %s chunk (zlib %d, %lu of %zu bytes)", what, dataio_ds_names[d], zr,
+              (unsigned long)got, n);
+        q = w->inflated;
+    } else {
+        CHECK(p->chunk_len[d] == n, "%s: %s has %zu bytes, expected %zu", what, dataio_ds_names[d], p->chunk_len[d], n);
+    }
+    const remap_t *m = &remaps[flip];
+    int is_signed = d == DATAIO_DS_PAF || d == DATAIO_DS_OFFSET;
+    for (int c = 0; c < nc; c++) {
+        float sc = dataio_ds_scale[d];
+        const uint8_t *src = q + (size_t)m->src[d][c] * hw;
+        float *dst = out + (size_t)c * hw;
+        int neg = m->sign[d][c] < 0;
+        for (int i = 0; i < gh; i++) {
+            const uint8_t *sr = src + (size_t)i * gw;
+            float *dr = dst + (size_t)i * gw;
+            /* same expressions as dataio_unpack_sample and dataio_flip_* (no -0 either), so results match bit for bit */
+            if (is_signed) {
+                if (flip) for (int j = 0; j < gw; j++) { float v = (float)(int8_t)sr[gw - 1 - j] * sc; dr[j] = neg && v != 0 ? -v : v; }
+                else for (int j = 0; j < gw; j++) dr[j] = (float)(int8_t)sr[j] * sc;
+            } else {
+                if (flip) for (int j = 0; j < gw; j++) dr[j] = (float)sr[gw - 1 - j] * sc;
+                else for (int j = 0; j < gw; j++) dr[j] = (float)sr[j] * sc;
+            }
+        }
+    }
+}
+
+/* libjpeg reports errors through a callback; we longjmp out of it. */
+typedef struct {
+    struct jpeg_error_mgr mgr;
+    jmp_buf jump;
+    int truncated;
+} jerr_t;
+
+static void jerr_exit(j_common_ptr ci) { longjmp(((jerr_t *)ci->err)->jump, 1); }
+static void jerr_message(j_common_ptr ci, int level)
+{
+    /* a premature end means invented pixels: refuse, like the reader does */
+    if (level < 0 && ci->err->msg_code == JWRN_JPEG_EOF) ((jerr_t *)ci->err)->truncated = 1;
+}
+
+/* Decodes the crop's JPEG straight into normalised float CHW, mirrored when
+ * flip, a few rows at a time (no full RGB image in between). Returns 0, or -1
+ * with the libjpeg message in msg. */
+static int decode_image(const dataio_loader *L, scratch_t *w, int flip, float *out, char *msg)
+{
+    const dataio_packed *p = &w->packed;
+    int S = L->size;
+    size_t plane = (size_t)S * S;
+    struct jpeg_decompress_struct ci;
+    jerr_t je;
+    ci.err = jpeg_std_error(&je.mgr);
+    je.mgr.error_exit = jerr_exit;
+    je.mgr.emit_message = jerr_message;
+    je.truncated = 0;
+    if (setjmp(je.jump)) {
+        (*ci.err->format_message)((j_common_ptr)&ci, msg);
+        jpeg_destroy_decompress(&ci);
+        return -1;
+    }
+    jpeg_create_decompress(&ci);
+    jpeg_mem_src(&ci, p->jpeg, (unsigned long)p->jpeg_len);
+    jpeg_read_header(&ci, TRUE);
+    ci.out_color_space = JCS_RGB;
+    jpeg_start_decompress(&ci);
+    if ((int)ci.output_width != S || (int)ci.output_height != S || ci.output_components != 3) {
+        snprintf(msg, JMSG_LENGTH_MAX, "crop is %ux%u with %d components, expected %dx%d RGB", ci.output_width,
+                 ci.output_height, ci.output_components, S, S);
+        jpeg_destroy_decompress(&ci);
+        return -1;
+    }
+    JSAMPROW rows[LOADER_JPEG_ROWS];
+    for (int r = 0; r < LOADER_JPEG_ROWS; r++) rows[r] = w->rows + (size_t)r * S * 3;
+    while (ci.output_scanline < ci.output_height) {
+        int y0 = (int)ci.output_scanline;
+        int got = (int)jpeg_read_scanlines(&ci, rows, LOADER_JPEG_ROWS);
+        for (int r = 0; r < got; r++) {
+            const uint8_t *px = rows[r];
+            float *o0 = out + (size_t)(y0 + r) * S, *o1 = o0 + plane, *o2 = o1 + plane;
+            /* xo walks backwards when mirrored; the table holds pixel/255 - 0.5 */
+            int xo = flip ? S - 1 : 0, step = flip ? -1 : 1;
+            for (int x = 0; x < S; x++, px += 3, xo += step) {
+                o0[xo] = pixel_lut[px[0]];
+                o1[xo] = pixel_lut[px[1]];
+                o2[xo] = pixel_lut[px[2]];
+            }
+        }
+        if (!got) break;
+    }
+    if (je.truncated) {
+        snprintf(msg, JMSG_LENGTH_MAX, "truncated JPEG (premature end of data)");
+        jpeg_destroy_decompress(&ci);
+        return -1;
+    }
+    jpeg_finish_decompress(&ci);
+    jpeg_destroy_decompress(&ci);
+    return 0;
+}
+
 static void decode_item(dataio_loader *L, scratch_t *w, slot_t *s, int j)
 {
     int64_t g = s->b.index[j];
     int f = shard_of(L, g);
     long local = (long)(g - L->first[f]);
-    const dataio_shard_attrs *a = dataio_shard_info(L->shards[f]);
-    if (w->sample_p != a->max_persons) {
-        if (w->sample_p >= 0) dataio_sample_free(&w->sample);
-        dataio_shard_sample_init(L->shards[f], &w->sample);
-        w->sample_p = a->max_persons;
-    }
-    dataio_shard_read_packed(L->shards[f], local, &w->packed);
-    char what[1100];
+    dataio_shard_read_packed(L->shards[f], local, &w->packed); /* the only step under the HDF5 lock */
+    char what[1100], msg[JMSG_LENGTH_MAX];
     snprintf(what, sizeof what, "%s sample %ld", L->paths[f], local);
-    dataio_unpack_sample(&w->packed, a, &w->sample, what);
-    if (s->b.flipped[j]) dataio_flip_sample(&w->sample);
-
+    int flip = s->b.flipped[j];
     size_t hw = (size_t)L->grid_h * L->grid_w;
-    dataio_sample_image_chw(&w->sample, s->b.image + (size_t)j * 3 * L->size * L->size);
-    memcpy(s->b.heatmap + (size_t)j * 19 * hw, w->sample.heatmap, 19 * hw * sizeof(float));
-    memcpy(s->b.paf + (size_t)j * 38 * hw, w->sample.paf, 38 * hw * sizeof(float));
-    memcpy(s->b.offset + (size_t)j * 36 * hw, w->sample.offset, 36 * hw * sizeof(float));
-    memcpy(s->b.attention + (size_t)j * 19 * hw, w->sample.attention, 19 * hw * sizeof(float));
-    memcpy(s->b.mask + (size_t)j * hw, w->sample.mask, hw * sizeof(float));
+    CHECK(decode_image(L, w, flip, s->b.image + (size_t)j * 3 * L->size * L->size, msg) == 0, "%s: corrupt JPEG: %s",
+          what, msg);
+    float *outs[DATAIO_NDS] = {s->b.mask + (size_t)j * hw, s->b.heatmap + (size_t)j * 19 * hw,
+                               s->b.paf + (size_t)j * 38 * hw, s->b.offset + (size_t)j * 36 * hw,
+                               s->b.attention + (size_t)j * 19 * hw};
+    for (int d = 0; d < DATAIO_NDS; d++) unpack_target(L, w, d, flip, outs[d], what);
 }
 
 /* Takes one pending item (lock held): from `only` when given, else the oldest filling slot. */
@@ -201,11 +354,12 @@ static int take_item(dataio_loader *L, slot_t *only, slot_t **sp, int *jp)
 static void run_item(dataio_loader *L, scratch_t *w, slot_t *s, int j)
 {
     pthread_mutex_unlock(&L->mu);
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     decode_item(L, w, s, j);
-    double dt = now_s() - t0;
+    double dt = now_s() - t0, dc = cpu_s() - c0;
     pthread_mutex_lock(&L->mu);
     L->busy_s += dt;
+    L->cpu_s += dc;
     L->samples++;
     if (++s->done == s->b.n) {
         s->state = SLOT_READY;
@@ -348,7 +502,11 @@ dataio_loader *dataio_loader_open(const dataio_loader_opts *opts, const dataio_l
           pthread_cond_init(&L->done_cv, NULL) == 0, "loader: cannot create thread locks");
     L->nthreads = opts->threads;
     L->scratch = core_calloc(L->nthreads + 1, sizeof *L->scratch);
-    for (int i = 0; i <= L->nthreads; i++) L->scratch[i].sample_p = -1;
+    for (int i = 0; i <= L->nthreads; i++) {
+        L->scratch[i].inflated = core_malloc((size_t)DATAIO_PAF_CH * hw);
+        L->scratch[i].rows = core_malloc((size_t)LOADER_JPEG_ROWS * L->size * 3);
+    }
+    pthread_once(&remaps_once, remaps_make);
     L->threads = core_calloc(L->nthreads ? L->nthreads : 1, sizeof *L->threads);
     worker_arg *wa = L->wargs = core_calloc(L->nthreads ? L->nthreads : 1, sizeof *wa);
     clock_gettime(CLOCK_MONOTONIC, &L->t_open);
@@ -414,12 +572,14 @@ void dataio_loader_get_stats(const dataio_loader *L, dataio_loader_stats *s)
     pthread_mutex_lock((pthread_mutex_t *)&L->mu);
     s->samples = L->samples;
     s->busy_s = L->busy_s;
+    s->cpu_s = L->cpu_s;
     s->wait_s = L->wait_s;
     pthread_mutex_unlock((pthread_mutex_t *)&L->mu);
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     s->wall_s = (t.tv_sec - L->t_open.tv_sec) + 1e-9 * (t.tv_nsec - L->t_open.tv_nsec);
     s->per_thread = s->busy_s > 0 ? s->samples / s->busy_s : 0;
+    s->per_core = s->cpu_s > 0 ? s->samples / s->cpu_s : 0;
 }
 
 void dataio_loader_close(dataio_loader *L)
@@ -436,7 +596,8 @@ void dataio_loader_close(dataio_loader *L)
     pthread_cond_destroy(&L->done_cv);
     for (int i = 0; i <= L->nthreads; i++) {
         dataio_packed_free(&L->scratch[i].packed);
-        if (L->scratch[i].sample_p >= 0) dataio_sample_free(&L->scratch[i].sample);
+        free(L->scratch[i].inflated);
+        free(L->scratch[i].rows);
     }
     for (int i = 0; i < L->nslots; i++) {
         dataio_batch *b = &L->slots[i].b;

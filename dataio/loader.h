@@ -97,10 +97,12 @@ int64_t dataio_loader_steps_per_epoch(const dataio_loader *L);
 
 typedef struct {
     int64_t samples;       /* decoded since open */
-    double busy_s;         /* thread-seconds spent decoding (workers and caller) */
-    double wait_s;         /* seconds next() blocked the caller */
+    double busy_s;         /* thread-seconds (wall) spent decoding, workers and caller, HDF5 lock waits included */
+    double cpu_s;          /* CPU seconds those threads used for it */
+    double wait_s;         /* seconds next() blocked the caller: > 0 means the trainer waited for data */
     double wall_s;         /* seconds since open */
     double per_thread;     /* samples / busy_s: throughput of one decoding thread */
+    double per_core;       /* samples / cpu_s: throughput of one fully used core */
 } dataio_loader_stats;
 void dataio_loader_get_stats(const dataio_loader *L, dataio_loader_stats *s);
 

@@ -16,8 +16,9 @@ static uint64_t fx_hash(uint64_t z)
     return z ^ (z >> 31);
 }
 
-/* Writes `n` samples of an S x S crop at `stride`, tagged with `tag` (samples differ across shards). */
-static void fx_write_shard(const char *path, int n, int S, int stride, int tag)
+/* Writes `n` samples of an S x S crop at `stride`, tagged with `tag` (samples differ across shards).
+ * noise > 0 adds pixel noise of that amplitude (photo-like JPEG sizes for benchmarks). */
+static void fx_write_shard_noisy(const char *path, int n, int S, int stride, int tag, int noise)
 {
     int G = S / stride, P = 3;
     dataio_shard_attrs a = {.input_size = S, .stride = stride, .sigma = 7, .paf_width = 1, .seed = tag};
@@ -35,6 +36,11 @@ static void fx_write_shard(const char *path, int n, int S, int stride, int tag)
                 p[0] = (uint8_t)(x * 255 / S);
                 p[1] = (uint8_t)((h & 255) + y);
                 p[2] = (uint8_t)((h >> 8) & 255) ^ (uint8_t)((x / 8 + y / 8) & 1 ? 64 : 0);
+                if (noise)
+                    for (int c = 0; c < 3; c++) {
+                        int v = p[c] + (int)(fx_hash(h ^ ((uint64_t)y << 20) ^ (uint64_t)(x * 3 + c)) % (2 * noise + 1)) - noise;
+                        p[c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                    }
             }
         int np = 1 + (int)((h >> 16) % P);
         for (int q = 0; q < np; q++)
@@ -55,6 +61,11 @@ static void fx_write_shard(const char *path, int n, int S, int stride, int tag)
     }
     dataio_packed_free(&pk);
     dataio_shard_writer_close(w);
+}
+
+static void fx_write_shard(const char *path, int n, int S, int stride, int tag)
+{
+    fx_write_shard_noisy(path, n, S, stride, tag, 0);
 }
 
 #endif
