@@ -169,6 +169,12 @@ static int shard_of(const dataio_loader *L, int64_t g)
     return lo;
 }
 
+/* Fatal errors while decoding take the HDF5 lock first: no other worker is
+ * then inside HDF5 while exit() runs HDF5's atexit clean-up, and a second
+ * failing worker blocks there instead of printing a second line. */
+#define WORKER_CHECK(cond, ...) \
+    do { if (!(cond)) { dataio_h5_lock(); core_die_at(__FILE__, __LINE__, __VA_ARGS__); } } while (0)
+
 /* Channel each output channel is read from, and its sign, for the unflipped
  * (identity) and flipped layouts of every target dataset. */
 typedef struct {
@@ -216,11 +222,11 @@ static void unpack_target(const dataio_loader *L, scratch_t *w, int d, int flip,
     if (!p->raw[d]) {
         uLongf got = (uLongf)n;
         int zr = uncompress(w->inflated, &got, p->chunk[d], (uLong)p->chunk_len[d]);
-        CHECK(zr == Z_OK && got == n, "%s: corrupt %s chunk (zlib %d, %lu of %zu bytes)", what, dataio_ds_names[d], zr,
+        WORKER_CHECK(zr == Z_OK && got == n, "%s: corrupt %s chunk (zlib %d, %lu of %zu bytes)", what, dataio_ds_names[d], zr,
               (unsigned long)got, n);
         q = w->inflated;
     } else {
-        CHECK(p->chunk_len[d] == n, "%s: %s has %zu bytes, expected %zu", what, dataio_ds_names[d], p->chunk_len[d], n);
+        WORKER_CHECK(p->chunk_len[d] == n, "%s: %s has %zu bytes, expected %zu", what, dataio_ds_names[d], p->chunk_len[d], n);
     }
     const remap_t *m = &remaps[flip];
     int is_signed = d == DATAIO_DS_PAF || d == DATAIO_DS_OFFSET;
@@ -326,7 +332,7 @@ static void decode_item(dataio_loader *L, scratch_t *w, slot_t *s, int j)
     snprintf(what, sizeof what, "%s sample %ld", L->paths[f], local);
     int flip = s->b.flipped[j];
     size_t hw = (size_t)L->grid_h * L->grid_w;
-    CHECK(decode_image(L, w, flip, s->b.image + (size_t)j * 3 * L->size * L->size, msg) == 0, "%s: corrupt JPEG: %s",
+    WORKER_CHECK(decode_image(L, w, flip, s->b.image + (size_t)j * 3 * L->size * L->size, msg) == 0, "%s: corrupt JPEG: %s",
           what, msg);
     float *outs[DATAIO_NDS] = {s->b.mask + (size_t)j * hw, s->b.heatmap + (size_t)j * 19 * hw,
                                s->b.paf + (size_t)j * 38 * hw, s->b.offset + (size_t)j * 36 * hw,
@@ -545,9 +551,11 @@ const dataio_batch *dataio_loader_next(dataio_loader *L)
 void dataio_loader_release(dataio_loader *L, const dataio_batch *b)
 {
     int64_t k = b->step - L->start_step;
-    CHECK(k >= 0 && k < L->consumed && &L->slots[k % L->nslots].b == b && L->slots[k % L->nslots].state == SLOT_OUT,
-          "loader: release of a batch that is not out (step %lld)", (long long)b->step);
     pthread_mutex_lock(&L->mu);
+    if (!(k >= 0 && k < L->consumed && &L->slots[k % L->nslots].b == b && L->slots[k % L->nslots].state == SLOT_OUT)) {
+        pthread_mutex_unlock(&L->mu);
+        CORE_DIE("loader: release of a batch that is not out (step %lld)", (long long)b->step);
+    }
     assign_slot(L, k + L->nslots);
     pthread_cond_broadcast(&L->work_cv);
     pthread_mutex_unlock(&L->mu);

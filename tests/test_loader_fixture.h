@@ -9,7 +9,7 @@
 
 #include "dataio/shard.h"
 
-static uint64_t fx_hash(uint64_t z)
+static inline uint64_t fx_hash(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -18,7 +18,7 @@ static uint64_t fx_hash(uint64_t z)
 
 /* Writes `n` samples of an S x S crop at `stride`, tagged with `tag` (samples differ across shards).
  * noise > 0 adds pixel noise of that amplitude (photo-like JPEG sizes for benchmarks). */
-static void fx_write_shard_noisy(const char *path, int n, int S, int stride, int tag, int noise)
+static inline void fx_write_shard_noisy(const char *path, int n, int S, int stride, int tag, int noise)
 {
     int G = S / stride, P = 3;
     dataio_shard_attrs a = {.input_size = S, .stride = stride, .sigma = 7, .paf_width = 1, .seed = tag};
@@ -63,7 +63,7 @@ static void fx_write_shard_noisy(const char *path, int n, int S, int stride, int
     dataio_shard_writer_close(w);
 }
 
-static void fx_write_shard(const char *path, int n, int S, int stride, int tag)
+static inline void fx_write_shard(const char *path, int n, int S, int stride, int tag)
 {
     fx_write_shard_noisy(path, n, S, stride, tag, 0);
 }
