@@ -14,6 +14,7 @@ static const struct {
     const char *what;
 } COMMANDS[] = {
     {"init", cmd_init, "write a fresh checkpoint from a config"},
+    {"data", cmd_data, "COCO keypoints JSON + images -> training shards"},
 };
 
 static void usage(FILE *out)
