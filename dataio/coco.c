@@ -243,8 +243,9 @@ int dataio_coco_parse(const char *text, size_t len, dataio_coco *c, dataio_skips
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root) {
         size_t at = end && end >= text ? (size_t)(end - text) : 0;
+        /* cJSON stops on the last character when the text simply ends */
         snprintf(err, errlen, "not valid JSON (parse error near byte %zu of %zu%s)", at, len,
-                 at >= len ? ", truncated?" : "");
+                 at + 1 >= len ? ": truncated?" : "");
         return -1;
     }
     const cJSON *images = cJSON_GetObjectItemCaseSensitive(root, "images");

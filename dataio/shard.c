@@ -594,7 +594,9 @@ void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out)
         } else {
             grow(&out->chunk[d], &out->chunk_cap[d], raw_len);
             hid_t ms, fs = select_row(r, r->ds[d], i, &ms);
-            RCHECK(r, H5Dread(r->ds[d], H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, out->chunk[d]) >= 0,
+            /* the memory type must keep the sign, or HDF5 clips negatives to 0 */
+            hid_t mt = ds_signed[d] ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8;
+            RCHECK(r, H5Dread(r->ds[d], mt, ms, fs, H5P_DEFAULT, out->chunk[d]) >= 0,
                    "cannot read %s of sample %ld", dataio_ds_names[d], i);
             H5Sclose(ms);
             H5Sclose(fs);
