@@ -300,14 +300,15 @@ static int decode_image(const dataio_loader *L, scratch_t *w, int flip, float *o
         int y0 = (int)ci.output_scanline;
         int got = (int)jpeg_read_scanlines(&ci, rows, LOADER_JPEG_ROWS);
         for (int r = 0; r < got; r++) {
-            const uint8_t *px = rows[r];
-            float *o0 = out + (size_t)(y0 + r) * S, *o1 = o0 + plane, *o2 = o1 + plane;
-            /* xo walks backwards when mirrored; the table holds pixel/255 - 0.5 */
-            int xo = flip ? S - 1 : 0, step = flip ? -1 : 1;
-            for (int x = 0; x < S; x++, px += 3, xo += step) {
-                o0[xo] = pixel_lut[px[0]];
-                o1[xo] = pixel_lut[px[1]];
-                o2[xo] = pixel_lut[px[2]];
+            /* one plane at a time: a single forward store stream per loop (measurably faster
+             * than three interleaved ones); the table holds pixel/255 - 0.5 */
+            for (int c = 0; c < 3; c++) {
+                const uint8_t *px = rows[r] + c;
+                float *o = out + c * plane + (size_t)(y0 + r) * S;
+                if (flip)
+                    for (int x = S - 1; x >= 0; x--, px += 3) o[x] = pixel_lut[*px];
+                else
+                    for (int x = 0; x < S; x++, px += 3) o[x] = pixel_lut[*px];
             }
         }
         if (!got) break;
