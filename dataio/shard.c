@@ -176,6 +176,8 @@ static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, co
     hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
     H5_CHECK(pl, "H5Pcreate failed");
     H5_CHECK(H5Pset_chunk(pl, rank, chunk), "H5Pset_chunk failed for %s", name);
+    /* no timestamps: the same input gives byte-identical shards */
+    H5_CHECK(H5Pset_obj_track_times(pl, 0), "H5Pset_obj_track_times failed");
     if (deflate) H5_CHECK(H5Pset_deflate(pl, 1), "H5Pset_deflate failed for %s", name);
     hid_t d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
     H5_CHECK(d, "cannot create dataset %s", name);
@@ -592,7 +594,9 @@ void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out)
         } else {
             grow(&out->chunk[d], &out->chunk_cap[d], raw_len);
             hid_t ms, fs = select_row(r, r->ds[d], i, &ms);
-            RCHECK(r, H5Dread(r->ds[d], H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, out->chunk[d]) >= 0,
+            /* the memory type must keep the sign, or HDF5 clips negatives to 0 */
+            hid_t mt = ds_signed[d] ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8;
+            RCHECK(r, H5Dread(r->ds[d], mt, ms, fs, H5P_DEFAULT, out->chunk[d]) >= 0,
                    "cannot read %s of sample %ld", dataio_ds_names[d], i);
             H5Sclose(ms);
             H5Sclose(fs);

@@ -16,6 +16,7 @@ static const struct {
 } COMMANDS[] = {
     {"init", cmd_init, "write a fresh checkpoint from a config"},
     {"synth", cmd_synth, "write a synthetic COCO-format keypoint dataset"},
+    {"data", cmd_data, "COCO keypoints JSON + images -> training shards"},
 };
 
 static void usage(FILE *out)
