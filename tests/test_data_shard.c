@@ -43,6 +43,7 @@ static void round_trip(void)
     dataio_shard_attrs a = {.input_size = S, .stride = STRIDE, .sigma = 7, .paf_width = 1, .seed = 42};
     snprintf(a.source, sizeof a.source, "ann.json");
     snprintf(a.augment, sizeof a.augment, "scale=0.5..1.1");
+    unlink(path); /* a left-over from an earlier run would defeat the temp-name check */
     dataio_shard_writer *w = dataio_shard_writer_open(path, &a);
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
