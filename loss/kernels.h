@@ -73,6 +73,8 @@ typedef struct loss_kernels {
 
 extern const loss_kernels loss_kernels_cpu;
 
+/* Whether this build has loss kernels for a device. */
+int loss_kernels_built(core_device dev);
 /* The kernels for a backend's device; dies with a clear line when the device has none built. */
 const loss_kernels *loss_kernels_for(const core_backend *be);
 
