@@ -15,6 +15,7 @@ static const struct {
     const char *what;
 } COMMANDS[] = {
     {"init", cmd_init, "write a fresh checkpoint from a config"},
+    {"train", cmd_train, "train under mpirun/srun or alone (data-parallel, resumable)"},
     {"synth", cmd_synth, "write a synthetic COCO-format keypoint dataset"},
     {"data", cmd_data, "COCO keypoints JSON + images -> training shards"},
 };

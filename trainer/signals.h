@@ -1,0 +1,13 @@
+/* Preemption: SIGTERM and SIGUSR1 (what SLURM sends before it kills a job)
+ * only raise a flag; the training loop agrees on it across ranks at the end
+ * of a step, writes a checkpoint and exits 0. A second SIGTERM/SIGINT while
+ * the first is being honoured falls back to the default action. */
+#ifndef SSPOSE_TRAINER_SIGNALS_H
+#define SSPOSE_TRAINER_SIGNALS_H
+
+void trainer_signals_install(void);
+void trainer_signals_restore(void);
+/* The signal number received (0 when none). */
+int trainer_stop_signal(void);
+
+#endif

@@ -1,0 +1,18 @@
+/* Data-parallel training loop (`sspose train`).
+ *
+ * Every rank holds a full replica; per step each computes the loss and
+ * gradients of its train.batch samples, the gradients are averaged over the
+ * global batch with one bucketed all-reduce, and every rank applies the same
+ * SGD update. Rank 0 writes the run directory: config.ini, metrics.jsonl and
+ * checkpoints (with momentum, step and loader position for exact resume). */
+#ifndef SSPOSE_TRAINER_TRAIN_H
+#define SSPOSE_TRAINER_TRAIN_H
+
+#include "core/config.h"
+
+/* Runs (or, with resume, continues) training into `rundir` up to
+ * cfg->train.steps. comm_init must have been called. Returns 0 when training
+ * finished or was stopped by SIGTERM/SIGUSR1 after writing a checkpoint. */
+int trainer_run(const core_config *cfg, const char *rundir, int resume);
+
+#endif
