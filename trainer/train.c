@@ -159,6 +159,39 @@ static int config_value(const char *text, const char *key, char *out, size_t len
     return -1;
 }
 
+/* The config attribute of a checkpoint, or NULL when the file cannot be read
+ * (the caller's load then fails and falls back). */
+static char *peek_config(const char *path)
+{
+    core_h5_quiet();
+    if (H5Fis_hdf5(path) <= 0) return NULL;
+    dataio_h5_lock();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    char *text = f >= 0 ? core_h5_attr_read_str(f, "config") : NULL;
+    if (f >= 0) H5Fclose(f);
+    dataio_h5_unlock();
+    return text;
+}
+
+static void check_model_keys(const char *ckpt_text, const char *now_text, const char *path)
+{
+    for (const char *p = now_text; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        const char *eq = memchr(p, '=', ll);
+        if (!strncmp(p, "model.", 6) && eq && eq > p + 1 && (size_t)(eq - 1 - p) < 128) {
+            char key[128], now[512], then[512];
+            size_t kl = (size_t)(eq - 1 - p);
+            memcpy(key, p, kl);
+            key[kl] = 0;
+            config_value(now_text, key, now, sizeof now);
+            CHECK(config_value(ckpt_text, key, then, sizeof then) != 0 || !strcmp(now, then),
+                  "cannot resume from '%s': it was trained with %s = %s, this run has %s", path, key, then, now);
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+}
+
 /* model.* must match (the weights would not fit otherwise); other changes are listed. */
 static void compare_configs(const char *ckpt_text, const char *now_text, const char *path)
 {
@@ -265,6 +298,13 @@ static int resume_from_rundir(run_ctx *r)
             state_io io;
             memset(&io, 0, sizeof io);
             int64_t step = 0;
+            /* A different model is the user's mistake, not a broken file: say so
+             * before trying to load tensors that cannot fit. */
+            char *then = peek_config(path);
+            if (then) {
+                check_model_keys(then, r->config_text, path);
+                free(then);
+            }
             dataio_h5_lock();
             int rc = model_ckpt_try_load(path, r->net, r->momentum, &step, read_state, &io, err, sizeof err);
             dataio_h5_unlock();
@@ -283,8 +323,6 @@ static int resume_from_rundir(run_ctx *r)
                 free(io.config);
                 continue;
             }
-            compare_configs(io.config, r->config_text, path);
-            free(io.config);
             int64_t gb = (int64_t)r->cfg->train.batch * r->world;
             CHECK(io.st.global_batch == gb,
                   "cannot resume from '%s': it was trained with a global batch of %lld (%lld ranks x %lld), this run "
@@ -293,6 +331,8 @@ static int resume_from_rundir(run_ctx *r)
                   r->cfg->train.batch, (long long)gb);
             CHECK(io.st.seed == r->cfg->train.seed, "cannot resume from '%s': it was trained with train.seed = %lld, this run has %d",
                   path, (long long)io.st.seed, r->cfg->train.seed);
+            compare_configs(io.config, r->config_text, path);
+            free(io.config);
             r->st = io.st;
             found = 1;
             core_info("resuming from %s (step %lld%s)", path, (long long)io.st.step,
