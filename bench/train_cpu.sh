@@ -20,7 +20,7 @@ trap 'rm -rf "$T"' EXIT
 "$SSPOSE" data --config configs/tiny.ini --ann "$T/coco/annotations.json" --images "$T/coco/images" \
   --out "$T/train" --threads 2 >/dev/null 2>&1
 SETS=(--set data.train="$T/train-*.h5" --set train.steps="$STEPS" --set train.log_every=10
-      --set train.checkpoint_every=0 --set train.lr=1e-5 --set data.threads=1)
+      --set train.checkpoint_every=0 --set train.lr=2e-6 --set data.threads=1)
 
 # report LABEL RUNDIR: mean over the logged windows after the first
 report() {

@@ -50,10 +50,15 @@ void comm_abort(int code)
 
 /* core_die_at's exit hook: a fatal error on any rank ends every rank. A
  * singleton just exits: MPI_Abort would add a multi-line banner to the one
- * error line that single-process tools promise. */
+ * error line that single-process tools promise. It exits without atexit
+ * handlers: worker threads (the loader's) may still be inside HDF5, whose
+ * own atexit teardown would then print pages of diagnostics. */
 static void abort_hook(int code)
 {
     if (g_size > 1) comm_abort(code);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(code ? code : 1);
 }
 
 /* ---- watchdog ------------------------------------------------------------

@@ -58,4 +58,6 @@ then t_ok train_outputs_h5py; else t_fail train_outputs_h5py "RUNDIR contents do
 t_bad_input train_rundir_in_use "already holds 2 checkpoint\(s\); pass --resume" tr_train "$R" --set train.steps=6
 t_bad_input train_resume_other_model "trained with model.width = 0.25, this run has 0.5" \
   "$SSPOSE" train --out "$R" --resume --set model.width=0.5 --set train.steps=8
+if grep -q '^model.width = 0.25$' "$R/config.ini"; then t_ok train_refused_resume_keeps_config
+else t_fail train_refused_resume_keeps_config "a refused resume rewrote config.ini"; fi
 t_end

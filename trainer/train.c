@@ -12,6 +12,7 @@
 #include "comm/comm.h"
 #include "core/check.h"
 #include "core/h5util.h"
+#include "core/progress.h"
 #include "dataio/shard.h"
 #include "loss/loss.h"
 #include "model/checkpoint.h"
@@ -372,14 +373,6 @@ static const char *nonfinite_param(run_ctx *r)
     return "(the sum of squares overflows)";
 }
 
-static void fmt_duration(double s, char *out, size_t len)
-{
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(out, len, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else if (t >= 60) snprintf(out, len, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(out, len, "%lds", t);
-}
-
 int trainer_run(const core_config *cfg, const char *rundir, int resume)
 {
     CHECK(comm_initialized(), "trainer_run before comm_init");
@@ -403,9 +396,6 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         free(steps);
         CHECK(resume || n == 0, "%s already holds %d checkpoint(s); pass --resume to continue that run or choose another --out",
               rundir, n);
-        char path[4200];
-        snprintf(path, sizeof path, "%s/config.ini", rundir);
-        trainer_write_text_atomic(path, r->config_text);
     }
     comm_barrier();
 
@@ -433,6 +423,10 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
     r->st.dataset_size = dataset;
 
     if (r->rank == 0) {
+        /* Written once the resume checks passed, so a refused resume leaves the old one. */
+        char path[4200];
+        snprintf(path, sizeof path, "%s/config.ini", rundir);
+        trainer_write_text_atomic(path, r->config_text);
         r->metrics = trainer_metrics_open(rundir, resumed ? (long)r->st.step : -1);
         core_info("training %s: %d rank(s) x %d = %lld samples/step, %ld samples, %zu parameters, backend %s, steps %lld -> %d",
                   rundir, r->world, cfg->train.batch, (long long)r->st.global_batch, dataset, r->nfloats, r->be->name,
@@ -499,8 +493,8 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         msg[M_TDATA] = (t1 - t0) * inv_world;
         msg[M_TCOMPUTE] = (t2 - t1) * inv_world;
         comm_allreduce_doubles(msg, M_LEN, COMM_SUM);
-        double gsq = r->be->sumsq(r->be, grads, r->nfloats);
         double t3 = now_s();
+        double gsq = r->be->sumsq(r->be, grads, r->nfloats);
 
         /* Guards: the loss (any rank) and the averaged gradients (identical on every rank). */
         char what[160] = "";
@@ -565,7 +559,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
             };
             trainer_metrics_write(r->metrics, &row);
             char eta[32];
-            fmt_duration(row.t_step * (cfg->train.steps - r->st.step), eta, sizeof eta);
+            core_format_duration(row.t_step * (cfg->train.steps - r->st.step), eta, sizeof eta);
             core_info("step %lld/%d epoch %ld  loss %.4g  lr %.3g  %.1f samples/s  data %.0f%% comm %.0f%%  ETA %s",
                       (long long)r->st.step, cfg->train.steps, epoch, row.loss, row.lr, row.samples_per_s,
                       100 * row.t_data / row.t_step, 100 * row.t_comm / row.t_step, eta);
