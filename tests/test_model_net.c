@@ -227,7 +227,7 @@ static void test_init_statistics_and_determinism(void)
 int main(void)
 {
     core_set_quiet(1);
-    be = core_cpu_backend_create(2);
+    be = core_cpu_backend_create(1); /* tiny tensors: threads would only add contention */
     T_RUN(test_structure_paper);
     T_RUN(test_output_shapes_stride16);
     T_RUN(test_init_statistics_and_determinism);
