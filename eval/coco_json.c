@@ -37,7 +37,11 @@ static int parse_json(const char *text, size_t len, cJSON **out, char *err, size
         if (*p == '\n') { line++; col = 1; }
         else col++;
     }
-    if (end >= text + len) return fail(err, errlen, "malformed JSON: unexpected end of input (line %d)", line);
+    /* cJSON reports a failure at the end of the buffer on its last byte; a last byte that
+     * does not close anything means the text stops early */
+    if (end + 1 >= text + len && len > 0 && text[len - 1] != ']' && text[len - 1] != '}')
+        return fail(err, errlen, "malformed JSON: unexpected end of input at line %d (truncated?)", line);
+    if (len == 0) return fail(err, errlen, "malformed JSON: empty input");
     return fail(err, errlen, "malformed JSON at line %d column %d", line, col);
 }
 
