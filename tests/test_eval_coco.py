@@ -202,15 +202,16 @@ CASES = [
 
 
 def test_random_perturbations_match_pycocotools():
+    seeds = int(os.environ.get("SSPOSE_EVAL_SEEDS", "3"))  # more for a longer sweep
     n = 0
     for ci, opts in enumerate(CASES):
-        for seed in range(3):
+        for seed in range(seeds):
             rng = np.random.default_rng(1000 * ci + seed)
             gt = make_gt(rng, nimg=int(rng.integers(6, 30)), ncat=opts.get("ncat", 1), id_zero=opts.get("id_zero", False))
             dt = make_dets(rng, gt, opts)
             compare(gt, dt, f"case{ci}_{seed}")
             n += 1
-    assert n == 3 * len(CASES)
+    assert n == seeds * len(CASES)
 
 
 def test_sample_gt_perturbed_matches_pycocotools():
@@ -239,6 +240,9 @@ def test_only_ignored_gt_gives_minus_one():
     dt = json.load(open(DT_SAMPLE))
     ref = compare(gt, dt, "all_ignored")
     assert ref == [-1.0] * 10, ref
+    _, ref_lines = pycoco(gt, dt)
+    got = sspose(gt, dt, "all_ignored_text", json_out=False).splitlines()
+    assert got == ref_lines and got[0].endswith("= -1.000"), f"{got} vs {ref_lines}"
 
 
 def test_large_set_speed():
@@ -256,8 +260,9 @@ def test_large_set_speed():
     assert el < 10, f"sspose eval took {el:.1f}s"
 
 
-for fn in [test_sample_matches_pycocotools, test_sample_summary_text_identical,
-           test_random_perturbations_match_pycocotools, test_sample_gt_perturbed_matches_pycocotools,
-           test_empty_results, test_only_ignored_gt_gives_minus_one, test_large_set_speed]:
-    H.run(fn)
-H.end()
+if __name__ == "__main__":
+    for fn in [test_sample_matches_pycocotools, test_sample_summary_text_identical,
+               test_random_perturbations_match_pycocotools, test_sample_gt_perturbed_matches_pycocotools,
+               test_empty_results, test_only_ignored_gt_gives_minus_one, test_large_set_speed]:
+        H.run(fn)
+    H.end()
