@@ -260,7 +260,8 @@ def test_large_set_speed():
     ref, _ = pycoco(gt, dt)
     for i, n in enumerate(NAMES):
         assert abs(got[n] - ref[i]) <= 1e-6, f"{n}: {got[n]} vs {ref[i]}"
-    assert el < 10, f"sspose eval took {el:.1f}s"
+    limit = 30 if os.environ.get("SANITIZE") == "1" else 10  # ~2.5 s plain on the 2-core build machine
+    assert el < limit, f"sspose eval took {el:.1f}s"
 
 
 def bench(nimg=5000):
