@@ -15,6 +15,7 @@ static const struct {
     const char *what;
 } COMMANDS[] = {
     {"init", cmd_init, "write a fresh checkpoint from a config"},
+    {"eval", cmd_eval, "COCO keypoint AP of a results file (pycocotools numbers)"},
 };
 
 static void usage(FILE *out)
