@@ -15,9 +15,19 @@ PYTHON  ?= /usr/bin/python3
 
 MODULES := core model loss dataio eval comm trainer
 
-PKGS := hdf5-serial openblas libcjson cairo libjpeg libpng
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# OpenBLAS: prefer its OpenMP build, so that sgemm and our OpenMP loops share one thread
+# pool (the pthread build's threads and libgomp's spin-waiting workers fight over the cores).
+BLAS_OMP_DIR := $(firstword $(wildcard /usr/lib/*/openblas-openmp))
+ifneq ($(BLAS_OMP_DIR),)
+  BLAS_CFLAGS := $(shell PKG_CONFIG_PATH=$(BLAS_OMP_DIR)/pkgconfig pkg-config --cflags openblas 2>/dev/null)
+  BLAS_LIBS   := -L$(BLAS_OMP_DIR) -Wl,-rpath,$(BLAS_OMP_DIR) -lopenblas
+else
+  BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+  BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null)
+endif
+PKGS := hdf5-serial libcjson cairo libjpeg libpng
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_CFLAGS)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(BLAS_LIBS)
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
 
