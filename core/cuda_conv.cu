@@ -1,0 +1,212 @@
+// Convolutions on cuDNN, with the op interface's semantics (core/backend.h):
+// stride 1, "same" zero padding, cross-correlation (Caffe/PyTorch weights
+// [out,in,kh,kw]), forward y = act(conv(x) + b), backward accumulating into
+// dx, dw and db (cuDNN's beta = 1).
+//
+// Plans: one per (shape, data type, math mode, determinism), holding the
+// descriptors and, found on first use of each direction, the algorithm
+// cuDNN's own timing search (cudnnFindConvolution*Algorithm) ranks fastest
+// among those that
+//   - succeeded,
+//   - fit the workspace limit (a quarter of free memory at start, <= 2 GiB),
+//   - are CUDNN_DETERMINISTIC when the backend's deterministic flag is set
+//     (the default: backward-filter ALGO_0/ALGO_3 and backward-data ALGO_0
+//     use atomics and are excluded).
+// The search runs once per shape for the process lifetime, like PyTorch's
+// cudnn.benchmark. Math: with tf32 off the descriptor is CUDNN_FMA_MATH (true
+// fp32, no tensor-core TF32); with tf32 on it is CUDNN_DEFAULT_MATH, which
+// lets cuDNN pick TF32 tensor-core kernels on Ampere and later. The math type
+// is fixed before the search and never changed after it, so the algorithm
+// runs exactly as it was timed.
+//
+// Bias and ReLU are our own kernels (cuda_ops.cu): cuDNN's fused
+// bias+activation forward supports ReLU on one algorithm only, and our
+// bias-gradient reduction is deterministic by construction.
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cuda_impl.h"
+
+struct cuda_conv_plan {
+    // key
+    int n, cin, h, w, cout, k;
+    cudnnDataType_t dtype; // fp32 today; the key already separates a later fp16/bf16 path
+    int tf32, deterministic;
+
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+
+    int have_fwd, have_bwd_data, have_bwd_filter;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    size_t fwd_ws, bwd_data_ws, bwd_filter_ws;
+};
+
+static int plan_log_enabled(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("SSPOSE_CUDNN_LOG");
+        v = e && *e && strcmp(e, "0") != 0;
+    }
+    return v;
+}
+
+static cuda_conv_plan *plan_create(cuda_state *st, const core_conv_shape *s)
+{
+    CHECK(s->k >= 1 && (s->k & 1), "convolution kernel size must be odd, got %d", s->k);
+    CHECK(s->n > 0 && s->cin > 0 && s->cout > 0 && s->h > 0 && s->w > 0,
+          "convolution shape must be positive (n=%d cin=%d h=%d w=%d cout=%d)", s->n, s->cin, s->h, s->w, s->cout);
+    cuda_conv_plan *p = (cuda_conv_plan *)core_calloc(1, sizeof *p);
+    p->n = s->n; p->cin = s->cin; p->h = s->h; p->w = s->w; p->cout = s->cout; p->k = s->k;
+    p->dtype = CUDNN_DATA_FLOAT;
+    p->tf32 = st->tf32;
+    p->deterministic = st->deterministic;
+    int pad = s->k / 2;
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->xd));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->yd));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->wd));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->cd));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, p->dtype, s->n, s->cin, s->h, s->w));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, p->dtype, s->n, s->cout, s->h, s->w));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->wd, p->dtype, CUDNN_TENSOR_NCHW, s->cout, s->cin, s->k, s->k));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->cd, pad, pad, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    return p;
+}
+
+static void plan_destroy(cuda_conv_plan *p)
+{
+    CUDNN_CHECK(cudnnDestroyTensorDescriptor(p->xd));
+    CUDNN_CHECK(cudnnDestroyTensorDescriptor(p->yd));
+    CUDNN_CHECK(cudnnDestroyFilterDescriptor(p->wd));
+    CUDNN_CHECK(cudnnDestroyConvolutionDescriptor(p->cd));
+    free(p);
+}
+
+static cuda_conv_plan *plan_get(cuda_state *st, const core_conv_shape *s)
+{
+    for (int i = 0; i < st->nplans; i++) {
+        cuda_conv_plan *p = st->plans[i];
+        if (p->n == s->n && p->cin == s->cin && p->h == s->h && p->w == s->w && p->cout == s->cout && p->k == s->k &&
+            p->dtype == CUDNN_DATA_FLOAT && p->tf32 == st->tf32 && p->deterministic == st->deterministic)
+            return p;
+    }
+    if (st->nplans == st->cap_plans) {
+        st->cap_plans = st->cap_plans ? 2 * st->cap_plans : 32;
+        st->plans = (cuda_conv_plan **)core_realloc(st->plans, st->cap_plans * sizeof *st->plans);
+    }
+    cuda_conv_plan *p = plan_create(st, s);
+    st->plans[st->nplans++] = p;
+    return p;
+}
+
+void cuda_conv_cache_free(cuda_state *st)
+{
+    for (int i = 0; i < st->nplans; i++) plan_destroy(st->plans[i]);
+    free(st->plans);
+    st->plans = NULL;
+    st->nplans = st->cap_plans = 0;
+}
+
+// First acceptable result of a cuDNN search (results come sorted by time).
+template <typename Perf>
+static int pick(const Perf *perf, int got, const cuda_state *st, const cuda_conv_plan *p)
+{
+    for (int i = 0; i < got; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+        if (perf[i].memory > st->ws_limit) continue;
+        if (p->deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+        return i;
+    }
+    return -1;
+}
+
+static void plan_log(const char *dir, const cuda_conv_plan *p, int algo, float ms, size_t ws)
+{
+    if (!plan_log_enabled()) return;
+    core_info("cudnn %s n=%d cin=%d h=%d w=%d cout=%d k=%d tf32=%d det=%d: algo %d, %.3f ms, workspace %.1f MiB", dir,
+              p->n, p->cin, p->h, p->w, p->cout, p->k, p->tf32, p->deterministic, algo, ms, ws / 1048576.0);
+}
+
+#define NO_ALGO(dir, p)                                                                                             \
+    CORE_DIE("cuDNN offers no %s%s convolution algorithm within %.0f MiB of workspace for n=%d cin=%d h=%d w=%d "  \
+             "cout=%d k=%d: lower train.batch or model.input",                                                     \
+             dir, (p)->deterministic ? " deterministic" : "", st->ws_limit / 1048576.0, (p)->n, (p)->cin, (p)->h,   \
+             (p)->w, (p)->cout, (p)->k)
+
+static void find_fwd(cuda_state *st, cuda_conv_plan *p)
+{
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int got = 0;
+    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(st->cudnn, p->xd, p->wd, p->cd, p->yd,
+                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+    int i = pick(perf, got, st, p);
+    if (i < 0) NO_ALGO("forward", p);
+    p->fwd = perf[i].algo;
+    p->fwd_ws = perf[i].memory;
+    p->have_fwd = 1;
+    plan_log("fwd", p, (int)p->fwd, perf[i].time, p->fwd_ws);
+}
+
+static void find_bwd_data(cuda_state *st, cuda_conv_plan *p)
+{
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int got = 0;
+    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(st->cudnn, p->wd, p->yd, p->cd, p->xd,
+                                                          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+    int i = pick(perf, got, st, p);
+    if (i < 0) NO_ALGO("backward-data", p);
+    p->bwd_data = perf[i].algo;
+    p->bwd_data_ws = perf[i].memory;
+    p->have_bwd_data = 1;
+    plan_log("bwd-data", p, (int)p->bwd_data, perf[i].time, p->bwd_data_ws);
+}
+
+static void find_bwd_filter(cuda_state *st, cuda_conv_plan *p)
+{
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int got = 0;
+    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(st->cudnn, p->xd, p->yd, p->cd, p->wd,
+                                                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
+    int i = pick(perf, got, st, p);
+    if (i < 0) NO_ALGO("backward-filter", p);
+    p->bwd_filter = perf[i].algo;
+    p->bwd_filter_ws = perf[i].memory;
+    p->have_bwd_filter = 1;
+    plan_log("bwd-filter", p, (int)p->bwd_filter, perf[i].time, p->bwd_filter_ws);
+}
+
+void cuda_conv_forward(core_backend *be, const core_conv_shape *s, const float *x, const float *w, const float *b,
+                       float *y)
+{
+    cuda_state *st = cuda_enter(be);
+    cuda_conv_plan *p = plan_get(st, s);
+    if (!p->have_fwd) find_fwd(st, p);
+    void *ws = p->fwd_ws ? cuda_workspace(st, p->fwd_ws) : NULL;
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, p->xd, x, p->wd, w, p->cd, p->fwd, ws, p->fwd_ws, &zero,
+                                        p->yd, y));
+    cuda_bias_act(st, y, b, s->n, s->cout, s->h * s->w, s->relu);
+}
+
+void cuda_conv_backward(core_backend *be, const core_conv_shape *s, const float *x, const float *w, const float *y,
+                        float *dy, float *dx, float *dw, float *db)
+{
+    cuda_state *st = cuda_enter(be);
+    cuda_conv_plan *p = plan_get(st, s);
+    // dy becomes the gradient at the pre-activation (in place, as on the CPU) and db accumulates its sums.
+    cuda_relu_mask_bias_grad(st, y, dy, db, s->n, s->cout, s->h * s->w, s->relu);
+    const float one = 1.0f;
+    if (!p->have_bwd_filter) find_bwd_filter(st, p);
+    void *ws = p->bwd_filter_ws ? cuda_workspace(st, p->bwd_filter_ws) : NULL;
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->xd, x, p->yd, dy, p->cd, p->bwd_filter, ws,
+                                               p->bwd_filter_ws, &one, p->wd, dw));
+    if (!dx) return;
+    if (!p->have_bwd_data) find_bwd_data(st, p);
+    ws = p->bwd_data_ws ? cuda_workspace(st, p->bwd_data_ws) : NULL;
+    CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, p->wd, w, p->yd, dy, p->cd, p->bwd_data, ws,
+                                             p->bwd_data_ws, &one, p->xd, dx));
+}
