@@ -4,20 +4,24 @@
 // dx, dw and db (cuDNN's beta = 1).
 //
 // Plans: one per (shape, data type, math mode, determinism), holding the
-// descriptors and, found on first use of each direction, the algorithm
-// cuDNN's own timing search (cudnnFindConvolution*Algorithm) ranks fastest
-// among those that
-//   - succeeded,
-//   - fit the workspace limit (a quarter of free memory at start, <= 2 GiB),
-//   - are CUDNN_DETERMINISTIC when the backend's deterministic flag is set
-//     (the default: backward-filter ALGO_0/ALGO_3 and backward-data ALGO_0
-//     use atomics and are excluded).
-// The search runs once per shape for the process lifetime, like PyTorch's
-// cudnn.benchmark. Math: with tf32 off the descriptor is CUDNN_FMA_MATH (true
-// fp32, no tensor-core TF32); with tf32 on it is CUDNN_DEFAULT_MATH, which
-// lets cuDNN pick TF32 tensor-core kernels on Ampere and later. The math type
-// is fixed before the search and never changed after it, so the algorithm
-// runs exactly as it was timed.
+// descriptors and, chosen on first use of each direction, the algorithm:
+//   - deterministic flag set (the default): cuDNN's heuristic ranking
+//     (cudnnGetConvolution*Algorithm_v7), first entry that is
+//     CUDNN_DETERMINISTIC and fits the workspace limit. No timing is
+//     involved, so every process on the same GPU model and cuDNN version
+//     picks the same algorithms and a run is bitwise repeatable (and a
+//     resumed run continues bitwise). Backward-filter ALGO_0/ALGO_3 and
+//     backward-data ALGO_0 (atomics) are never chosen.
+//   - deterministic flag off: cuDNN's timing search
+//     (cudnnFindConvolution*Algorithm, like PyTorch's cudnn.benchmark), the
+//     fastest algorithm that fits the workspace limit, atomics allowed.
+// The workspace limit is a quarter of the free memory at backend creation,
+// at most 2 GiB. The choice is made once per shape for the process lifetime.
+// Math: with tf32 off the descriptor is CUDNN_FMA_MATH (true fp32, no
+// tensor-core TF32); with tf32 on it is CUDNN_DEFAULT_MATH, which lets cuDNN
+// pick TF32 tensor-core kernels on Ampere and later (PyTorch's mapping of
+// allow_tf32). The math type is fixed before the choice and never changed
+// after it, so the algorithm runs exactly as it was ranked or timed.
 //
 // Bias and ReLU are our own kernels (cuda_ops.cu): cuDNN's fused
 // bias+activation forward supports ReLU on one algorithm only, and our
@@ -41,7 +45,7 @@ struct cuda_conv_plan {
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
-    size_t fwd_ws, bwd_data_ws, bwd_filter_ws;
+    size_t fwd_ws, bwd_data_ws, bwd_filter_ws; // bytes, as cuDNN reports for the chosen algorithm
 };
 
 static int plan_log_enabled(void)
@@ -137,16 +141,20 @@ static void plan_log(const char *dir, const cuda_conv_plan *p, int algo, float m
              dir, (p)->deterministic ? " deterministic" : "", st->ws_limit / 1048576.0, (p)->n, (p)->cin, (p)->h,   \
              (p)->w, (p)->cout, (p)->k)
 
+// The three searches differ only in cuDNN's function names and argument order.
 static void find_fwd(cuda_state *st, cuda_conv_plan *p)
 {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    const int want = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
     int got = 0;
-    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(st->cudnn, p->xd, p->wd, p->cd, p->yd,
-                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+    if (p->deterministic)
+        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(st->cudnn, p->xd, p->wd, p->cd, p->yd, want, &got, perf));
+    else
+        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(st->cudnn, p->xd, p->wd, p->cd, p->yd, want, &got, perf));
     int i = pick(perf, got, st, p);
     if (i < 0) NO_ALGO("forward", p);
     p->fwd = perf[i].algo;
-    p->fwd_ws = perf[i].memory;
+    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(st->cudnn, p->xd, p->wd, p->cd, p->yd, p->fwd, &p->fwd_ws));
     p->have_fwd = 1;
     plan_log("fwd", p, (int)p->fwd, perf[i].time, p->fwd_ws);
 }
@@ -154,13 +162,18 @@ static void find_fwd(cuda_state *st, cuda_conv_plan *p)
 static void find_bwd_data(cuda_state *st, cuda_conv_plan *p)
 {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    const int want = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
     int got = 0;
-    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(st->cudnn, p->wd, p->yd, p->cd, p->xd,
-                                                          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+    if (p->deterministic)
+        CUDNN_CHECK(
+            cudnnGetConvolutionBackwardDataAlgorithm_v7(st->cudnn, p->wd, p->yd, p->cd, p->xd, want, &got, perf));
+    else
+        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(st->cudnn, p->wd, p->yd, p->cd, p->xd, want, &got, perf));
     int i = pick(perf, got, st, p);
     if (i < 0) NO_ALGO("backward-data", p);
     p->bwd_data = perf[i].algo;
-    p->bwd_data_ws = perf[i].memory;
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(st->cudnn, p->wd, p->yd, p->cd, p->xd, p->bwd_data,
+                                                             &p->bwd_data_ws));
     p->have_bwd_data = 1;
     plan_log("bwd-data", p, (int)p->bwd_data, perf[i].time, p->bwd_data_ws);
 }
@@ -168,13 +181,19 @@ static void find_bwd_data(cuda_state *st, cuda_conv_plan *p)
 static void find_bwd_filter(cuda_state *st, cuda_conv_plan *p)
 {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    const int want = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
     int got = 0;
-    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(st->cudnn, p->xd, p->yd, p->cd, p->wd,
-                                                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
+    if (p->deterministic)
+        CUDNN_CHECK(
+            cudnnGetConvolutionBackwardFilterAlgorithm_v7(st->cudnn, p->xd, p->yd, p->cd, p->wd, want, &got, perf));
+    else
+        CUDNN_CHECK(
+            cudnnFindConvolutionBackwardFilterAlgorithm(st->cudnn, p->xd, p->yd, p->cd, p->wd, want, &got, perf));
     int i = pick(perf, got, st, p);
     if (i < 0) NO_ALGO("backward-filter", p);
     p->bwd_filter = perf[i].algo;
-    p->bwd_filter_ws = perf[i].memory;
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(st->cudnn, p->xd, p->yd, p->cd, p->wd, p->bwd_filter,
+                                                               &p->bwd_filter_ws));
     p->have_bwd_filter = 1;
     plan_log("bwd-filter", p, (int)p->bwd_filter, perf[i].time, p->bwd_filter_ws);
 }

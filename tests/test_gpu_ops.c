@@ -334,6 +334,17 @@ static void gpu_conv_deterministic(void)
     free(xh); free(wh); free(bh); free(dyh);
 }
 
+/* deterministic = 0 picks algorithms by cuDNN's timing search (atomics
+ * allowed, like PyTorch's cudnn.benchmark); they must be as accurate. */
+static void gpu_conv_benchmark_mode_matches_cpu(void)
+{
+    NEED_GPU();
+    core_cuda_set_math(gpu, 0, 0);
+    shape sh[] = {{2, 7, 13, 11, 9, 1, 0}, {3, 5, 9, 17, 4, 7, 1}, {2, 64, 23, 23, 128, 3, 1}, {2, 38, 20, 20, 31, 7, 1}};
+    for (int i = 0; i < 4 && !t_cur_failed; i++) conv_backward_case(&sh[i], 1);
+    core_cuda_set_math(gpu, 0, 1);
+}
+
 /* comm.tf32 = 1: TF32 tensor cores keep ~10 mantissa bits, so the bound is
  * loose; the test proves the switch works and stays accurate to TF32 level,
  * and that switching back restores fp32 accuracy. */
@@ -481,6 +492,7 @@ int main(int argc, char **argv)
     T_RUN(gpu_conv_backward_matches_cpu);
     T_RUN(gpu_conv_backward_without_dx);
     T_RUN(gpu_conv_deterministic);
+    T_RUN(gpu_conv_benchmark_mode_matches_cpu);
     T_RUN(gpu_conv_tf32_switch);
     T_RUN(gpu_conv_paper_layer);
     T_RUN(gpu_pool_matches_cpu_with_ties);
