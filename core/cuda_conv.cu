@@ -18,10 +18,12 @@
 // The workspace limit is a quarter of the free memory at backend creation,
 // at most 2 GiB. The choice is made once per shape for the process lifetime.
 // Math: with tf32 off the descriptor is CUDNN_FMA_MATH (true fp32, no
-// tensor-core TF32); with tf32 on it is CUDNN_DEFAULT_MATH, which lets cuDNN
-// pick TF32 tensor-core kernels on Ampere and later (PyTorch's mapping of
-// allow_tf32). The math type is fixed before the choice and never changed
-// after it, so the algorithm runs exactly as it was ranked or timed.
+// tensor-core TF32) and only results cuDNN reports as CUDNN_FMA_MATH are
+// accepted; with tf32 on it is CUDNN_DEFAULT_MATH, which lets cuDNN offer
+// TF32 tensor-core kernels on Ampere and later (PyTorch's mapping of
+// allow_tf32). cuDNN's search returns (algorithm, math type) pairs and the
+// pair only behaves as ranked with that math type on the descriptor, so each
+// direction remembers its math type and sets it before running.
 //
 // Bias and ReLU are our own kernels (cuda_ops.cu): cuDNN's fused
 // bias+activation forward supports ReLU on one algorithm only, and our
@@ -46,7 +48,15 @@ struct cuda_conv_plan {
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     size_t fwd_ws, bwd_data_ws, bwd_filter_ws; // bytes, as cuDNN reports for the chosen algorithm
+    cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
 };
+
+// The math type a search starts from, and the one a chosen algorithm runs with.
+static cudnnMathType_t base_math(const cuda_conv_plan *p) { return p->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
+static cudnnMathType_t run_math(const cuda_conv_plan *p, cudnnMathType_t found)
+{
+    return p->tf32 ? found : CUDNN_FMA_MATH;
+}
 
 static int plan_log_enabled(void)
 {
@@ -77,7 +87,7 @@ static cuda_conv_plan *plan_create(cuda_state *st, const core_conv_shape *s)
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, p->dtype, s->n, s->cout, s->h, s->w));
     CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->wd, p->dtype, CUDNN_TENSOR_NCHW, s->cout, s->cin, s->k, s->k));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->cd, pad, pad, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, base_math(p)));
     return p;
 }
 
@@ -115,16 +125,21 @@ void cuda_conv_cache_free(cuda_state *st)
     st->nplans = st->cap_plans = 0;
 }
 
-// First acceptable result of a cuDNN search (results come sorted by time).
+// First acceptable result of a cuDNN search (results come ranked best first).
+// With tf32 off, results labelled CUDNN_FMA_MATH are preferred; should a cuDNN
+// version label its plain-fp32 algorithms otherwise, the descriptor stays
+// CUDNN_FMA_MATH anyway (see base_math/run_math), so no TF32 slips in.
 template <typename Perf>
 static int pick(const Perf *perf, int got, const cuda_state *st, const cuda_conv_plan *p)
 {
-    for (int i = 0; i < got; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
-        if (perf[i].memory > st->ws_limit) continue;
-        if (p->deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-        return i;
-    }
+    for (int strict = 1; strict >= 0; strict--)
+        for (int i = 0; i < got; i++) {
+            if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+            if (perf[i].memory > st->ws_limit) continue;
+            if (p->deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+            if (strict && !p->tf32 && perf[i].mathType != CUDNN_FMA_MATH) continue;
+            return i;
+        }
     return -1;
 }
 
@@ -147,6 +162,7 @@ static void find_fwd(cuda_state *st, cuda_conv_plan *p)
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     const int want = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
     int got = 0;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, base_math(p))); // another direction may have changed it
     if (p->deterministic)
         CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(st->cudnn, p->xd, p->wd, p->cd, p->yd, want, &got, perf));
     else
@@ -154,6 +170,8 @@ static void find_fwd(cuda_state *st, cuda_conv_plan *p)
     int i = pick(perf, got, st, p);
     if (i < 0) NO_ALGO("forward", p);
     p->fwd = perf[i].algo;
+    p->fwd_math = run_math(p, perf[i].mathType);
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->fwd_math)); // the workspace size depends on it
     CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(st->cudnn, p->xd, p->wd, p->cd, p->yd, p->fwd, &p->fwd_ws));
     p->have_fwd = 1;
     plan_log("fwd", p, (int)p->fwd, perf[i].time, p->fwd_ws);
@@ -164,6 +182,7 @@ static void find_bwd_data(cuda_state *st, cuda_conv_plan *p)
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     const int want = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
     int got = 0;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, base_math(p))); // another direction may have changed it
     if (p->deterministic)
         CUDNN_CHECK(
             cudnnGetConvolutionBackwardDataAlgorithm_v7(st->cudnn, p->wd, p->yd, p->cd, p->xd, want, &got, perf));
@@ -172,6 +191,8 @@ static void find_bwd_data(cuda_state *st, cuda_conv_plan *p)
     int i = pick(perf, got, st, p);
     if (i < 0) NO_ALGO("backward-data", p);
     p->bwd_data = perf[i].algo;
+    p->bwd_data_math = run_math(p, perf[i].mathType);
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->bwd_data_math)); // the workspace size depends on it
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(st->cudnn, p->wd, p->yd, p->cd, p->xd, p->bwd_data,
                                                              &p->bwd_data_ws));
     p->have_bwd_data = 1;
@@ -183,6 +204,7 @@ static void find_bwd_filter(cuda_state *st, cuda_conv_plan *p)
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     const int want = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
     int got = 0;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, base_math(p))); // another direction may have changed it
     if (p->deterministic)
         CUDNN_CHECK(
             cudnnGetConvolutionBackwardFilterAlgorithm_v7(st->cudnn, p->xd, p->yd, p->cd, p->wd, want, &got, perf));
@@ -192,6 +214,8 @@ static void find_bwd_filter(cuda_state *st, cuda_conv_plan *p)
     int i = pick(perf, got, st, p);
     if (i < 0) NO_ALGO("backward-filter", p);
     p->bwd_filter = perf[i].algo;
+    p->bwd_filter_math = run_math(p, perf[i].mathType);
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->bwd_filter_math)); // the workspace size depends on it
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(st->cudnn, p->xd, p->yd, p->cd, p->wd, p->bwd_filter,
                                                                &p->bwd_filter_ws));
     p->have_bwd_filter = 1;
@@ -205,6 +229,7 @@ void cuda_conv_forward(core_backend *be, const core_conv_shape *s, const float *
     cuda_conv_plan *p = plan_get(st, s);
     if (!p->have_fwd) find_fwd(st, p);
     void *ws = p->fwd_ws ? cuda_workspace(st, p->fwd_ws) : NULL;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->fwd_math));
     const float one = 1.0f, zero = 0.0f;
     CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, p->xd, x, p->wd, w, p->cd, p->fwd, ws, p->fwd_ws, &zero,
                                         p->yd, y));
@@ -221,11 +246,13 @@ void cuda_conv_backward(core_backend *be, const core_conv_shape *s, const float 
     const float one = 1.0f;
     if (!p->have_bwd_filter) find_bwd_filter(st, p);
     void *ws = p->bwd_filter_ws ? cuda_workspace(st, p->bwd_filter_ws) : NULL;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->bwd_filter_math));
     CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->xd, x, p->yd, dy, p->cd, p->bwd_filter, ws,
                                                p->bwd_filter_ws, &one, p->wd, dw));
     if (!dx) return;
     if (!p->have_bwd_data) find_bwd_data(st, p);
     ws = p->bwd_data_ws ? cuda_workspace(st, p->bwd_data_ws) : NULL;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->bwd_data_math));
     CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, p->wd, w, p->yd, dy, p->cd, p->bwd_data, ws,
                                              p->bwd_data_ws, &one, p->xd, dx));
 }
