@@ -80,26 +80,35 @@ static void cu_sync(core_backend *be)
     CUDA_CHECK(cudaGetLastError());
 }
 
-void *cuda_workspace(cuda_state *st, size_t bytes)
+// A device buffer that grows on demand: when it must grow, queued work that
+// may still read the old one is waited for before it is freed.
+static void *grow(cuda_state *st, void **buf, size_t *have, size_t bytes, const char *what)
 {
-    if (bytes <= st->ws_bytes) return st->ws;
+    if (bytes <= *have) return *buf;
     // Round up so a sequence of slightly growing requests does not reallocate each time.
     size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
-    if (st->ws) {
-        CUDA_CHECK(cudaStreamSynchronize(st->stream)); // queued convolutions may still read it
-        CUDA_CHECK(cudaFree(st->ws));
-        st->ws = NULL;
-        st->ws_bytes = 0;
+    if (*buf) {
+        CUDA_CHECK(cudaStreamSynchronize(st->stream));
+        CUDA_CHECK(cudaFree(*buf));
+        *buf = NULL;
+        *have = 0;
     }
-    cudaError_t e = cudaMalloc(&st->ws, want);
+    cudaError_t e = cudaMalloc(buf, want);
     if (e == cudaErrorMemoryAllocation) {
         cudaGetLastError();
-        CORE_DIE("out of GPU memory growing the cuDNN workspace to %.1f MiB on GPU %d: lower train.batch",
-                 want / 1048576.0, st->device);
+        CORE_DIE("out of GPU memory growing the %s to %.1f MiB on GPU %d: lower train.batch", what, want / 1048576.0,
+                 st->device);
     }
     CUDA_CHECK(e);
-    st->ws_bytes = want;
-    return st->ws;
+    *have = want;
+    return *buf;
+}
+
+void *cuda_workspace(cuda_state *st, size_t bytes) { return grow(st, &st->ws, &st->ws_bytes, bytes, "cuDNN workspace"); }
+
+void *cuda_scratch(cuda_state *st, int slot, size_t bytes)
+{
+    return grow(st, &st->scratch[slot], &st->scratch_bytes[slot], bytes, "convolution scratch");
 }
 
 // ---------------------------------------------------------------- lifetime
@@ -110,6 +119,8 @@ static void cu_destroy(core_backend *be)
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
     cuda_conv_cache_free(st);
     if (st->ws) CUDA_CHECK(cudaFree(st->ws));
+    for (int i = 0; i < 4; i++)
+        if (st->scratch[i]) CUDA_CHECK(cudaFree(st->scratch[i]));
     CUDA_CHECK(cudaFree(st->red));
     CUDA_CHECK(cudaFreeHost(st->red_host));
     CUDNN_CHECK(cudnnDestroy(st->cudnn));

@@ -25,9 +25,18 @@
 // pair only behaves as ranked with that math type on the descriptor, so each
 // direction remembers its math type and sets it before running.
 //
+// Alignment: the op interface allows any float pointer (views into flat
+// parameter buffers start at arbitrary float offsets), while some cuDNN
+// kernels want 16-byte aligned operands and the algorithm was chosen without
+// looking at the pointers. A misaligned operand is therefore staged through
+// an aligned scratch buffer: inputs are copied in, outputs are computed there
+// (beta = 0) and then copied or added to their place (an exact float add, as
+// cuDNN's beta = 1 would do). Aligned pointers, the normal case, cost nothing.
+//
 // Bias and ReLU are our own kernels (cuda_ops.cu): cuDNN's fused
 // bias+activation forward supports ReLU on one algorithm only, and our
 // bias-gradient reduction is deterministic by construction.
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -222,6 +231,17 @@ static void find_bwd_filter(cuda_state *st, cuda_conv_plan *p)
     plan_log("bwd-filter", p, (int)p->bwd_filter, perf[i].time, p->bwd_filter_ws);
 }
 
+static int misaligned(const void *p) { return ((uintptr_t)p & 15) != 0; }
+
+// An aligned view of the read-only operand p (n floats), staged in `slot` when needed.
+static const float *aligned_in(cuda_state *st, int slot, const float *p, size_t n)
+{
+    if (!misaligned(p)) return p;
+    float *t = (float *)cuda_scratch(st, slot, n * sizeof(float));
+    CUDA_CHECK(cudaMemcpyAsync(t, p, n * sizeof(float), cudaMemcpyDeviceToDevice, st->stream));
+    return t;
+}
+
 void cuda_conv_forward(core_backend *be, const core_conv_shape *s, const float *x, const float *w, const float *b,
                        float *y)
 {
@@ -230,9 +250,14 @@ void cuda_conv_forward(core_backend *be, const core_conv_shape *s, const float *
     if (!p->have_fwd) find_fwd(st, p);
     void *ws = p->fwd_ws ? cuda_workspace(st, p->fwd_ws) : NULL;
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->fwd_math));
+    size_t nx = (size_t)s->n * s->cin * s->h * s->w, ny = (size_t)s->n * s->cout * s->h * s->w;
+    size_t nw = (size_t)s->cout * s->cin * s->k * s->k;
+    const float *xa = aligned_in(st, 0, x, nx), *wa = aligned_in(st, 1, w, nw);
+    float *ya = misaligned(y) ? (float *)cuda_scratch(st, 3, ny * sizeof(float)) : y;
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, p->xd, x, p->wd, w, p->cd, p->fwd, ws, p->fwd_ws, &zero,
-                                        p->yd, y));
+    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, p->xd, xa, p->wd, wa, p->cd, p->fwd, ws, p->fwd_ws, &zero,
+                                        p->yd, ya));
+    if (ya != y) CUDA_CHECK(cudaMemcpyAsync(y, ya, ny * sizeof(float), cudaMemcpyDeviceToDevice, st->stream));
     cuda_bias_act(st, y, b, s->n, s->cout, s->h * s->w, s->relu);
 }
 
@@ -247,12 +272,31 @@ void cuda_conv_backward(core_backend *be, const core_conv_shape *s, const float 
     if (!p->have_bwd_filter) find_bwd_filter(st, p);
     void *ws = p->bwd_filter_ws ? cuda_workspace(st, p->bwd_filter_ws) : NULL;
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->bwd_filter_math));
-    CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->xd, x, p->yd, dy, p->cd, p->bwd_filter, ws,
-                                               p->bwd_filter_ws, &one, p->wd, dw));
+    size_t nx = (size_t)s->n * s->cin * s->h * s->w, ny = (size_t)s->n * s->cout * s->h * s->w;
+    size_t nw = (size_t)s->cout * s->cin * s->k * s->k;
+    const float *xa = aligned_in(st, 0, x, nx), *dya = aligned_in(st, 2, dy, ny);
+    const float zero = 0.0f;
+    if (!misaligned(dw)) {
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->xd, xa, p->yd, dya, p->cd, p->bwd_filter, ws,
+                                                   p->bwd_filter_ws, &one, p->wd, dw));
+    } else {
+        float *t = (float *)cuda_scratch(st, 3, nw * sizeof(float));
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->xd, xa, p->yd, dya, p->cd, p->bwd_filter, ws,
+                                                   p->bwd_filter_ws, &zero, p->wd, t));
+        cuda_axpy(be, 1.0f, t, dw, nw);
+    }
     if (!dx) return;
     if (!p->have_bwd_data) find_bwd_data(st, p);
     ws = p->bwd_data_ws ? cuda_workspace(st, p->bwd_data_ws) : NULL;
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->bwd_data_math));
-    CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, p->wd, w, p->yd, dy, p->cd, p->bwd_data, ws,
-                                             p->bwd_data_ws, &one, p->xd, dx));
+    const float *wa = aligned_in(st, 1, w, nw);
+    if (!misaligned(dx)) {
+        CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, p->wd, wa, p->yd, dya, p->cd, p->bwd_data, ws,
+                                                 p->bwd_data_ws, &one, p->xd, dx));
+    } else {
+        float *t = (float *)cuda_scratch(st, 3, nx * sizeof(float));
+        CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, p->wd, wa, p->yd, dya, p->cd, p->bwd_data, ws,
+                                                 p->bwd_data_ws, &zero, p->xd, t));
+        cuda_axpy(be, 1.0f, t, dx, nx);
+    }
 }

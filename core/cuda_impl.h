@@ -101,6 +101,9 @@ struct cuda_state {
     double *red;            // reduction partials (device), CORE_CUDA_RED_SLOTS doubles
     double *red_host;       // pinned landing slot for synchronous scalar results
 
+    void *scratch[4];       // aligned stand-ins for misaligned convolution operands (cuda_conv.cu)
+    size_t scratch_bytes[4];
+
     cuda_conv_plan **plans; // convolution cache, searched linearly (a net has ~30 shapes)
     int nplans, cap_plans;
 };
@@ -133,6 +136,8 @@ static inline unsigned cuda_grid(size_t n, int threads)
 
 // Workspace of at least `bytes` (never shrinks).
 void *cuda_workspace(cuda_state *st, size_t bytes);
+// Growable device buffer number `slot` (0..3) of at least `bytes`.
+void *cuda_scratch(cuda_state *st, int slot, size_t bytes);
 
 // core/cuda_conv.cu
 void cuda_conv_forward(core_backend *be, const core_conv_shape *s, const float *x, const float *w, const float *b,

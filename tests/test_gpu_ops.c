@@ -366,6 +366,56 @@ static void gpu_conv_tf32_switch(void)
     pair_free(&x); pair_free(&w); pair_free(&b); pair_free(&y);
 }
 
+/* Operands one float past an aligned address (as parameter views in a flat
+ * buffer can be): forward and backward must still match the CPU. */
+static void gpu_conv_misaligned_operands(void)
+{
+    NEED_GPU();
+    shape sh[] = {{2, 19, 12, 10, 38, 3, 1}, {3, 38, 9, 9, 19, 7, 0}, {2, 5, 8, 8, 7, 1, 1}};
+    for (int c = 0; c < 3 && !t_cur_failed; c++) {
+        shape s = sh[c];
+        core_conv_shape cs = to_conv(&s);
+        size_t nx = (size_t)s.n * s.cin * s.h * s.w, ny = (size_t)s.n * s.cout * s.h * s.w;
+        size_t nw = (size_t)s.cout * s.cin * s.k * s.k;
+        size_t len[7] = {nx, nw, (size_t)s.cout, ny, nx, nw, (size_t)s.cout}; /* x w b dy dx dw db */
+        float *h[7], *cbuf[7], *gbase[7], *g[7];
+        for (int i = 0; i < 7; i++) {
+            h[i] = host_rand(len[i], i == 1 ? 0.3f : 1.0f);
+            cbuf[i] = cpu->alloc(cpu, len[i]);
+            cpu->upload(cpu, cbuf[i], h[i], len[i]);
+            gbase[i] = gpu->alloc(gpu, len[i] + 1);
+            g[i] = gbase[i] + 1;
+            gpu->upload(gpu, g[i], h[i], len[i]);
+        }
+        float *yc = cpu->alloc(cpu, ny), *ygb = gpu->alloc(gpu, ny + 1), *yg = ygb + 1;
+        cpu->conv_forward(cpu, &cs, cbuf[0], cbuf[1], cbuf[2], yc);
+        gpu->conv_forward(gpu, &cs, g[0], g[1], g[2], yg);
+        float *ych = core_malloc(ny * sizeof(float)), *ygh = gpu_host(yg, ny);
+        cpu->download(cpu, ych, yc, ny);
+        double e = tensor_rel_err(ygh, ych, ny);
+        T_CHECKF(e <= 1e-4, "misaligned forward " SHAPE_FMT ": relative error %.3g", SHAPE_ARGS(s), e);
+        gpu->upload(gpu, yg, ych, ny); /* same ReLU mask on both */
+        cpu->conv_backward(cpu, &cs, cbuf[0], cbuf[1], yc, cbuf[3], cbuf[4], cbuf[5], cbuf[6]);
+        gpu->conv_backward(gpu, &cs, g[0], g[1], yg, g[3], g[4], g[5], g[6]);
+        const char *names[7] = {"x", "w", "b", "dy", "dx", "dw", "db"};
+        for (int i = 3; i < 7; i++) {
+            float *a = gpu_host(g[i], len[i]), *b = core_malloc(len[i] * sizeof(float));
+            cpu->download(cpu, b, cbuf[i], len[i]);
+            e = tensor_rel_err(a, b, len[i]);
+            T_CHECKF(e <= 1e-4, "misaligned backward %s " SHAPE_FMT ": relative error %.3g", names[i], SHAPE_ARGS(s),
+                     e);
+            free(a); free(b);
+        }
+        for (int i = 0; i < 7; i++) {
+            cpu->free(cpu, cbuf[i]);
+            gpu->free(gpu, gbase[i]);
+            free(h[i]);
+        }
+        cpu->free(cpu, yc); gpu->free(gpu, ygb);
+        free(ych); free(ygh);
+    }
+}
+
 /* A paper-sized layer (stage-2 7x7 on the 46x46 grid, batch 2): exercises the
  * large-workspace algorithms and workspace growth. */
 static void gpu_conv_paper_layer(void)
@@ -495,6 +545,7 @@ int main(int argc, char **argv)
     T_RUN(gpu_conv_benchmark_mode_matches_cpu);
     T_RUN(gpu_conv_tf32_switch);
     T_RUN(gpu_conv_paper_layer);
+    T_RUN(gpu_conv_misaligned_operands);
     T_RUN(gpu_pool_matches_cpu_with_ties);
     T_RUN(gpu_copy_channels_matches_cpu);
     T_RUN(gpu_out_of_memory_is_one_line);
