@@ -130,42 +130,57 @@ double cuda_sumsq(core_backend *be, const float *x, size_t n)
 
 // ---------------------------------------------------------------- conv epilogues
 
-__global__ void k_bias_act(float *y, const float *b, size_t total, int c, int hw, int relu)
+// Grid for per-plane kernels: blockIdx.y walks the N*C planes (the channel is
+// one 32-bit modulo per plane, not a 64-bit division per element), blockIdx.x
+// covers a plane's cells, about four per thread.
+static dim3 plane_grid(size_t planes, int hw)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        int ch = (int)((i / hw) % c);
-        float v = y[i] + b[ch];
-        y[i] = relu ? (v > 0 ? v : 0.0f) : v;
+    unsigned gy = planes < 65535 ? (unsigned)planes : 65535;
+    unsigned gx = (unsigned)((hw + 4 * THREADS - 1) / (4 * THREADS));
+    if (gx > 1024) gx = 1024;
+    return dim3(gx ? gx : 1, gy ? gy : 1);
+}
+
+__global__ void k_bias_act(float *y, const float *b, int planes, int c, int hw, int relu)
+{
+    for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+        float bv = b[plane % c];
+        float *row = y + (size_t)plane * hw;
+        for (int i = blockIdx.x * THREADS + threadIdx.x; i < hw; i += gridDim.x * THREADS) {
+            float v = row[i] + bv;
+            row[i] = relu ? (v > 0 ? v : 0.0f) : v;
+        }
     }
 }
 
 void cuda_bias_act(cuda_state *st, float *y, const float *b, int n, int c, int hw, int relu)
 {
-    size_t total = (size_t)n * c * hw;
-    if (!total) return;
-    k_bias_act<<<cuda_grid(total, THREADS), THREADS, 0, st->stream>>>(y, b, total, c, hw, relu);
+    size_t planes = (size_t)n * c;
+    if (!planes || hw <= 0) return;
+    CHECK(planes < ((size_t)1 << 31), "convolution output has too many planes (%zu)", planes);
+    k_bias_act<<<plane_grid(planes, hw), THREADS, 0, st->stream>>>(y, b, (int)planes, c, hw, relu);
     CUDA_LAUNCH_CHECK();
 }
 
-// Block (ch, s) walks the channel's n*hw gradient values e = s*THREADS + t,
-// stepping by splits*THREADS, masking dy where the forward output was not
-// positive (the CPU's !(y > 0), so NaN outputs pass no gradient), and writes
-// its sum to partial[ch*splits + s].
+// Block (ch, s) visits, for each sample in order, the channel's cells
+// i = s*THREADS + t + k*splits*THREADS; it masks dy where the forward output
+// was not positive (the CPU's !(y > 0), so NaN outputs pass no gradient) and
+// writes its sum to partial[ch*splits + s].
 __global__ void k_mask_bias_partial(const float *y, float *dy, int n, int c, int hw, int relu, int splits,
                                     double *partial)
 {
     int ch = blockIdx.x, s = blockIdx.y;
-    size_t per = (size_t)n * hw;
     double acc = 0;
-    for (size_t e = (size_t)s * THREADS + threadIdx.x; e < per; e += (size_t)splits * THREADS) {
-        size_t nn = e / hw, i = e - nn * hw;
-        size_t idx = (nn * c + ch) * hw + i;
-        float g = dy[idx];
-        if (relu && !(y[idx] > 0)) {
-            g = 0.0f;
-            dy[idx] = 0.0f;
+    for (int nn = 0; nn < n; nn++) {
+        size_t base = ((size_t)nn * c + ch) * hw;
+        for (int i = s * THREADS + threadIdx.x; i < hw; i += splits * THREADS) {
+            float g = dy[base + i];
+            if (relu && !(y[base + i] > 0)) {
+                g = 0.0f;
+                dy[base + i] = 0.0f;
+            }
+            acc += g;
         }
-        acc += g;
     }
     double sum = block_sum(acc);
     if (threadIdx.x == 0) partial[(size_t)ch * splits + s] = sum;
@@ -182,11 +197,14 @@ __global__ void k_bias_finish(const double *partial, int c, int splits, float *d
 
 void cuda_relu_mask_bias_grad(cuda_state *st, const float *y, float *dy, float *db, int n, int c, int hw, int relu)
 {
+    if (n <= 0 || c <= 0 || hw <= 0) return;
+    // Split a channel's cells over enough blocks to fill a large GPU on the
+    // wide early layers (>= ~16 cells per thread), few on the small late ones;
+    // a function of the shape only, so the summation order is fixed.
     size_t per = (size_t)n * hw;
-    if (!per || !c) return;
-    // Enough blocks to fill a large GPU on the wide early layers, few on the
-    // small late ones; a function of the shape only.
     size_t splits = (per + 16 * THREADS - 1) / (16 * THREADS);
+    size_t max_splits = ((size_t)hw + THREADS - 1) / THREADS; // no block without cells in every sample
+    if (splits > max_splits) splits = max_splits;
     if (splits > CORE_CUDA_BIAS_SPLITS_MAX) splits = CORE_CUDA_BIAS_SPLITS_MAX;
     if (splits < 1) splits = 1;
     size_t need = (size_t)c * splits * sizeof(double);
