@@ -1,0 +1,200 @@
+/* Composition of SPEC section 4 from the loss kernels: which terms exist, with
+ * which weights, on which tensors. Nothing here touches device memory directly. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/check.h"
+#include "core/skeleton.h"
+#include "loss/loss.h"
+
+const char *const loss_term_names[LOSS_NUM_TERMS] = {"heat", "paf", "offset", "ps", "kl", "hp", "consistency"};
+
+struct loss_ctx {
+    core_backend *be;
+    const loss_kernels *k;
+    core_config cfg; /* a copy: the caller's config may change between runs (alpha sweeps) */
+    unsigned active;
+    double weight[LOSS_NUM_TERMS];
+    double *per_sample;
+    int per_sample_cap;
+};
+
+unsigned loss_active_terms(const core_config *cfg)
+{
+    unsigned a = 1u << LOSS_HEAT | 1u << LOSS_PAF;
+    if (cfg->model.offsets) a |= 1u << LOSS_OFFSET;
+    if (cfg->model.ss == CORE_SS_P2H || cfg->model.ss == CORE_SS_BOTH) a |= 1u << LOSS_PS | 1u << LOSS_KL;
+    if (cfg->model.ss == CORE_SS_H2P || cfg->model.ss == CORE_SS_BOTH) a |= 1u << LOSS_HP | 1u << LOSS_CONSISTENCY;
+    return a;
+}
+
+double loss_term_weight(const core_config *cfg, loss_term t)
+{
+    switch (t) {
+    case LOSS_HEAT: return cfg->loss.gamma;
+    case LOSS_PAF: return cfg->loss.delta < 0 ? cfg->loss.gamma + 1 : cfg->loss.delta;
+    case LOSS_OFFSET: return cfg->loss.offset_weight;
+    default: return 1;
+    }
+}
+
+loss_ctx *loss_create(const core_config *cfg, core_backend *be)
+{
+    loss_ctx *lc = core_calloc(1, sizeof *lc);
+    lc->be = be;
+    lc->k = loss_kernels_for(be);
+    lc->cfg = *cfg;
+    lc->active = loss_active_terms(cfg);
+    for (int t = 0; t < LOSS_NUM_TERMS; t++) lc->weight[t] = loss_term_weight(cfg, t);
+    return lc;
+}
+
+void loss_destroy(loss_ctx *lc)
+{
+    if (!lc) return;
+    free(lc->per_sample);
+    free(lc);
+}
+
+static void check_shape(const char *what, const core_tensor *x, int n, int c, int h, int w)
+{
+    CHECK(x->data, "loss: %s is missing", what);
+    CHECK(x->n == n && x->c == c && x->h == h && x->w == w, "loss: %s has shape [%d,%d,%d,%d], expected [%d,%d,%d,%d]",
+          what, x->n, x->c, x->h, x->w, n, c, h, w);
+}
+
+/* Mean over samples of the kernel's per-sample sums; summed in sample order. */
+static double sample_mean(const double *v, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    return s / n;
+}
+
+static float *grad_or_null(const loss_stage_io *io, model_out o, int want_grad)
+{
+    return want_grad ? io->grad[o].data : NULL;
+}
+
+double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const loss_targets *t, int want_grad,
+                    loss_values *v)
+{
+    const core_config *cfg = &lc->cfg;
+    CHECK(stages >= 1 && stages <= CORE_MAX_STAGES && stages == cfg->model.stages,
+          "loss: %d stages given, the config has %d", stages, cfg->model.stages);
+    const int n = t->heat.n, h = t->heat.h, w = t->heat.w, hw = h * w;
+    CHECK(n >= 1, "loss: empty batch");
+    check_shape("heatmap target", &t->heat, n, MODEL_NUM_HEAT, h, w);
+    check_shape("paf target", &t->paf, n, MODEL_NUM_PAF, h, w);
+    check_shape("mask target", &t->mask, n, 1, h, w);
+    const int use_att = cfg->loss.alpha != 0;
+    if (use_att) check_shape("attention target", &t->attention, n, SKEL_NUM_LIMBS, h, w);
+    if (lc->active & 1u << LOSS_OFFSET) check_shape("offset target", &t->offset, n, MODEL_NUM_OFFSET, h, w);
+
+    if (lc->per_sample_cap < n) {
+        free(lc->per_sample);
+        lc->per_sample = core_malloc((size_t)n * sizeof(double));
+        lc->per_sample_cap = n;
+    }
+    double *ps = lc->per_sample;
+    /* d(total)/d(term_n) = weight / N: the batch loss is a mean over samples */
+    const double inv_n = 1.0 / n;
+
+    memset(v, 0, sizeof *v);
+    v->stages = stages;
+    v->active = lc->active;
+    for (int k = 0; k < LOSS_NUM_TERMS; k++) v->weight[k] = (lc->active >> k & 1) ? lc->weight[k] : 0;
+
+    for (int s = 0; s < stages; s++) {
+        const loss_stage_io *st = &io[s];
+        const double beta = cfg->loss.beta_values[s];
+        check_shape("heatmap output", &st->out[MODEL_OUT_HEAT], n, MODEL_NUM_HEAT, h, w);
+        check_shape("paf output", &st->out[MODEL_OUT_PAF], n, MODEL_NUM_PAF, h, w);
+
+        /* heatmaps: M * W * (H - TH)^2 */
+        loss_l2_args a = {0};
+        a.n = n, a.c = MODEL_NUM_HEAT, a.hw = hw;
+        a.pred = st->out[MODEL_OUT_HEAT].data, a.target = t->heat.data, a.mask = t->mask.data;
+        a.pdd = LOSS_PDD_SCALAR, a.pdd_thr = (float)cfg->loss.pdd_threshold, a.beta = (float)beta;
+        for (int c = 0; c < MODEL_NUM_HEAT; c++) a.mirror[c] = skel_heat_mirror(c);
+        a.coef = (float)(lc->weight[LOSS_HEAT] * inv_n);
+        a.grad_pred = grad_or_null(st, MODEL_OUT_HEAT, want_grad);
+        lc->k->l2(lc->be, &a, ps);
+        v->term[s][LOSS_HEAT] = sample_mean(ps, n);
+
+        /* PAFs: M * W * (alpha*TA + 1) * (P - TP)^2, TA of the limb owning the channel */
+        loss_l2_args b = {0};
+        b.n = n, b.c = MODEL_NUM_PAF, b.hw = hw;
+        b.pred = st->out[MODEL_OUT_PAF].data, b.target = t->paf.data, b.mask = t->mask.data;
+        b.pdd = LOSS_PDD_VECTOR, b.beta = (float)beta;
+        for (int c = 0; c < MODEL_NUM_PAF; c++) b.mirror[c] = skel_paf_mirror(c);
+        if (use_att) b.att = t->attention.data, b.att_c = SKEL_NUM_LIMBS, b.att_group = 2, b.alpha = (float)cfg->loss.alpha;
+        b.coef = (float)(lc->weight[LOSS_PAF] * inv_n);
+        b.grad_pred = grad_or_null(st, MODEL_OUT_PAF, want_grad);
+        lc->k->l2(lc->be, &b, ps);
+        v->term[s][LOSS_PAF] = sample_mean(ps, n);
+
+        if (lc->active & 1u << LOSS_OFFSET) {
+            /* offsets: [TH_k > 0.4] * (O - TO)^2, unmasked */
+            check_shape("offset output", &st->out[MODEL_OUT_OFFSET], n, MODEL_NUM_OFFSET, h, w);
+            loss_l2_args o = {0};
+            o.n = n, o.c = MODEL_NUM_OFFSET, o.hw = hw;
+            o.pred = st->out[MODEL_OUT_OFFSET].data, o.target = t->offset.data;
+            o.gate = t->heat.data, o.gate_c = MODEL_NUM_HEAT, o.gate_group = 2, o.gate_thr = LOSS_OFFSET_GATE;
+            o.coef = (float)(lc->weight[LOSS_OFFSET] * inv_n);
+            o.grad_pred = grad_or_null(st, MODEL_OUT_OFFSET, want_grad);
+            lc->k->l2(lc->be, &o, ps);
+            v->term[s][LOSS_OFFSET] = sample_mean(ps, n);
+        }
+
+        if (lc->active & 1u << LOSS_PS) {
+            check_shape("p2h output", &st->out[MODEL_OUT_P2H], n, MODEL_NUM_HEAT, h, w);
+            /* L_ps: the heatmap term's weights on Hps */
+            loss_l2_args p = a;
+            p.pred = st->out[MODEL_OUT_P2H].data;
+            p.coef = (float)(lc->weight[LOSS_PS] * inv_n);
+            p.grad_pred = grad_or_null(st, MODEL_OUT_P2H, want_grad);
+            lc->k->l2(lc->be, &p, ps);
+            v->term[s][LOSS_PS] = sample_mean(ps, n);
+
+            loss_kl_args k = {0};
+            k.n = n, k.c = MODEL_NUM_HEAT, k.hw = hw;
+            k.h = st->out[MODEL_OUT_HEAT].data, k.hps = st->out[MODEL_OUT_P2H].data;
+            k.eps = (float)cfg->loss.kl_eps;
+            k.coef = (float)(lc->weight[LOSS_KL] * inv_n);
+            k.grad_h = cfg->loss.kl_detach ? NULL : grad_or_null(st, MODEL_OUT_HEAT, want_grad);
+            k.grad_hps = grad_or_null(st, MODEL_OUT_P2H, want_grad);
+            lc->k->kl(lc->be, &k, ps);
+            v->term[s][LOSS_KL] = sample_mean(ps, n);
+        }
+
+        if (lc->active & 1u << LOSS_HP) {
+            check_shape("h2p output", &st->out[MODEL_OUT_H2P], n, MODEL_NUM_PAF, h, w);
+            /* L_hp = M * (Php - TP)^2 */
+            loss_l2_args q = {0};
+            q.n = n, q.c = MODEL_NUM_PAF, q.hw = hw;
+            q.pred = st->out[MODEL_OUT_H2P].data, q.target = t->paf.data, q.mask = t->mask.data;
+            q.coef = (float)(lc->weight[LOSS_HP] * inv_n);
+            q.grad_pred = grad_or_null(st, MODEL_OUT_H2P, want_grad);
+            lc->k->l2(lc->be, &q, ps);
+            v->term[s][LOSS_HP] = sample_mean(ps, n);
+
+            /* consistency (Php - P)^2: both sides are predictions and both get gradients */
+            loss_l2_args r = {0};
+            r.n = n, r.c = MODEL_NUM_PAF, r.hw = hw;
+            r.pred = st->out[MODEL_OUT_H2P].data, r.target = st->out[MODEL_OUT_PAF].data;
+            r.coef = (float)(lc->weight[LOSS_CONSISTENCY] * inv_n);
+            r.grad_pred = grad_or_null(st, MODEL_OUT_H2P, want_grad);
+            r.grad_target = grad_or_null(st, MODEL_OUT_PAF, want_grad);
+            lc->k->l2(lc->be, &r, ps);
+            v->term[s][LOSS_CONSISTENCY] = sample_mean(ps, n);
+        }
+    }
+
+    double total = 0;
+    for (int s = 0; s < stages; s++)
+        for (int k = 0; k < LOSS_NUM_TERMS; k++)
+            if (lc->active >> k & 1) total += lc->weight[k] * v->term[s][k];
+    v->total = total;
+    return total;
+}
