@@ -25,8 +25,8 @@
 // pair only behaves as ranked with that math type on the descriptor, so each
 // direction remembers its math type and sets it before running.
 //
-// Alignment: the op interface allows any float pointer (views into flat
-// parameter buffers start at arbitrary float offsets), while some cuDNN
+// Alignment: the op interface allows any float pointer (the model aligns its
+// buffers to 256 bytes, but callers are not bound to), while some cuDNN
 // kernels want 16-byte aligned operands and the algorithm was chosen without
 // looking at the pointers. A misaligned operand is therefore staged through
 // an aligned scratch buffer: inputs are copied in, outputs are computed there
