@@ -76,11 +76,19 @@ double eval_paf_score(const eval_maps *m, int l, const float a[2], const float b
 {
     double dx = b[0] - a[0], dy = b[1] - a[1];
     double norm = sqrt(dx * dx + dy * dy);
-    if (inlier_frac) *inlier_frac = 0;
-    if (norm < 1e-6 || mid_num < 1) return 0;
-    double ux = dx / norm, uy = dy / norm;
     const size_t plane = (size_t)m->h * m->w;
     const float *PX = m->paf + (size_t)(2 * l) * plane, *PY = PX + plane;
+    if (inlier_frac) *inlier_frac = 0;
+    if (mid_num < 1) return 0;
+    if (norm < 1e-6) {
+        /* Both ends in one place (a small face at a coarse stride, without offsets):
+         * the direction is undefined, so the field's strength there is the evidence. */
+        double u = (a[0] - m->origin_x) / m->step_x, v = (a[1] - m->origin_y) / m->step_y;
+        double s = hypot(sample_bilinear(PX, m->h, m->w, u, v), sample_bilinear(PY, m->h, m->w, u, v));
+        if (inlier_frac) *inlier_frac = s > thre2;
+        return s;
+    }
+    double ux = dx / norm, uy = dy / norm;
     double sum = 0;
     int inl = 0;
     for (int s = 0; s < mid_num; s++) {
@@ -156,9 +164,8 @@ int eval_decode(const eval_maps *m, const eval_decode_params *p, eval_person **o
                 double frac;
                 double s = eval_paf_score(m, l, pa, pb, p->mid_num, p->thre2, &frac);
                 double len = hypot(pb[0] - pa[0], pb[1] - pa[1]);
-                if (len < 1e-6) continue;
                 /* OpenPose's length prior: limbs longer than half the image are penalised. */
-                double prior = 0.5 * image_h / len - 1;
+                double prior = len > 0 ? 0.5 * image_h / len - 1 : 0;
                 s += prior < 0 ? prior : 0;
                 if (frac + 1e-9 < p->min_inlier_frac || !(s > p->mid_thresh)) continue;
                 cs[nc].a = a0 + i;

@@ -58,8 +58,8 @@ int eval_find_peaks(const eval_maps *m, int k, double thre1, eval_peak **out);
 
 /* Mean PAF alignment of limb l from a to b (output-image pixels): mid_num
  * bilinear samples of the PAF dotted with the unit vector a->b. *inlier_frac
- * gets the fraction of samples above thre2 (may be NULL). Returns 0 when
- * a == b. */
+ * gets the fraction of samples above thre2 (may be NULL). When a == b (both
+ * keypoints decoded to one spot) the PAF's magnitude there is the score. */
 double eval_paf_score(const eval_maps *m, int l, const float a[2], const float b[2], int mid_num, double thre2,
                       double *inlier_frac);
 
