@@ -15,7 +15,7 @@ PYTHON  ?= /usr/bin/python3
 
 MODULES := core model loss dataio eval comm trainer
 
-PKGS := hdf5-serial openblas libcjson cairo libjpeg libpng
+PKGS := hdf5-serial openblas libcjson cairo libjpeg libpng zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)

@@ -1,0 +1,681 @@
+#include "dataio/shard.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "core/check.h"
+#include "dataio/image.h"
+
+const char *const dataio_ds_names[DATAIO_NDS] = {"mask", "heatmap", "paf", "offset", "attention"};
+const int dataio_ds_channels[DATAIO_NDS] = {1, DATAIO_HEAT_CH, DATAIO_PAF_CH, DATAIO_OFF_CH, DATAIO_ATT_CH};
+const float dataio_ds_scale[DATAIO_NDS] = {1.0f / 255, 1.0f / 255, 1.0f / 127, 1.0f / 254, 1.0f / 255};
+static const int ds_signed[DATAIO_NDS] = {0, 0, 1, 1, 0};
+
+static pthread_mutex_t h5_mutex = PTHREAD_MUTEX_INITIALIZER;
+void dataio_h5_lock(void) { pthread_mutex_lock(&h5_mutex); }
+void dataio_h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
+
+static void grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need) return;
+    *buf = core_realloc(*buf, need);
+    *cap = need;
+}
+
+void dataio_packed_free(dataio_packed *p)
+{
+    free(p->jpeg);
+    for (int d = 0; d < DATAIO_NDS; d++) free(p->chunk[d]);
+    free(p->keypoints);
+    memset(p, 0, sizeof *p);
+}
+
+static const float *sample_plane(const dataio_sample *s, int d)
+{
+    switch (d) {
+    case DATAIO_DS_MASK: return s->mask;
+    case DATAIO_DS_HEATMAP: return s->heatmap;
+    case DATAIO_DS_PAF: return s->paf;
+    case DATAIO_DS_OFFSET: return s->offset;
+    default: return s->attention;
+    }
+}
+
+static float *sample_plane_mut(dataio_sample *s, int d) { return (float *)sample_plane(s, d); }
+
+/* Round to nearest and clamp to the stored type's range. */
+static void quantise(const float *x, size_t n, float inv_scale, int is_signed, uint8_t *out)
+{
+    if (is_signed) {
+        int8_t *o = (int8_t *)out;
+        for (size_t i = 0; i < n; i++) {
+            float v = nearbyintf(x[i] * inv_scale);
+            o[i] = (int8_t)(v > 127.f ? 127 : v < -127.f ? -127 : (isnan(v) ? 0 : (int)v));
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float v = nearbyintf(x[i] * inv_scale);
+            out[i] = (uint8_t)(v > 255.f ? 255 : v < 0.f ? 0 : (isnan(v) ? 0 : (int)v));
+        }
+    }
+}
+
+void dataio_pack_sample(const dataio_sample *s, int jpeg_quality, int level, dataio_packed *out)
+{
+    size_t hw = (size_t)s->grid_h * s->grid_w;
+    uint8_t *q = core_malloc(DATAIO_PAF_CH * hw);
+    for (int d = 0; d < DATAIO_NDS; d++) {
+        size_t n = dataio_ds_channels[d] * hw;
+        quantise(sample_plane(s, d), n, 1.0f / dataio_ds_scale[d], ds_signed[d], q);
+        uLongf bound = compressBound((uLong)n);
+        grow(&out->chunk[d], &out->chunk_cap[d], bound);
+        int zr = compress2(out->chunk[d], &bound, q, (uLong)n, level);
+        CHECK(zr == Z_OK, "deflate failed (zlib %d)", zr);
+        out->chunk_len[d] = bound;
+        out->raw[d] = 0;
+    }
+    free(q);
+    char err[256];
+    uint8_t *jpg;
+    size_t len;
+    CHECK(dataio_jpeg_encode(s->rgb, s->size, s->size, jpeg_quality, &jpg, &len, err, sizeof err) == 0, "%s", err);
+    free(out->jpeg);
+    out->jpeg = jpg;
+    out->jpeg_len = out->jpeg_cap = len;
+    int np = s->max_persons;
+    while (np > 0) {
+        int labelled = 0;
+        for (int k = 0; k < SKEL_NUM_KP; k++) labelled |= s->keypoints[((np - 1) * SKEL_NUM_KP + k) * 3 + 2] > 0;
+        if (labelled) break;
+        np--;
+    }
+    if (np > out->kp_cap) {
+        out->keypoints = core_realloc(out->keypoints, sizeof(float) * np * SKEL_NUM_KP * 3);
+        out->kp_cap = np;
+    }
+    memcpy(out->keypoints, s->keypoints, sizeof(float) * np * SKEL_NUM_KP * 3);
+    out->npersons = np;
+    out->meta = s->meta;
+}
+
+/* ---------------------------------------------------------------- HDF5 helpers */
+
+static hid_t meta_mem_type(void)
+{
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(dataio_meta));
+    H5_CHECK(t, "H5Tcreate failed");
+    H5_CHECK(H5Tinsert(t, "image_id", HOFFSET(dataio_meta, image_id), H5T_NATIVE_INT64), "H5Tinsert");
+    H5_CHECK(H5Tinsert(t, "person", HOFFSET(dataio_meta, person), H5T_NATIVE_INT32), "H5Tinsert");
+    H5_CHECK(H5Tinsert(t, "scale", HOFFSET(dataio_meta, scale), H5T_NATIVE_FLOAT), "H5Tinsert");
+    H5_CHECK(H5Tinsert(t, "center_x", HOFFSET(dataio_meta, center_x), H5T_NATIVE_FLOAT), "H5Tinsert");
+    H5_CHECK(H5Tinsert(t, "center_y", HOFFSET(dataio_meta, center_y), H5T_NATIVE_FLOAT), "H5Tinsert");
+    H5_CHECK(H5Tinsert(t, "rotation", HOFFSET(dataio_meta, rotation), H5T_NATIVE_FLOAT), "H5Tinsert");
+    H5_CHECK(H5Tinsert(t, "flipped", HOFFSET(dataio_meta, flipped), H5T_NATIVE_UINT8), "H5Tinsert");
+    return t;
+}
+
+static void attr_write(hid_t obj, const char *name, hid_t type, int rank, const hsize_t *dims, const void *v)
+{
+    hid_t sp = rank ? H5Screate_simple(rank, dims, NULL) : H5Screate(H5S_SCALAR);
+    H5_CHECK(sp, "H5Screate failed for attribute %s", name);
+    hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5_CHECK(a, "cannot create attribute %s", name);
+    H5_CHECK(H5Awrite(a, type, v), "cannot write attribute %s", name);
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+
+static hid_t vlen_str_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5_CHECK(t, "H5Tcopy failed");
+    H5_CHECK(H5Tset_size(t, H5T_VARIABLE), "H5Tset_size failed");
+    H5_CHECK(H5Tset_cset(t, H5T_CSET_UTF8), "H5Tset_cset failed");
+    return t;
+}
+
+static void attr_str(hid_t obj, const char *name, const char *s)
+{
+    hid_t t = vlen_str_type();
+    attr_write(obj, name, t, 0, NULL, &s);
+    H5Tclose(t);
+}
+
+static void attr_int(hid_t obj, const char *name, int v) { attr_write(obj, name, H5T_NATIVE_INT32, 0, NULL, &v); }
+
+/* ---------------------------------------------------------------- writer */
+
+struct dataio_shard_writer {
+    char path[4096], tmp[4200];
+    hid_t file;
+    hid_t ds[DATAIO_NDS], jpeg, vlen;
+    int grid_h, grid_w;
+    long n;
+    /* keypoints and meta are written at close, once P (max persons) is known */
+    float *kps;     /* n x kp_stride floats, kp_stride = P_max so far... stored ragged */
+    int *kp_n;
+    size_t kps_len, kps_cap;
+    dataio_meta *meta;
+    long cap;
+    int max_persons;
+};
+
+static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *sample_dims, int deflate)
+{
+    hsize_t dims[5] = {0}, maxd[5] = {H5S_UNLIMITED}, chunk[5] = {1};
+    for (int r = 1; r < rank; r++) dims[r] = maxd[r] = chunk[r] = sample_dims[r - 1];
+    hid_t sp = H5Screate_simple(rank, dims, maxd);
+    H5_CHECK(sp, "H5Screate_simple failed for %s", name);
+    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+    H5_CHECK(pl, "H5Pcreate failed");
+    H5_CHECK(H5Pset_chunk(pl, rank, chunk), "H5Pset_chunk failed for %s", name);
+    /* no timestamps: the same input gives byte-identical shards */
+    H5_CHECK(H5Pset_obj_track_times(pl, 0), "H5Pset_obj_track_times failed");
+    if (deflate) H5_CHECK(H5Pset_deflate(pl, 1), "H5Pset_deflate failed for %s", name);
+    hid_t d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    H5_CHECK(d, "cannot create dataset %s", name);
+    H5Pclose(pl);
+    H5Sclose(sp);
+    return d;
+}
+
+dataio_shard_writer *dataio_shard_writer_open(const char *path, const dataio_shard_attrs *a)
+{
+    CHECK(a->stride > 0 && a->input_size > 0 && a->input_size % a->stride == 0,
+          "shard: input size %d is not a multiple of the stride %d", a->input_size, a->stride);
+    dataio_shard_writer *w = core_calloc(1, sizeof *w);
+    CHECK(strlen(path) < sizeof w->path, "shard path too long");
+    snprintf(w->path, sizeof w->path, "%s", path);
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
+    w->grid_h = w->grid_w = a->input_size / a->stride;
+    dataio_h5_lock();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (w->file < 0) {
+        dataio_h5_unlock();
+        CORE_DIE("cannot create shard '%s' (directory missing or not writable?)", w->tmp);
+    }
+    hid_t root = w->file;
+    attr_str(root, "format", DATAIO_SHARD_FORMAT);
+    attr_int(root, "version", DATAIO_SHARD_VERSION);
+    attr_int(root, "input_size", a->input_size);
+    attr_int(root, "stride", a->stride);
+    attr_write(root, "sigma", H5T_NATIVE_DOUBLE, 0, NULL, &a->sigma);
+    attr_write(root, "paf_width", H5T_NATIVE_DOUBLE, 0, NULL, &a->paf_width);
+    attr_int(root, "num_keypoints", SKEL_NUM_KP);
+    attr_int(root, "num_limbs", SKEL_NUM_LIMBS);
+    hsize_t ld[2] = {SKEL_NUM_LIMBS, 2};
+    attr_write(root, "limbs", H5T_NATIVE_INT32, 2, ld, skel_limbs);
+    attr_str(root, "source", a->source);
+    attr_write(root, "seed", H5T_NATIVE_INT64, 0, NULL, &a->seed);
+    attr_str(root, "augment", a->augment);
+    w->vlen = H5Tvlen_create(H5T_NATIVE_UINT8);
+    H5_CHECK(w->vlen, "H5Tvlen_create failed");
+    w->jpeg = make_dataset(w->file, "jpeg", w->vlen, 1, NULL, 0);
+    for (int d = 0; d < DATAIO_NDS; d++) {
+        hsize_t sd[3] = {(hsize_t)dataio_ds_channels[d], (hsize_t)w->grid_h, (hsize_t)w->grid_w};
+        int rank = d == DATAIO_DS_MASK ? 3 : 4;
+        hid_t type = ds_signed[d] ? H5T_STD_I8LE : H5T_STD_U8LE;
+        w->ds[d] = make_dataset(w->file, dataio_ds_names[d], type, rank, d == DATAIO_DS_MASK ? sd + 1 : sd, 1);
+        attr_write(w->ds[d], "scale", H5T_NATIVE_FLOAT, 0, NULL, &dataio_ds_scale[d]);
+    }
+    dataio_h5_unlock();
+    return w;
+}
+
+void dataio_shard_writer_add(dataio_shard_writer *w, const dataio_packed *p)
+{
+    size_t hw = (size_t)w->grid_h * w->grid_w;
+    dataio_h5_lock();
+    hsize_t n = (hsize_t)w->n;
+    hsize_t ext[4] = {n + 1, 1, (hsize_t)w->grid_h, (hsize_t)w->grid_w};
+    for (int d = 0; d < DATAIO_NDS; d++) {
+        int rank = d == DATAIO_DS_MASK ? 3 : 4;
+        hsize_t e[4] = {n + 1, (hsize_t)dataio_ds_channels[d], ext[2], ext[3]};
+        if (rank == 3) { e[1] = ext[2]; e[2] = ext[3]; }
+        H5_CHECK(H5Dset_extent(w->ds[d], e), "cannot extend %s", dataio_ds_names[d]);
+        hsize_t off[4] = {n, 0, 0, 0};
+        if (p->raw[d]) CHECK(p->chunk_len[d] == dataio_ds_channels[d] * hw, "shard: raw chunk of wrong size");
+        /* filter mask bit 0 set = deflate skipped for this chunk */
+        H5_CHECK(H5Dwrite_chunk(w->ds[d], H5P_DEFAULT, p->raw[d] ? 1u : 0u, off, p->chunk_len[d], p->chunk[d]),
+                 "cannot write %s chunk %ld to '%s'", dataio_ds_names[d], w->n, w->tmp);
+    }
+    hsize_t one = n + 1, start = n, cnt = 1;
+    H5_CHECK(H5Dset_extent(w->jpeg, &one), "cannot extend jpeg");
+    hid_t fs = H5Dget_space(w->jpeg);
+    H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL), "hyperslab");
+    hid_t ms = H5Screate_simple(1, &cnt, NULL);
+    hvl_t v = {p->jpeg_len, p->jpeg};
+    H5_CHECK(H5Dwrite(w->jpeg, w->vlen, ms, fs, H5P_DEFAULT, &v), "cannot write jpeg %ld to '%s'", w->n, w->tmp);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    dataio_h5_unlock();
+    /* keypoints/meta kept in memory: ragged rows of p->npersons persons */
+    if (w->n == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 64;
+        w->meta = core_realloc(w->meta, sizeof(dataio_meta) * w->cap);
+        w->kp_n = core_realloc(w->kp_n, sizeof(int) * w->cap);
+    }
+    size_t need = w->kps_len + (size_t)p->npersons * SKEL_NUM_KP * 3;
+    if (need > w->kps_cap) {
+        w->kps_cap = need * 2 + 1024;
+        w->kps = core_realloc(w->kps, sizeof(float) * w->kps_cap);
+    }
+    memcpy(w->kps + w->kps_len, p->keypoints, sizeof(float) * p->npersons * SKEL_NUM_KP * 3);
+    w->kps_len = need;
+    w->kp_n[w->n] = p->npersons;
+    w->meta[w->n] = p->meta;
+    if (p->npersons > w->max_persons) w->max_persons = p->npersons;
+    w->n++;
+}
+
+static void close_handles(dataio_shard_writer *w)
+{
+    for (int d = 0; d < DATAIO_NDS; d++) H5Dclose(w->ds[d]);
+    H5Dclose(w->jpeg);
+    H5Tclose(w->vlen);
+}
+
+long long dataio_shard_writer_close(dataio_shard_writer *w)
+{
+    int P = w->max_persons > 0 ? w->max_persons : 1;
+    size_t row = (size_t)P * SKEL_NUM_KP * 3;
+    float *all = core_calloc((size_t)(w->n ? w->n : 1) * row, sizeof(float));
+    size_t at = 0;
+    for (long i = 0; i < w->n; i++) {
+        size_t m = (size_t)w->kp_n[i] * SKEL_NUM_KP * 3;
+        memcpy(all + i * row, w->kps + at, sizeof(float) * m);
+        at += m;
+    }
+    dataio_h5_lock();
+    hsize_t sd[3] = {(hsize_t)P, SKEL_NUM_KP, 3};
+    hid_t kd = make_dataset(w->file, "keypoints", H5T_IEEE_F32LE, 4, sd, 0);
+    hsize_t e4[4] = {(hsize_t)w->n, (hsize_t)P, SKEL_NUM_KP, 3};
+    H5_CHECK(H5Dset_extent(kd, e4), "cannot extend keypoints");
+    if (w->n) H5_CHECK(H5Dwrite(kd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, all), "cannot write keypoints");
+    H5Dclose(kd);
+    hid_t mt = meta_mem_type();
+    hid_t ft = H5Tcopy(mt);
+    H5_CHECK(H5Tpack(ft), "H5Tpack failed");
+    hid_t md = make_dataset(w->file, "meta", ft, 1, NULL, 0);
+    hsize_t e1 = (hsize_t)w->n;
+    H5_CHECK(H5Dset_extent(md, &e1), "cannot extend meta");
+    if (w->n) H5_CHECK(H5Dwrite(md, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->meta), "cannot write meta");
+    H5Dclose(md);
+    H5Tclose(ft);
+    H5Tclose(mt);
+    close_handles(w);
+    H5_CHECK(H5Fclose(w->file), "cannot close shard '%s' (disk full?)", w->tmp);
+    dataio_h5_unlock();
+    free(all);
+    CHECK(rename(w->tmp, w->path) == 0, "cannot rename '%s' to '%s'", w->tmp, w->path);
+    struct stat st;
+    long long size = stat(w->path, &st) == 0 ? (long long)st.st_size : -1;
+    free(w->kps);
+    free(w->kp_n);
+    free(w->meta);
+    free(w);
+    return size;
+}
+
+void dataio_shard_writer_abort(dataio_shard_writer *w)
+{
+    if (!w) return;
+    dataio_h5_lock();
+    close_handles(w);
+    H5Fclose(w->file);
+    dataio_h5_unlock();
+    unlink(w->tmp);
+    free(w->kps);
+    free(w->kp_n);
+    free(w->meta);
+    free(w);
+}
+
+/* ---------------------------------------------------------------- reader */
+
+struct dataio_shard {
+    char path[4096];
+    hid_t file, ds[DATAIO_NDS], jpeg, kps, meta, vlen, meta_t;
+    int chunked[DATAIO_NDS]; /* one-sample chunks with deflate or nothing: raw chunk reads */
+    dataio_shard_attrs a;
+};
+
+#define RCHECK(r, cond, ...) do { if (!(cond)) { dataio_h5_unlock(); \
+    char m_[600]; snprintf(m_, sizeof m_, __VA_ARGS__); CORE_DIE("shard '%s': %s", (r)->path, m_); } } while (0)
+
+static int attr_read_num(hid_t obj, const char *name, hid_t memtype, void *out)
+{
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t sp = H5Aget_space(a);
+    int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+    hid_t t = H5Aget_type(a);
+    ok = ok && (H5Tget_class(t) == H5T_INTEGER || H5Tget_class(t) == H5T_FLOAT);
+    ok = ok && H5Aread(a, memtype, out) >= 0;
+    H5Tclose(t);
+    H5Sclose(sp);
+    H5Aclose(a);
+    return ok ? 0 : -1;
+}
+
+static int attr_read_str(hid_t obj, const char *name, char *out, size_t cap)
+{
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t t = H5Aget_type(a);
+    int rc = -1;
+    if (H5Tget_class(t) == H5T_STRING) {
+        if (H5Tis_variable_str(t) > 0) {
+            hid_t mt = vlen_str_type();
+            char *s = NULL;
+            if (H5Aread(a, mt, &s) >= 0 && s) {
+                snprintf(out, cap, "%s", s);
+                H5free_memory(s);
+                rc = 0;
+            }
+            H5Tclose(mt);
+        } else {
+            size_t n = H5Tget_size(t);
+            char *s = calloc(n + 1, 1);
+            hid_t mt = H5Tcopy(t);
+            if (s && H5Aread(a, mt, s) >= 0) {
+                snprintf(out, cap, "%s", s);
+                rc = 0;
+            }
+            H5Tclose(mt);
+            free(s);
+        }
+    }
+    H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+/* Checks an integer dataset's type and shape; returns its first dimension. */
+static hsize_t check_dataset(dataio_shard *r, hid_t d, const char *name, H5T_class_t cls, size_t size, int sign,
+                             int rank, const hsize_t *want)
+{
+    RCHECK(r, d >= 0, "dataset '%s' is missing", name);
+    hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
+    RCHECK(r, H5Tget_class(t) == cls && (size == 0 || H5Tget_size(t) == size), "dataset '%s' has the wrong type", name);
+    if (cls == H5T_INTEGER)
+        RCHECK(r, (H5Tget_sign(t) == H5T_SGN_2) == sign, "dataset '%s' has the wrong signedness", name);
+    hsize_t dims[8];
+    RCHECK(r, H5Sget_simple_extent_ndims(sp) == rank, "dataset '%s' has rank %d, expected %d", name,
+           H5Sget_simple_extent_ndims(sp), rank);
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    for (int k = 1; k < rank; k++)
+        if (want[k - 1])
+            RCHECK(r, dims[k] == want[k - 1], "dataset '%s' dimension %d is %llu, expected %llu", name, k,
+                   (unsigned long long)dims[k], (unsigned long long)want[k - 1]);
+    H5Tclose(t);
+    H5Sclose(sp);
+    return dims[0];
+}
+
+static int one_sample_chunks(hid_t d)
+{
+    hid_t pl = H5Dget_create_plist(d);
+    int ok = H5Pget_layout(pl) == H5D_CHUNKED;
+    if (ok) {
+        hsize_t c[8];
+        int rank = H5Pget_chunk(pl, 8, c);
+        hid_t sp = H5Dget_space(d);
+        hsize_t dims[8];
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        H5Sclose(sp);
+        ok = rank >= 1 && c[0] == 1;
+        for (int k = 1; k < rank; k++) ok = ok && c[k] == dims[k];
+        int nf = H5Pget_nfilters(pl);
+        for (int f = 0; f < nf && ok; f++) {
+            unsigned flags, cd[8];
+            size_t ncd = 8;
+            ok = H5Pget_filter2(pl, (unsigned)f, &flags, &ncd, cd, 0, NULL, NULL) == H5Z_FILTER_DEFLATE;
+        }
+    }
+    H5Pclose(pl);
+    return ok;
+}
+
+dataio_shard *dataio_shard_open(const char *path)
+{
+    dataio_shard *r = core_calloc(1, sizeof *r);
+    snprintf(r->path, sizeof r->path, "%s", path);
+    dataio_h5_lock();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    RCHECK(r, access(path, R_OK) == 0, "cannot read the file");
+    RCHECK(r, H5Fis_hdf5(path) > 0, "not an HDF5 file");
+    r->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    RCHECK(r, r->file >= 0, "cannot open as HDF5");
+    dataio_shard_attrs *a = &r->a;
+    char fmt[64] = "";
+    int version = 0, nk = 0, nl = 0;
+    RCHECK(r, attr_read_str(r->file, "format", fmt, sizeof fmt) == 0, "root attribute 'format' is missing");
+    RCHECK(r, !strcmp(fmt, DATAIO_SHARD_FORMAT), "format is '%s', expected '%s'", fmt, DATAIO_SHARD_FORMAT);
+    RCHECK(r, attr_read_num(r->file, "version", H5T_NATIVE_INT, &version) == 0, "attribute 'version' is missing");
+    RCHECK(r, version == DATAIO_SHARD_VERSION, "version %d is not supported (this build reads version %d)", version,
+           DATAIO_SHARD_VERSION);
+    RCHECK(r, attr_read_num(r->file, "input_size", H5T_NATIVE_INT, &a->input_size) == 0, "attribute 'input_size' is missing");
+    RCHECK(r, attr_read_num(r->file, "stride", H5T_NATIVE_INT, &a->stride) == 0, "attribute 'stride' is missing");
+    RCHECK(r, attr_read_num(r->file, "sigma", H5T_NATIVE_DOUBLE, &a->sigma) == 0, "attribute 'sigma' is missing");
+    RCHECK(r, attr_read_num(r->file, "paf_width", H5T_NATIVE_DOUBLE, &a->paf_width) == 0, "attribute 'paf_width' is missing");
+    RCHECK(r, attr_read_num(r->file, "num_keypoints", H5T_NATIVE_INT, &nk) == 0 && nk == SKEL_NUM_KP,
+           "attribute 'num_keypoints' must be %d", SKEL_NUM_KP);
+    RCHECK(r, attr_read_num(r->file, "num_limbs", H5T_NATIVE_INT, &nl) == 0 && nl == SKEL_NUM_LIMBS,
+           "attribute 'num_limbs' must be %d", SKEL_NUM_LIMBS);
+    RCHECK(r, attr_read_num(r->file, "seed", H5T_NATIVE_INT64, &a->seed) == 0, "attribute 'seed' is missing");
+    RCHECK(r, attr_read_str(r->file, "source", a->source, sizeof a->source) == 0, "attribute 'source' is missing");
+    RCHECK(r, attr_read_str(r->file, "augment", a->augment, sizeof a->augment) == 0, "attribute 'augment' is missing");
+    {
+        int limbs[SKEL_NUM_LIMBS][2];
+        hid_t at = H5Aexists(r->file, "limbs") > 0 ? H5Aopen(r->file, "limbs", H5P_DEFAULT) : -1;
+        RCHECK(r, at >= 0, "attribute 'limbs' is missing");
+        hid_t sp = H5Aget_space(at);
+        int ok = H5Sget_simple_extent_npoints(sp) == SKEL_NUM_LIMBS * 2 && H5Aread(at, H5T_NATIVE_INT, limbs) >= 0;
+        H5Sclose(sp);
+        H5Aclose(at);
+        RCHECK(r, ok && !memcmp(limbs, skel_limbs, sizeof limbs), "attribute 'limbs' differs from the OpenPose-18 limbs");
+    }
+    RCHECK(r, a->stride > 0 && a->input_size > 0 && a->input_size % a->stride == 0 && a->input_size <= 8192,
+           "input_size %d / stride %d is not a valid grid", a->input_size, a->stride);
+    RCHECK(r, a->sigma > 0 && a->paf_width > 0, "sigma and paf_width must be positive");
+    a->grid_h = a->grid_w = a->input_size / a->stride;
+    hsize_t g[3] = {0, (hsize_t)a->grid_h, (hsize_t)a->grid_w};
+    long n = -1;
+    for (int d = 0; d < DATAIO_NDS; d++) {
+        const char *nm = dataio_ds_names[d];
+        r->ds[d] = H5Lexists(r->file, nm, H5P_DEFAULT) > 0 ? H5Dopen2(r->file, nm, H5P_DEFAULT) : -1;
+        g[0] = (hsize_t)dataio_ds_channels[d];
+        hsize_t nd = d == DATAIO_DS_MASK ? check_dataset(r, r->ds[d], nm, H5T_INTEGER, 1, 0, 3, g + 1)
+                                         : check_dataset(r, r->ds[d], nm, H5T_INTEGER, 1, ds_signed[d], 4, g);
+        RCHECK(r, n < 0 || (long)nd == n, "dataset '%s' has %llu samples, others %ld", nm, (unsigned long long)nd, n);
+        n = (long)nd;
+        float sc = 0;
+        RCHECK(r, attr_read_num(r->ds[d], "scale", H5T_NATIVE_FLOAT, &sc) == 0, "dataset '%s' has no 'scale' attribute", nm);
+        RCHECK(r, fabsf(sc - dataio_ds_scale[d]) <= 1e-6f * dataio_ds_scale[d] * 10,
+               "dataset '%s' scale %g differs from the format's %g", nm, sc, dataio_ds_scale[d]);
+        r->chunked[d] = one_sample_chunks(r->ds[d]);
+    }
+    r->jpeg = H5Lexists(r->file, "jpeg", H5P_DEFAULT) > 0 ? H5Dopen2(r->file, "jpeg", H5P_DEFAULT) : -1;
+    RCHECK(r, (long)check_dataset(r, r->jpeg, "jpeg", H5T_VLEN, 0, 0, 1, NULL) == n, "dataset 'jpeg' length differs");
+    r->kps = H5Lexists(r->file, "keypoints", H5P_DEFAULT) > 0 ? H5Dopen2(r->file, "keypoints", H5P_DEFAULT) : -1;
+    hsize_t kw[3] = {0, SKEL_NUM_KP, 3};
+    RCHECK(r, (long)check_dataset(r, r->kps, "keypoints", H5T_FLOAT, 0, 0, 4, kw) == n, "dataset 'keypoints' length differs");
+    {
+        hid_t sp = H5Dget_space(r->kps);
+        hsize_t dims[4];
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        H5Sclose(sp);
+        RCHECK(r, dims[1] >= 1 && dims[1] <= 100000, "dataset 'keypoints' has %llu person rows", (unsigned long long)dims[1]);
+        a->max_persons = (int)dims[1];
+    }
+    r->meta = H5Lexists(r->file, "meta", H5P_DEFAULT) > 0 ? H5Dopen2(r->file, "meta", H5P_DEFAULT) : -1;
+    RCHECK(r, (long)check_dataset(r, r->meta, "meta", H5T_COMPOUND, 0, 0, 1, NULL) == n, "dataset 'meta' length differs");
+    r->meta_t = meta_mem_type();
+    {
+        hid_t ft = H5Dget_type(r->meta);
+        static const char *fields[] = {"image_id", "person", "scale", "center_x", "center_y", "rotation", "flipped"};
+        for (int f = 0; f < 7; f++) RCHECK(r, H5Tget_member_index(ft, fields[f]) >= 0, "dataset 'meta' lacks field '%s'", fields[f]);
+        H5Tclose(ft);
+    }
+    r->vlen = H5Tvlen_create(H5T_NATIVE_UINT8);
+    a->count = n;
+    dataio_h5_unlock();
+    return r;
+}
+
+void dataio_shard_close(dataio_shard *r)
+{
+    if (!r) return;
+    dataio_h5_lock();
+    for (int d = 0; d < DATAIO_NDS; d++) H5Dclose(r->ds[d]);
+    H5Dclose(r->jpeg);
+    H5Dclose(r->kps);
+    H5Dclose(r->meta);
+    H5Tclose(r->vlen);
+    H5Tclose(r->meta_t);
+    H5Fclose(r->file);
+    dataio_h5_unlock();
+    free(r);
+}
+
+long dataio_shard_count(const dataio_shard *r) { return r->a.count; }
+const dataio_shard_attrs *dataio_shard_info(const dataio_shard *r) { return &r->a; }
+
+void dataio_shard_sample_init(const dataio_shard *r, dataio_sample *s)
+{
+    dataio_sample_init(s, r->a.input_size, r->a.grid_h, r->a.grid_w, r->a.max_persons);
+}
+
+/* Selects row i of a dataset (all trailing dimensions). */
+static hid_t select_row(dataio_shard *r, hid_t d, long i, hid_t *mem)
+{
+    hid_t fs = H5Dget_space(d);
+    hsize_t dims[8], start[8] = {0}, cnt[8];
+    int rank = H5Sget_simple_extent_dims(fs, dims, NULL);
+    for (int k = 0; k < rank; k++) cnt[k] = dims[k];
+    start[0] = (hsize_t)i;
+    cnt[0] = 1;
+    RCHECK(r, H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0, "cannot select sample %ld", i);
+    *mem = H5Screate_simple(rank, cnt, NULL);
+    return fs;
+}
+
+void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out)
+{
+    const dataio_shard_attrs *a = &r->a;
+    CHECK(i >= 0 && i < a->count, "shard '%s': sample %ld out of range [0, %ld)", r->path, i, a->count);
+    size_t hw = (size_t)a->grid_h * a->grid_w;
+    dataio_h5_lock();
+    for (int d = 0; d < DATAIO_NDS; d++) {
+        size_t raw_len = dataio_ds_channels[d] * hw;
+        hsize_t off[4] = {(hsize_t)i, 0, 0, 0}, nbytes = 0;
+        if (r->chunked[d] && H5Dget_chunk_storage_size(r->ds[d], off, &nbytes) >= 0 && nbytes > 0) {
+            grow(&out->chunk[d], &out->chunk_cap[d], nbytes);
+            uint32_t fm = 0;
+            RCHECK(r, H5Dread_chunk(r->ds[d], H5P_DEFAULT, off, &fm, out->chunk[d]) >= 0,
+                   "cannot read %s chunk of sample %ld", dataio_ds_names[d], i);
+            out->chunk_len[d] = nbytes;
+            /* a filter that was skipped for this chunk (or no filter at all) leaves raw bytes */
+            hid_t pl = H5Dget_create_plist(r->ds[d]);
+            int nf = H5Pget_nfilters(pl);
+            H5Pclose(pl);
+            out->raw[d] = nf == 0 || (fm & 1u);
+        } else {
+            grow(&out->chunk[d], &out->chunk_cap[d], raw_len);
+            hid_t ms, fs = select_row(r, r->ds[d], i, &ms);
+            RCHECK(r, H5Dread(r->ds[d], H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, out->chunk[d]) >= 0,
+                   "cannot read %s of sample %ld", dataio_ds_names[d], i);
+            H5Sclose(ms);
+            H5Sclose(fs);
+            out->chunk_len[d] = raw_len;
+            out->raw[d] = 1;
+        }
+    }
+    {
+        hid_t ms, fs = select_row(r, r->jpeg, i, &ms);
+        hvl_t v = {0, NULL};
+        RCHECK(r, H5Dread(r->jpeg, r->vlen, ms, fs, H5P_DEFAULT, &v) >= 0, "cannot read jpeg of sample %ld", i);
+        grow(&out->jpeg, &out->jpeg_cap, v.len);
+        memcpy(out->jpeg, v.p, v.len);
+        out->jpeg_len = v.len;
+        H5Dvlen_reclaim(r->vlen, ms, H5P_DEFAULT, &v);
+        H5Sclose(ms);
+        H5Sclose(fs);
+    }
+    {
+        int P = a->max_persons;
+        if (P > out->kp_cap) {
+            out->keypoints = core_realloc(out->keypoints, sizeof(float) * P * SKEL_NUM_KP * 3);
+            out->kp_cap = P;
+        }
+        hid_t ms, fs = select_row(r, r->kps, i, &ms);
+        RCHECK(r, H5Dread(r->kps, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out->keypoints) >= 0,
+               "cannot read keypoints of sample %ld", i);
+        H5Sclose(ms);
+        H5Sclose(fs);
+        out->npersons = P;
+        fs = select_row(r, r->meta, i, &ms);
+        RCHECK(r, H5Dread(r->meta, r->meta_t, ms, fs, H5P_DEFAULT, &out->meta) >= 0, "cannot read meta of sample %ld", i);
+        H5Sclose(ms);
+        H5Sclose(fs);
+    }
+    dataio_h5_unlock();
+}
+
+void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, dataio_sample *s, const char *what)
+{
+    CHECK(s->size == a->input_size && s->grid_h == a->grid_h && s->grid_w == a->grid_w && s->max_persons >= p->npersons,
+          "%s: sample buffer does not match the shard (use dataio_shard_sample_init)", what);
+    size_t hw = (size_t)a->grid_h * a->grid_w;
+    uint8_t *q = core_malloc(DATAIO_PAF_CH * hw);
+    for (int d = 0; d < DATAIO_NDS; d++) {
+        size_t n = dataio_ds_channels[d] * hw;
+        const uint8_t *src = p->chunk[d];
+        if (!p->raw[d]) {
+            uLongf got = (uLongf)n;
+            int zr = uncompress(q, &got, p->chunk[d], (uLong)p->chunk_len[d]);
+            CHECK(zr == Z_OK && got == n, "%s: corrupt %s chunk (zlib %d, %lu of %zu bytes)", what, dataio_ds_names[d],
+                  zr, (unsigned long)got, n);
+            src = q;
+        } else {
+            CHECK(p->chunk_len[d] == n, "%s: %s has %zu bytes, expected %zu", what, dataio_ds_names[d], p->chunk_len[d], n);
+        }
+        float *dst = sample_plane_mut(s, d), sc = dataio_ds_scale[d];
+        if (ds_signed[d])
+            for (size_t k = 0; k < n; k++) dst[k] = (float)(int8_t)src[k] * sc;
+        else
+            for (size_t k = 0; k < n; k++) dst[k] = (float)src[k] * sc;
+    }
+    free(q);
+    dataio_image img;
+    char err[300];
+    CHECK(dataio_image_decode(p->jpeg, p->jpeg_len, &img, err, sizeof err) == 0, "%s: %s", what, err);
+    CHECK(img.width == s->size && img.height == s->size, "%s: crop is %dx%d, expected %dx%d", what, img.width,
+          img.height, s->size, s->size);
+    memcpy(s->rgb, img.rgb, (size_t)s->size * s->size * 3);
+    dataio_image_free(&img);
+    memset(s->keypoints, 0, sizeof(float) * s->max_persons * SKEL_NUM_KP * 3);
+    memcpy(s->keypoints, p->keypoints, sizeof(float) * p->npersons * SKEL_NUM_KP * 3);
+    s->meta = p->meta;
+}
+
+void dataio_shard_read(dataio_shard *r, long i, dataio_sample *s)
+{
+    dataio_packed p = {0};
+    dataio_shard_read_packed(r, i, &p);
+    char what[4200];
+    snprintf(what, sizeof what, "shard '%s' sample %ld", r->path, i);
+    dataio_unpack_sample(&p, &r->a, s, what);
+    dataio_packed_free(&p);
+}

@@ -1,0 +1,94 @@
+/* Training shards, format "sspose-shard" version 1 (SPEC section 5).
+ *
+ * Writing and reading are split into a CPU part that any thread may run
+ * (quantise + deflate + JPEG-encode: dataio_pack_sample; inflate + dequantise
+ * + JPEG-decode: dataio_unpack_sample) and an HDF5 part (writer, reader) that
+ * copies raw chunk bytes. HDF5 is not thread-safe, so every HDF5 call in
+ * dataio holds one process-wide lock; other code that calls HDF5 while a
+ * loader thread may be reading (checkpoints, forward outputs) takes the same
+ * lock with dataio_h5_lock()/dataio_h5_unlock(). */
+#ifndef SSPOSE_DATAIO_SHARD_H
+#define SSPOSE_DATAIO_SHARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataio/sample.h"
+
+#define DATAIO_SHARD_FORMAT "sspose-shard"
+#define DATAIO_SHARD_VERSION 1
+
+/* The quantised target datasets, in this order everywhere below. */
+enum { DATAIO_DS_MASK, DATAIO_DS_HEATMAP, DATAIO_DS_PAF, DATAIO_DS_OFFSET, DATAIO_DS_ATTENTION, DATAIO_NDS };
+extern const char *const dataio_ds_names[DATAIO_NDS];
+/* Channels per dataset (mask 1, heatmap 19, paf 38, offset 36, attention 19). */
+extern const int dataio_ds_channels[DATAIO_NDS];
+/* value = stored * scale: 1/255, 1/255, 1/127, 1/254, 1/255 */
+extern const float dataio_ds_scale[DATAIO_NDS];
+
+/* Everything a sample needs between the CPU and the HDF5 side: the JPEG,
+ * one chunk per target dataset (deflated, or raw when raw[d] is set),
+ * keypoints and meta. Buffers grow as needed and are reused across calls. */
+typedef struct {
+    uint8_t *jpeg;
+    size_t jpeg_len, jpeg_cap;
+    uint8_t *chunk[DATAIO_NDS];
+    size_t chunk_len[DATAIO_NDS], chunk_cap[DATAIO_NDS];
+    uint8_t raw[DATAIO_NDS];
+    float *keypoints; /* [npersons,18,3] */
+    int npersons, kp_cap;
+    dataio_meta meta;
+} dataio_packed;
+
+void dataio_packed_free(dataio_packed *p);
+
+/* Quantises, deflates (zlib level `deflate_level`, 1..9) and JPEG-encodes a sample;
+ * keypoint rows with no labelled keypoint at the end are dropped. Thread-safe. */
+void dataio_pack_sample(const dataio_sample *s, int jpeg_quality, int deflate_level, dataio_packed *out);
+
+/* Root attributes of a shard. */
+typedef struct {
+    int input_size, stride;
+    double sigma, paf_width;
+    int64_t seed;
+    char source[1024];
+    char augment[1024];
+    /* filled by the reader */
+    int grid_h, grid_w;
+    int max_persons; /* P */
+    long count;      /* N */
+} dataio_shard_attrs;
+
+/* ---- writer: HDF5 side, one thread. Written to PATH.tmp.<pid>, renamed by close. */
+typedef struct dataio_shard_writer dataio_shard_writer;
+dataio_shard_writer *dataio_shard_writer_open(const char *path, const dataio_shard_attrs *a);
+void dataio_shard_writer_add(dataio_shard_writer *w, const dataio_packed *p);
+/* Writes keypoints and meta, closes and renames; returns the file size in bytes. */
+long long dataio_shard_writer_close(dataio_shard_writer *w);
+/* Removes the temporary file of an unfinished writer (error paths). */
+void dataio_shard_writer_abort(dataio_shard_writer *w);
+
+/* ---- reader. Open validates format, version, attributes, dataset types and
+ * shapes, and dies with one clear line naming the file otherwise. */
+typedef struct dataio_shard dataio_shard;
+dataio_shard *dataio_shard_open(const char *path);
+void dataio_shard_close(dataio_shard *r);
+long dataio_shard_count(const dataio_shard *r);
+const dataio_shard_attrs *dataio_shard_info(const dataio_shard *r);
+
+/* Copies sample i's stored bytes (no decompression, no decoding); takes the
+ * HDF5 lock itself, so loader threads may call it concurrently. */
+void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out);
+/* Inflates, dequantises and decodes the JPEG into s, which must have been
+ * initialised with the shard's sizes (dataio_shard_sample_init). Thread-safe,
+ * no HDF5. Dies on corrupt data, naming `what` (e.g. "shard.h5 sample 3"). */
+void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, dataio_sample *s, const char *what);
+/* Both steps. */
+void dataio_shard_read(dataio_shard *r, long i, dataio_sample *s);
+/* Initialises s with the shard's S, grid and P. */
+void dataio_shard_sample_init(const dataio_shard *r, dataio_sample *s);
+
+void dataio_h5_lock(void);
+void dataio_h5_unlock(void);
+
+#endif
