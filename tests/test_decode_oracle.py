@@ -1,6 +1,7 @@
-"""Oracle decoding: SPEC section 2 targets of the real COCO sample and of
-synthetic people go through the decoder (build/tests/tool_decode_oracle);
-pycocotools scores what comes back, independently of our own evaluator."""
+"""Oracle decoding: SPEC section 2 targets (dataio/targets.h) of the real COCO
+sample and of synthetic people go through the decoder
+(build/tests/tool_decode_oracle); pycocotools scores what comes back, and
+must agree with our own evaluator (eval/cocoeval.h) on the same files."""
 import contextlib
 import io
 import json
@@ -84,13 +85,14 @@ def run_tool(set_name, sigma):
     dropped = reachable_gt(gt, gt_reach)
     res = {}
     for line in p.stdout.splitlines():
-        m = re.match(r"oracle (\w+) fd=(\d+) (\w+) mean_err=([\d.na]+) median_err=([\d.na]+) found=(\d+)/(\d+)", line)
+        m = re.match(r"oracle (\w+) fd=(\d+) (\w+) mean_err=([\d.na]+) median_err=([\d.na]+) found=(\d+)/(\d+) people=\d+ ap=([\d.]+)", line)
         if not m:
             continue
         fd, var = int(m.group(2)), m.group(3)
         dt = os.path.join(out, f"{set_name}_fd{fd}_{var}.json")
         ap, ap_all = coco_ap(gt_reach, dt), coco_ap(gt, dt)
         res[(fd, var)] = dict(mean=float(m.group(4)), median=float(m.group(5)), ap=ap)
+        assert abs(float(m.group(8)) - ap_all) < 1e-4, f"eval/cocoeval AP {m.group(8)} != pycocotools {ap_all:.4f}"
         print(f"# {set_name} sigma={sigma:g} fd={fd} {var:9s} AP={ap:.4f} (all GT keypoints: {ap_all:.4f}, "
               f"{dropped} unreachable) mean_err={float(m.group(4)):.3f}px "
               f"median_err={float(m.group(5)):.3f}px found={m.group(6)}/{m.group(7)}")

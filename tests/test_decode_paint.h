@@ -17,7 +17,7 @@ typedef struct {
     float *pafn;                /* PAF vectors summed per cell (count) for averaging */
 } paint_maps;
 
-static void paint_init(paint_maps *m, int h, int w, int fd)
+static inline void paint_init(paint_maps *m, int h, int w, int fd)
 {
     size_t p = (size_t)h * w;
     m->h = h;
@@ -31,7 +31,7 @@ static void paint_init(paint_maps *m, int h, int w, int fd)
     for (size_t i = 0; i < 18 * p; i++) m->offd2[i] = INFINITY;
 }
 
-static void paint_free(paint_maps *m)
+static inline void paint_free(paint_maps *m)
 {
     free(m->heat);
     free(m->paf);
@@ -40,10 +40,10 @@ static void paint_free(paint_maps *m)
     free(m->pafn);
 }
 
-static float paint_clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
+static inline float paint_clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* One person: kp[k] = {x, y, v} in input pixels, v > 0 labelled. */
-static void paint_person(paint_maps *m, const float kp[18][3], double sigma)
+static inline void paint_person(paint_maps *m, const float kp[18][3], double sigma)
 {
     const int h = m->h, w = m->w, fd = m->fd;
     const size_t p = (size_t)h * w;
@@ -88,7 +88,7 @@ static void paint_person(paint_maps *m, const float kp[18][3], double sigma)
     }
 }
 
-static void paint_background(paint_maps *m)
+static inline void paint_background(paint_maps *m)
 {
     const size_t p = (size_t)m->h * m->w;
     for (size_t q = 0; q < p; q++) {
@@ -99,7 +99,7 @@ static void paint_background(paint_maps *m)
 }
 
 /* A standing person of height ~hgt pixels centred at (x, y), facing the camera. */
-static void paint_stick_person(float kp[18][3], double x, double y, double hgt)
+static inline void paint_stick_person(float kp[18][3], double x, double y, double hgt)
 {
     static const float T[18][2] = {{0, -0.42f},    {0, -0.32f},    {-0.1f, -0.32f}, {-0.14f, -0.15f},
                                    {-0.16f, 0.0f}, {0.1f, -0.32f}, {0.14f, -0.15f}, {0.16f, 0.0f},

@@ -1,10 +1,11 @@
-/* Oracle decoding: ground-truth target maps (SPEC section 2) of real COCO
- * annotations or of synthetic people are fed to the decoder, and the people
- * come back. Writes one COCO results file per (stride, variant) and prints
- *   "oracle SET fd=N VARIANT mean_err=E median_err=M found=F/G people=P"
+/* Oracle decoding: ground-truth target maps (SPEC section 2, computed by
+ * dataio/targets.h) of real COCO annotations (read by dataio/coco.h) or of
+ * synthetic people are fed to the decoder, and the people come back. Writes
+ * one COCO results file per (stride, variant) and prints
+ *   "oracle SET fd=N VARIANT mean_err=E median_err=M found=F/G people=P ap=A"
  * lines (localisation error in original-image pixels over the GT's labelled
- * COCO keypoints). tests/test_decode_oracle.py scores the files with
- * pycocotools.
+ * COCO keypoints; ap from eval/cocoeval.h). tests/test_decode_oracle.py
+ * scores the files again with pycocotools.
  *
  *   tool_decode_oracle real ANN.json OUTDIR
  *   tool_decode_oracle synth OUTDIR        (also writes OUTDIR/synth_gt.json)
@@ -23,6 +24,9 @@
 #include "core/check.h"
 #include "core/config.h"
 #include "core/skeleton.h"
+#include "dataio/coco.h"
+#include "dataio/targets.h"
+#include "eval/cocoeval.h"
 #include "eval/decode.h"
 #include "eval/testtime.h"
 #include "tests/test_decode_paint.h"
@@ -38,66 +42,24 @@ typedef struct {
 
 static double g_sigma = 7;
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    CHECK(f, "cannot open %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = core_malloc((size_t)n + 1);
-    CHECK(fread(s, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
-
-static void coco17_to_op18(const double *c, float kp[18][3])
-{
-    for (int k = 0; k < 18; k++) {
-        int ci = skel_from_coco[k];
-        if (ci >= 0) {
-            kp[k][0] = (float)c[3 * ci];
-            kp[k][1] = (float)c[3 * ci + 1];
-            kp[k][2] = c[3 * ci + 2] > 0 ? 1.0f : 0.0f;
-        }
-    }
-    /* neck: mean of the shoulders (COCO 5 and 6), labelled when both are */
-    int ok = c[3 * 5 + 2] > 0 && c[3 * 6 + 2] > 0;
-    kp[1][0] = ok ? (float)((c[15] + c[18]) / 2) : 0;
-    kp[1][1] = ok ? (float)((c[16] + c[19]) / 2) : 0;
-    kp[1][2] = ok ? 1.0f : 0.0f;
-}
-
 static int load_real(const char *path, image_gt **out)
 {
-    char *text = read_text(path);
-    cJSON *root = cJSON_Parse(text);
-    CHECK(root, "%s: malformed JSON", path);
-    cJSON *imgs = cJSON_GetObjectItem(root, "images"), *anns = cJSON_GetObjectItem(root, "annotations");
-    int n = cJSON_GetArraySize(imgs);
-    image_gt *g = core_calloc((size_t)n, sizeof *g);
-    for (int i = 0; i < n; i++) {
-        cJSON *im = cJSON_GetArrayItem(imgs, i);
-        g[i].id = (long)cJSON_GetObjectItem(im, "id")->valuedouble;
-        g[i].w = cJSON_GetObjectItem(im, "width")->valueint;
-        g[i].h = cJSON_GetObjectItem(im, "height")->valueint;
-    }
-    cJSON *a;
-    cJSON_ArrayForEach(a, anns)
-    {
-        long id = (long)cJSON_GetObjectItem(a, "image_id")->valuedouble;
-        if (cJSON_GetObjectItem(a, "num_keypoints")->valueint <= 0) continue;
-        for (int i = 0; i < n; i++) {
-            if (g[i].id != id || g[i].np >= MAXP) continue;
-            double c[51];
-            cJSON *kp = cJSON_GetObjectItem(a, "keypoints");
-            for (int q = 0; q < 51; q++) c[q] = cJSON_GetArrayItem(kp, q)->valuedouble;
-            coco17_to_op18(c, g[i].kp[g[i].np++]);
+    dataio_coco c;
+    dataio_skips skips = {{0}, 3};
+    dataio_coco_load(path, &c, &skips);
+    image_gt *g = core_calloc((size_t)c.nimages, sizeof *g);
+    for (int i = 0; i < c.nimages; i++) {
+        const dataio_coco_image *im = &c.images[i];
+        g[i].id = (long)im->id;
+        g[i].w = im->width;
+        g[i].h = im->height;
+        for (int a = 0; a < im->nanns && g[i].np < MAXP; a++) {
+            if (im->anns[a].iscrowd || im->anns[a].num_keypoints <= 0) continue;
+            memcpy(g[i].kp[g[i].np++], im->anns[a].kps, sizeof g[i].kp[0]);
         }
     }
-    cJSON_Delete(root);
-    free(text);
+    int n = c.nimages;
+    dataio_coco_free(&c);
     *out = g;
     return n;
 }
@@ -187,28 +149,33 @@ static int make_synth(const char *outdir, image_gt **out)
 typedef struct {
     const image_gt *img;
     int fd;
-    paint_maps pm;
-    int have;
+    float *heat, *paf, *offset;
 } oracle_net;
 
 static void oracle_forward(void *ctx, const float *input, int H, int W, const eval_pass *pass, eval_grid *out)
 {
     oracle_net *o = ctx;
-    if (o->have) paint_free(&o->pm);
-    paint_init(&o->pm, H / o->fd, W / o->fd, o->fd);
-    o->have = 1;
-    for (int p = 0; p < o->img->np; p++) {
-        float kp[18][3];
+    const int np = o->img->np, gh = H / o->fd, gw = W / o->fd;
+    float *kps = core_malloc((size_t)(np ? np : 1) * 18 * 3 * sizeof *kps);
+    for (int p = 0; p < np; p++)
         for (int k = 0; k < 18; k++) {
             const float *src = o->img->kp[p][pass->flipped ? skel_kp_mirror[k] : k];
             double X = (src[0] + 0.5) * pass->sx - 0.5, Y = (src[1] + 0.5) * pass->sy - 0.5;
             if (pass->flipped) X = pass->content_w - 1 - X;
-            kp[k][0] = (float)X, kp[k][1] = (float)Y, kp[k][2] = src[2];
+            float *d = kps + (p * 18 + k) * 3;
+            d[0] = (float)X, d[1] = (float)Y, d[2] = src[2];
         }
-        paint_person(&o->pm, kp, g_sigma);
-    }
-    paint_background(&o->pm);
-    eval_grid g = {o->pm.h, o->pm.w, o->fd, o->pm.heat, o->pm.paf, o->pm.offset};
+    free(o->heat);
+    free(o->paf);
+    free(o->offset);
+    const size_t plane = (size_t)gh * gw;
+    o->heat = core_malloc(DATAIO_HEAT_CH * plane * sizeof(float));
+    o->paf = core_malloc(DATAIO_PAF_CH * plane * sizeof(float));
+    o->offset = core_malloc(DATAIO_OFF_CH * plane * sizeof(float));
+    dataio_target_params tp = {o->fd, gh, gw, g_sigma, 1.0};
+    dataio_targets_compute(&tp, kps, np, o->heat, o->paf, o->offset, NULL);
+    free(kps);
+    eval_grid g = {gh, gw, o->fd, o->heat, o->paf, o->offset};
     *out = g;
 }
 
@@ -295,6 +262,11 @@ int main(int argc, char **argv)
         argi = 3;
     }
     if (argc > argi) g_sigma = atof(argv[argi]);
+    char gt_path[4096];
+    if (!strcmp(set, "real")) snprintf(gt_path, sizeof gt_path, "%s", argv[2]);
+    else snprintf(gt_path, sizeof gt_path, "%s/synth_gt.json", outdir);
+    eval_coco_gt gt;
+    eval_coco_load_gt(gt_path, &gt);
     core_config cfg;
     core_config_defaults(&cfg);
     eval_decode_params prm;
@@ -306,7 +278,7 @@ int main(int argc, char **argv)
             int people = 0;
             for (int i = 0; i < nimg; i++) {
                 const image_gt *img = &imgs[i];
-                oracle_net net = {img, fd, {0}, 0};
+                oracle_net net = {img, fd, NULL, NULL, NULL};
                 eval_person *ppl;
                 int np;
                 if (v <= 1) {
@@ -330,7 +302,9 @@ int main(int argc, char **argv)
                     eval_image_maps_free(&im);
                     free(rgb);
                 }
-                if (net.have) paint_free(&net.pm);
+                free(net.heat);
+                free(net.paf);
+                free(net.offset);
                 match_errors(img, ppl, np, &acc);
                 add_results(res, img->id, ppl, np);
                 people += np;
@@ -340,17 +314,23 @@ int main(int argc, char **argv)
             double mean = 0;
             for (int q = 0; q < acc.n; q++) mean += acc.err[q];
             mean = acc.n ? mean / acc.n : NAN;
-            printf("oracle %s fd=%d %s mean_err=%.3f median_err=%.3f found=%d/%d people=%d\n", set, fd, VARIANTS[v],
-                   mean, acc.n ? acc.err[acc.n / 2] : NAN, acc.n, acc.gt_kp, people);
             char path[4096];
             snprintf(path, sizeof path, "%s/%s_fd%d_%s.json", outdir, set, fd, VARIANTS[v]);
             char *txt = cJSON_PrintUnformatted(res);
             FILE *f = fopen(path, "w");
             CHECK(f && fputs(txt, f) >= 0 && fclose(f) == 0, "cannot write %s", path);
             free(txt);
+            eval_coco_dets dets;
+            eval_coco_summary sum;
+            eval_coco_load_results(path, &gt, &dets);
+            eval_coco_evaluate(&gt, &dets, &sum);
+            eval_coco_dets_free(&dets);
+            printf("oracle %s fd=%d %s mean_err=%.3f median_err=%.3f found=%d/%d people=%d ap=%.4f\n", set, fd,
+                   VARIANTS[v], mean, acc.n ? acc.err[acc.n / 2] : NAN, acc.n, acc.gt_kp, people, sum.stats[0]);
             cJSON_Delete(res);
             free(acc.err);
         }
+    eval_coco_gt_free(&gt);
     free(imgs);
     return 0;
 }
