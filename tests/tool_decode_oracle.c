@@ -7,8 +7,9 @@
  * COCO keypoints; ap from eval/cocoeval.h). tests/test_decode_oracle.py
  * scores the files again with pycocotools.
  *
- *   tool_decode_oracle real ANN.json OUTDIR
- *   tool_decode_oracle synth OUTDIR        (also writes OUTDIR/synth_gt.json)
+ *   tool_decode_oracle real ANN.json OUTDIR [SIGMA [FD]]
+ *   tool_decode_oracle synth OUTDIR [SIGMA [FD]]   (also writes OUTDIR/synth_gt.json)
+ * SIGMA defaults to SPEC's 7; FD (8 or 16) limits the run to one stride.
  *
  * Variants: grid_off (network grid with offsets), grid_cell (grid, cell
  * centres), up (maps upsampled to the image, OpenPose's way, no offsets),
@@ -262,6 +263,9 @@ int main(int argc, char **argv)
         argi = 3;
     }
     if (argc > argi) g_sigma = atof(argv[argi]);
+    int fd_lo = 8, fd_hi = 16;
+    if (argc > argi + 1) fd_lo = fd_hi = atoi(argv[argi + 1]);
+    CHECK(g_sigma > 0 && (fd_lo == 8 || fd_lo == 16), "bad sigma or stride");
     char gt_path[4096];
     if (!strcmp(set, "real")) snprintf(gt_path, sizeof gt_path, "%s", argv[2]);
     else snprintf(gt_path, sizeof gt_path, "%s/synth_gt.json", outdir);
@@ -271,7 +275,7 @@ int main(int argc, char **argv)
     core_config_defaults(&cfg);
     eval_decode_params prm;
     eval_decode_params_from_config(&cfg, &prm);
-    for (int fd = 8; fd <= 16; fd += 8)
+    for (int fd = fd_lo; fd <= fd_hi; fd += 8)
         for (int v = 0; v < 5; v++) {
             cJSON *res = cJSON_CreateArray();
             err_acc acc = {0};
