@@ -127,6 +127,12 @@ static int person_cmp(const void *x, const void *y)
     return (a < b) - (a > b);
 }
 
+static int peak_cmp(const void *x, const void *y)
+{
+    float a = ((const eval_peak *)x)->score, b = ((const eval_peak *)y)->score;
+    return (a < b) - (a > b);
+}
+
 int eval_decode(const eval_maps *m, const eval_decode_params *p, eval_person **out)
 {
     CHECK(m->h > 0 && m->w > 0 && m->heat && m->paf, "decode: empty maps");
@@ -137,6 +143,10 @@ int eval_decode(const eval_maps *m, const eval_decode_params *p, eval_person **o
     for (int k = 0; k < SKEL_NUM_KP; k++) {
         eval_peak *pk;
         int n = eval_find_peaks(m, k, p->thre1, &pk);
+        if (n > EVAL_MAX_PEAKS) {
+            qsort(pk, n, sizeof *pk, peak_cmp);
+            n = EVAL_MAX_PEAKS;
+        }
         cand = core_realloc(cand, (size_t)(ncand + n + 1) * sizeof *cand);
         memcpy(cand + ncand, pk, (size_t)n * sizeof *pk);
         free(pk);

@@ -51,6 +51,11 @@ typedef struct eval_person {
     float score;              /* sum of peak and limb scores / count, in ~[0, 2] */
 } eval_person;
 
+/* At most this many peaks per keypoint type enter the grouping (the highest):
+ * an untrained or noisy network can have thousands of local maxima, and limb
+ * scoring is quadratic in them. No image has this many people. */
+#define EVAL_MAX_PEAKS 128
+
 /* Peaks of heatmap channel k: 3x3 local maxima above thre1 (plateaus give one
  * peak: ties go to the first in row-major order). Positions through the map's
  * affine and offsets. Returns the count; *out is malloc'ed (caller frees). */
