@@ -82,6 +82,14 @@ int cmd_infer(int argc, char **argv)
         CHECK(f, "infer: cannot open image %s: %s", argv[i], strerror(errno));
         fclose(f);
     }
+    /* Outputs are named after the file: two images of one name would overwrite each other. */
+    for (int i = optind; i < argc; i++)
+        for (int j = optind; j < i; j++) {
+            char a[1024], b[1024];
+            image_name(argv[i], a, sizeof a);
+            image_name(argv[j], b, sizeof b);
+            CHECK(strcmp(a, b), "infer: %s and %s would both write %s/%s.{json,png}", argv[j], argv[i], out, a);
+        }
     if (mkdir(out, 0755) != 0 && errno != EEXIST) CORE_DIE("infer: cannot create %s: %s", out, strerror(errno));
     struct stat st;
     CHECK(stat(out, &st) == 0 && S_ISDIR(st.st_mode), "infer: --out %s is not a directory", out);

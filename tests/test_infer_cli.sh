@@ -76,6 +76,8 @@ t_bad_input infer_bad_checkpoint "bad\.h5" \
   "$SSPOSE" infer --checkpoint "$T_TMP/bad.h5" --out "$T_TMP/o2" "$SHARED/000000000785.jpg"
 t_bad_input infer_missing_checkpoint "missing\.h5" \
   "$SSPOSE" infer --checkpoint "$T_TMP/missing.h5" --out "$T_TMP/o2" "$SHARED/000000000785.jpg"
+t_bad_input infer_same_name "would both write" \
+  "$SSPOSE" infer --checkpoint "$CK" --out "$T_TMP/o2" "$SHARED/000000000785.jpg" "$SHARED/../coco-sample/000000000785.jpg"
 t_bad_input infer_no_out "out DIR is required" "$SSPOSE" infer --checkpoint "$CK" "$SHARED/000000000785.jpg"
 t_bad_input infer_no_images "no images" "$SSPOSE" infer --checkpoint "$CK" --out "$T_TMP/o2"
 t_bad_input infer_bad_scales "eval\.scales" \
