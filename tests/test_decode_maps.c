@@ -284,6 +284,64 @@ static void fixed_forward(void *ctx, const float *input, int H, int W, const eva
     n->calls++;
 }
 
+/* One keypoint seen through a pass at scale 0.5: the raw grid's view and the
+ * image-resolution vote maps must both put it back at its original position. */
+static void test_scaled_pass_positions(void)
+{
+    const int fd = 8, iw = 320, ih = 240;
+    const double s = 0.5, ox = 137.3, oy = 88.6;
+    eval_pass pass = {s, s, (int)(iw * s), (int)(ih * s), 0};
+    paint_maps p;
+    paint_init(&p, ih * s / fd, iw * s / fd, fd);
+    float kp[18][3] = {{0}};
+    kp[3][0] = (float)((ox + 0.5) * s - 0.5), kp[3][1] = (float)((oy + 0.5) * s - 0.5), kp[3][2] = 1;
+    paint_person(&p, kp, 7);
+    eval_grid g = {p.h, p.w, fd, p.heat, p.paf, p.offset};
+    eval_maps gv = eval_grid_view(&g, &pass, ih);
+    eval_peak *pk;
+    int n = eval_find_peaks(&gv, 3, 0.1, &pk);
+    T_CHECK(n == 1);
+    if (n == 1) {
+        T_NEAR(pk[0].x, ox, 0, 1e-3);
+        T_NEAR(pk[0].y, oy, 0, 1e-3);
+    }
+    free(pk);
+    eval_image_maps acc;
+    eval_image_maps_init(&acc, ih, iw, 1);
+    eval_accumulate(&acc, &g, &pass, 1.0);
+    eval_maps iv = eval_image_maps_view(&acc);
+    n = eval_find_peaks(&iv, 3, 0.1, &pk);
+    T_CHECKF(n == 1, "%d peaks at image resolution", n);
+    if (n == 1) {
+        T_NEAR(pk[0].x, ox, 0, 1e-3);
+        T_NEAR(pk[0].y, oy, 0, 1e-3);
+    }
+    free(pk);
+    /* the same pass mirrored: votes come back un-mirrored */
+    paint_free(&p);
+    paint_init(&p, ih * s / fd, iw * s / fd, fd);
+    float mk[18][3] = {{0}};
+    mk[6][0] = (float)(pass.content_w - 1 - kp[3][0]), mk[6][1] = kp[3][1], mk[6][2] = 1; /* r_elb -> l_elb */
+    paint_person(&p, mk, 7);
+    eval_grid gm = {p.h, p.w, fd, p.heat, p.paf, p.offset};
+    eval_pass mp = pass;
+    mp.flipped = 1;
+    eval_image_maps accm;
+    eval_image_maps_init(&accm, ih, iw, 1);
+    eval_accumulate(&accm, &gm, &mp, 1.0);
+    iv = eval_image_maps_view(&accm);
+    n = eval_find_peaks(&iv, 3, 0.1, &pk);
+    T_CHECKF(n == 1, "%d peaks from the mirrored pass", n);
+    if (n == 1) {
+        T_NEAR(pk[0].x, ox, 0, 1e-3);
+        T_NEAR(pk[0].y, oy, 0, 1e-3);
+    }
+    free(pk);
+    eval_image_maps_free(&acc);
+    eval_image_maps_free(&accm);
+    paint_free(&p);
+}
+
 static void test_flip_symmetric_invariant(void)
 {
     const int fd = 8, gh = 8, gw = 12, P = gh * gw;
@@ -375,6 +433,7 @@ int main(void)
     T_RUN(test_decode_caps_noisy_peaks);
     T_RUN(test_person_to_coco_order);
     T_RUN(test_resample_ramp_convention);
+    T_RUN(test_scaled_pass_positions);
     T_RUN(test_flip_symmetric_invariant);
     T_RUN(test_make_input_resize_flip_pad);
     T_EXIT();
