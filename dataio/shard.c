@@ -176,6 +176,8 @@ static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, co
     hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
     H5_CHECK(pl, "H5Pcreate failed");
     H5_CHECK(H5Pset_chunk(pl, rank, chunk), "H5Pset_chunk failed for %s", name);
+    /* no timestamps: the same input gives byte-identical shards */
+    H5_CHECK(H5Pset_obj_track_times(pl, 0), "H5Pset_obj_track_times failed");
     if (deflate) H5_CHECK(H5Pset_deflate(pl, 1), "H5Pset_deflate failed for %s", name);
     hid_t d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
     H5_CHECK(d, "cannot create dataset %s", name);

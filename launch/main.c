@@ -15,7 +15,9 @@ static const struct {
     const char *what;
 } COMMANDS[] = {
     {"init", cmd_init, "write a fresh checkpoint from a config"},
+    {"data", cmd_data, "COCO keypoints JSON + images -> training shards"},
     {"eval", cmd_eval, "COCO keypoint AP of a results file (pycocotools numbers)"},
+    {"infer", cmd_infer, "images -> keypoints JSON and skeleton overlay PNG"},
 };
 
 static void usage(FILE *out)
