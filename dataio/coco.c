@@ -63,11 +63,13 @@ static int parse_segm(const cJSON *sg, const dataio_coco_image *img, dataio_segm
             snprintf(err, errlen, "RLE without a [h, w] size");
             return -1;
         }
-        int h = (int)size->child->valuedouble, w = (int)size->child->next->valuedouble;
-        if (h != img->height || w != img->width) {
-            snprintf(err, errlen, "RLE size %dx%d differs from the image's %dx%d", h, w, img->height, img->width);
+        /* compared as doubles: a huge size must not reach an int conversion */
+        double hd = size->child->valuedouble, wd = size->child->next->valuedouble;
+        if (hd != img->height || wd != img->width) {
+            snprintf(err, errlen, "RLE size %gx%g differs from the image's %dx%d", hd, wd, img->height, img->width);
             return -1;
         }
+        int h = img->height, w = img->width;
         if (cJSON_IsString(counts)) {
             if (dataio_rle_from_string(counts->valuestring, &out->counts, &out->ncounts, err, errlen)) return -1;
         } else if (cJSON_IsArray(counts)) {
