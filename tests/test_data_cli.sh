@@ -78,4 +78,10 @@ else t_ok skip_bad_annotations; fi
 $SSPOSE data --ann $ANN --images $SH --out $D/prog --copies 2 --progress-every 0.01 --threads 1 >$D/prog.out 2>&1
 if grep -qE '^data: [0-9]+/24 \([0-9]+%\), [0-9.]+ samples/s, ETA' $D/prog.out && grep -q 'elapsed' $D/prog.out; then
   t_ok progress_lines; else t_fail progress_lines "$(head -c 400 $D/prog.out)"; fi
+# progress: a bar redrawn in place on a terminal (script(1) gives the command a pty)
+if command -v script >/dev/null; then
+  script -qec "$SSPOSE data --ann $ANN --images $SH --out $D/tty --copies 2 --threads 1" /dev/null >$D/tty.out 2>&1
+  if grep -q $'\r''data \[#*\.*\] *[0-9]*/24 .*samples/s' $D/tty.out && grep -q 'in 0:' $D/tty.out; then t_ok progress_bar_tty
+  else t_fail progress_bar_tty "$(head -c 400 $D/tty.out | cat -v)"; fi
+else t_skip progress_bar_tty "no script(1)"; fi
 t_end
