@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/check.h"
 #include "core/progress.h"
@@ -191,8 +192,12 @@ int main(int argc, char **argv)
     double work = 0, all = 0;
     for (int i = 0; i < threads; i++) work += ts[i].total, all += ts[i].total + ts[i].t_warp + ts[i].t_targets + ts[i].t_mask + ts[i].t_jpeg;
     double rate = threads * samples / (wall * work / all);
-    printf("preprocessing, %d threads: %.1f crops/s total, %.1f per thread (scaling %.2f of linear)\n", threads, rate,
-           rate / threads, rate / threads * per);
+    double cpu_rate = threads * samples / work; /* crops per CPU-second, all threads */
+    double load[1] = {0};
+    getloadavg(load, 1);
+    printf("preprocessing, %d threads: %.1f crops/s per core (CPU time), %.1f crops/s wall-clock total "
+           "(load average %.1f on %ld CPUs: wall-clock scaling is only meaningful on an idle machine)\n",
+           threads, cpu_rate, rate, load[0], sysconf(_SC_NPROCESSORS_ONLN));
     bench_loader(threads);
     free(ts);
     free(th);
