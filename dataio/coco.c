@@ -194,8 +194,9 @@ static int parse_ann(const cJSON *a, const dataio_coco_image *img, dataio_coco_a
     for (int k = 0; k < SKEL_NUM_COCO; k++) {
         float *p = coco + 3 * k;
         int labelled = p[2] == 1 || p[2] == 2;
-        /* COCO coordinates run over [0, w] x [0, h] (pixel edges) */
-        if (labelled && (p[0] < 0 || p[1] < 0 || p[0] > img->width || p[1] > img->height)) {
+        /* COCO coordinates run over [0, w] x [0, h] (pixel edges); a pixel of slack
+         * for annotation tools that round past the border */
+        if (labelled && (p[0] < -1 || p[1] < -1 || p[0] > img->width + 1 || p[1] > img->height + 1)) {
             outside++;
             labelled = 0;
         }

@@ -93,9 +93,10 @@ static void skips_and_drops(void)
     T_CHECKF(sk.count[DATAIO_SKIP_MALFORMED_ANN] == 3, "%ld malformed", sk.count[DATAIO_SKIP_MALFORMED_ANN]);
     T_CHECK(sk.count[DATAIO_SKIP_BAD_SEGM] == 1);
     const dataio_coco_ann *a = &c.images[0].anns[0];
-    /* COCO x = 10k+1 <= 100 for k <= 9: COCO 10..16 dropped (7 keypoints) */
-    T_CHECK(a->num_keypoints == 10);
-    T_CHECK(a->kps[3 * 4 + 2] == 0);  /* r_wri = COCO 10, x = 101 */
+    /* COCO x = 10k+1, width 100, 1 px of slack: COCO 0..10 kept, 11..16 dropped (6 keypoints) */
+    T_CHECK(a->num_keypoints == 11);
+    T_CHECK(a->kps[3 * 4 + 2] == 1);  /* r_wri = COCO 10, x = 101: within the slack */
+    T_CHECK(a->kps[3 * 11 + 2] == 0); /* l_hip = COCO 11, x = 111 */
     T_CHECK(a->kps[3 * 3 + 2] == 1);  /* r_elb = COCO 8, x = 81 */
     dataio_coco_free(&c);
 }
