@@ -4,6 +4,7 @@
 
 #include "core/backend.h"
 #include "core/check.h"
+#include "core/h5util.h"
 #include "launch/cli.h"
 
 #define SSPOSE_VERSION "0.1.0"
@@ -26,6 +27,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    core_h5_quiet(); /* sspose reports HDF5 failures itself, in one line */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

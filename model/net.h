@@ -80,6 +80,12 @@ core_tensor model_output(model_net *net, int stage, model_out which);
 core_tensor model_output_grad(model_net *net, int stage, model_out which);
 int model_has_output(const model_net *net, model_out which);
 
+/* A hash of the network's piecewise-linear regime: the sign of every ReLU output
+ * and the argmax of every pooling window, for the current activations.
+ * Gradient checkers use it to tell a clean finite difference (same regime on
+ * both sides) from one that crossed a kink. CPU backend only. */
+uint64_t model_kink_signature(model_net *net);
+
 /* Host copies of parameters (for checkpoints and tests). */
 void model_params_to_host(model_net *net, float *host);
 void model_params_from_host(model_net *net, const float *host);

@@ -1,0 +1,173 @@
+#include "model/checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/check.h"
+#include "core/h5util.h"
+
+static void param_dims(const model_param *p, int64_t *d)
+{
+    for (int i = 0; i < p->ndim; i++) d[i] = p->shape[i];
+}
+
+/* Writes every tensor of a flat host buffer under `prefix`. */
+static void write_tensors(hid_t f, model_net *net, const char *prefix, const float *host)
+{
+    for (int i = 0; i < model_param_count(net); i++) {
+        const model_param *p = model_param_at(net, i);
+        char path[160];
+        int64_t d[4];
+        snprintf(path, sizeof path, "%s/%s", prefix, p->name);
+        param_dims(p, d);
+        core_h5_write_f32(f, path, p->ndim, d, host + p->offset);
+    }
+}
+
+void model_ckpt_save(const char *path, model_net *net, const float *momentum, int64_t step, const char *config_text,
+                     model_ckpt_state_fn write_state, void *ctx)
+{
+    core_backend *be = model_backend(net);
+    size_t n = model_num_floats(net);
+    float *host = core_malloc(n * sizeof(float));
+    char tmp[4200];
+    hid_t f = core_h5_create_tmp(path, tmp, sizeof tmp);
+    core_h5_attr_str(f, "format", MODEL_CKPT_FORMAT);
+    core_h5_attr_i64(f, "version", MODEL_CKPT_VERSION);
+    core_h5_attr_i64(f, "step", step);
+    core_h5_attr_str(f, "config", config_text);
+
+    model_params_to_host(net, host);
+    write_tensors(f, net, "/params", host);
+    if (momentum)
+        be->download(be, host, momentum, n);
+    else
+        memset(host, 0, n * sizeof(float));
+    write_tensors(f, net, "/optim/momentum", host);
+    free(host);
+
+    if (write_state) {
+        hid_t g = H5Gcreate2(f, "/state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        H5_CHECK(g, "cannot create /state in '%s'", tmp);
+        write_state(g, ctx);
+        H5Gclose(g);
+    }
+    core_h5_commit(f, tmp, path);
+}
+
+/* Opens and checks the header; -1 with a reason otherwise. */
+static hid_t open_checked(const char *path, char *err, size_t errlen)
+{
+    core_h5_quiet();
+    if (access(path, R_OK) != 0) {
+        snprintf(err, errlen, "checkpoint '%s' does not exist or is not readable", path);
+        return -1;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        snprintf(err, errlen, "checkpoint '%s' is not an HDF5 file (truncated or corrupt?)", path);
+        return -1;
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        snprintf(err, errlen, "cannot open checkpoint '%s' (corrupt?)", path);
+        return -1;
+    }
+    char *fmt = core_h5_attr_read_str(f, "format");
+    int64_t version = 0;
+    int ok = fmt && !strcmp(fmt, MODEL_CKPT_FORMAT);
+    free(fmt);
+    if (!ok) {
+        snprintf(err, errlen, "'%s' is not an sspose checkpoint (format attribute is not '%s')", path, MODEL_CKPT_FORMAT);
+        H5Fclose(f);
+        return -1;
+    }
+    if (core_h5_attr_read_i64(f, "version", &version) != 0 || version != MODEL_CKPT_VERSION) {
+        snprintf(err, errlen, "checkpoint '%s' has version %lld, this build reads version %d", path, (long long)version,
+                 MODEL_CKPT_VERSION);
+        H5Fclose(f);
+        return -1;
+    }
+    return f;
+}
+
+char *model_ckpt_read_config(const char *path)
+{
+    char err[512];
+    hid_t f = open_checked(path, err, sizeof err);
+    CHECK(f >= 0, "%s", err);
+    char *cfg = core_h5_attr_read_str(f, "config");
+    H5Fclose(f);
+    CHECK(cfg, "checkpoint '%s' has no config attribute", path);
+    return cfg;
+}
+
+static int read_tensors(hid_t f, model_net *net, const char *prefix, float *host, const char *path, char *err,
+                        size_t errlen)
+{
+    for (int i = 0; i < model_param_count(net); i++) {
+        const model_param *p = model_param_at(net, i);
+        char name[160], why[400];
+        int64_t d[4];
+        snprintf(name, sizeof name, "%s/%s", prefix, p->name);
+        param_dims(p, d);
+        if (core_h5_read_f32(f, name, p->ndim, d, host + p->offset, why, sizeof why) != 0) {
+            snprintf(err, errlen, "checkpoint '%s': %s", path, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int model_ckpt_try_load(const char *path, model_net *net, float *momentum, int64_t *step,
+                        model_ckpt_state_fn read_state, void *ctx, char *err, size_t errlen)
+{
+    hid_t f = open_checked(path, err, errlen);
+    if (f < 0) return -1;
+    size_t n = model_num_floats(net);
+    float *w = core_malloc(n * sizeof(float)), *mom = momentum ? core_malloc(n * sizeof(float)) : NULL;
+    int64_t st = 0;
+    int rc = core_h5_attr_read_i64(f, "step", &st) == 0 ? 0 : -1;
+    if (rc) snprintf(err, errlen, "checkpoint '%s' has no step attribute", path);
+    if (!rc) rc = read_tensors(f, net, "/params", w, path, err, errlen);
+    if (!rc && mom) rc = read_tensors(f, net, "/optim/momentum", mom, path, err, errlen);
+    if (!rc) {
+        /* Non-finite weights mean a corrupt or diverged file: never resume from one. */
+        for (size_t i = 0; i < n && !rc; i++)
+            if (!(w[i] - w[i] == 0)) {
+                snprintf(err, errlen, "checkpoint '%s' holds non-finite parameters", path);
+                rc = -1;
+            }
+    }
+    if (!rc && read_state) {
+        if (H5Lexists(f, "/state", H5P_DEFAULT) <= 0) {
+            snprintf(err, errlen, "checkpoint '%s' has no /state group (not written by sspose train?)", path);
+            rc = -1;
+        } else {
+            hid_t g = H5Gopen2(f, "/state", H5P_DEFAULT);
+            read_state(g, ctx);
+            H5Gclose(g);
+        }
+    }
+    H5Fclose(f);
+    if (!rc) {
+        model_params_from_host(net, w);
+        if (mom) {
+            core_backend *be = model_backend(net);
+            be->upload(be, momentum, mom, n);
+            be->sync(be);
+        }
+        if (step) *step = st;
+    }
+    free(w);
+    free(mom);
+    return rc;
+}
+
+void model_ckpt_load(const char *path, model_net *net, float *momentum, int64_t *step,
+                     model_ckpt_state_fn read_state, void *ctx)
+{
+    char err[600];
+    CHECK(model_ckpt_try_load(path, net, momentum, step, read_state, ctx, err, sizeof err) == 0, "%s", err);
+}
