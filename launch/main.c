@@ -15,6 +15,7 @@ static const struct {
     const char *what;
 } COMMANDS[] = {
     {"init", cmd_init, "write a fresh checkpoint from a config"},
+    {"forward", cmd_forward, "outputs, losses and gradients of a checkpoint on shard samples"},
 };
 
 static void usage(FILE *out)
