@@ -16,6 +16,7 @@ static const struct {
 } COMMANDS[] = {
     {"init", cmd_init, "write a fresh checkpoint from a config"},
     {"forward", cmd_forward, "outputs, losses and gradients of a checkpoint on shard samples"},
+    {"eval", cmd_eval, "COCO keypoint AP of a results file (pycocotools numbers)"},
 };
 
 static void usage(FILE *out)
