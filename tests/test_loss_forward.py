@@ -216,6 +216,8 @@ def test_forward_bad_input():
         ["forward", "--checkpoint", ck, "--shard", SHARD, "--out", bad + "x", "--bogus"],
         ["forward", "--checkpoint", ck, "--shard", SHARD, "--out", bad + "x", "--set", "loss.beta=cubic"],
     ]
+    r = subprocess.run([SSPOSE, "forward", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("usage: sspose forward"), r.stdout[:200]
     for c in cases:
         r = subprocess.run([SSPOSE, *c], capture_output=True, text=True, timeout=60)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
