@@ -169,11 +169,9 @@ int cmd_forward(int argc, char **argv)
     attr_i64_array(f, "indices", idx, N);
     free(idx);
 
+    /* one host buffer for every download: the input, any output (<= 64 channels), all gradients */
     size_t maxn = (size_t)N * 3 * S * S;
-    for (int o = 0; o < MODEL_NUM_OUT; o++) {
-        size_t n = (size_t)N * 64 * gh * gw;
-        if (n > maxn) maxn = n;
-    }
+    if ((size_t)N * LOSS_MAX_CHANNELS * gh * gw > maxn) maxn = (size_t)N * LOSS_MAX_CHANNELS * gh * gw;
     if (model_num_floats(net) > maxn) maxn = model_num_floats(net);
     float *host = core_malloc(maxn * sizeof(float));
     core_tensor in = core_tensor_view(model_input(net), N, 3, S, S, be->dev);
