@@ -14,8 +14,9 @@ static const struct {
     int (*fn)(int, char **);
     const char *what;
 } COMMANDS[] = {
-    {"init", cmd_init, "write a fresh checkpoint from a config"},
     {"data", cmd_data, "COCO keypoints JSON + images -> training shards"},
+    {"init", cmd_init, "write a fresh checkpoint from a config"},
+    {"forward", cmd_forward, "outputs, losses and gradients of a checkpoint on shard samples"},
     {"eval", cmd_eval, "COCO keypoint AP of a results file (pycocotools numbers)"},
     {"infer", cmd_infer, "images -> keypoints JSON and skeleton overlay PNG"},
 };

@@ -16,6 +16,10 @@
 
 #include "core/backend.h"
 
+#ifdef __cplusplus
+extern "C" { /* loss/kernels_cuda.cu defines loss_kernels_cuda with C linkage */
+#endif
+
 #define LOSS_MAX_CHANNELS 64
 
 /* How a cell of the target counts as "active" for the PDD weight. */
@@ -73,7 +77,13 @@ typedef struct loss_kernels {
 
 extern const loss_kernels loss_kernels_cpu;
 
+/* Whether this build has loss kernels for a device. */
+int loss_kernels_built(core_device dev);
 /* The kernels for a backend's device; dies with a clear line when the device has none built. */
 const loss_kernels *loss_kernels_for(const core_backend *be);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -105,6 +105,14 @@ extern const loss_kernels loss_kernels_cuda;
 #endif
 #endif
 
+int loss_kernels_built(core_device dev)
+{
+#ifdef LOSS_HAVE_CUDA
+    if (dev == CORE_DEV_CUDA) return 1;
+#endif
+    return dev == CORE_DEV_CPU;
+}
+
 const loss_kernels *loss_kernels_for(const core_backend *be)
 {
     if (be->dev == CORE_DEV_CPU) return &loss_kernels_cpu;
