@@ -524,6 +524,14 @@ dataio_loader *dataio_loader_open(const dataio_loader_opts *opts, const dataio_l
     return L;
 }
 
+dataio_loader_opts dataio_loader_opts_from_config(const core_config *cfg, int rank, int world)
+{
+    dataio_loader_opts o = {.pattern = cfg->data.train, .rank = rank, .world = world, .batch = cfg->train.batch,
+                            .seed = (uint64_t)cfg->train.seed, .flip = cfg->data.flip, .threads = cfg->data.threads,
+                            .prefetch = cfg->data.prefetch};
+    return o;
+}
+
 const dataio_batch *dataio_loader_next(dataio_loader *L)
 {
     int64_t k = L->consumed;
