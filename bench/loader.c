@@ -78,7 +78,7 @@ int main(int argc, char **argv)
         dataio_loader_opts o = {.pattern = pattern, .world = 1, .batch = 8, .seed = 1, .flip = 0.5,
                                 .threads = threads[t], .prefetch = 3};
         dataio_loader *L = dataio_loader_open(&o, NULL);
-        int steps = 2 * n / 8;
+        int steps = 4 * n / 8;
         double t0 = clock_s(CLOCK_MONOTONIC);
         for (int k = 0; k < steps; k++) dataio_loader_release(L, dataio_loader_next(L));
         double wall = clock_s(CLOCK_MONOTONIC) - t0;

@@ -396,6 +396,7 @@ static void *buf_alloc(dataio_loader *L, size_t bytes)
 {
     void *p = L->o.alloc ? L->o.alloc(bytes, L->o.alloc_ctx) : malloc(bytes);
     CHECK(p, "loader: cannot allocate %zu bytes for batch buffers", bytes);
+    memset(p, 0, bytes); /* fault the pages in now, not during the first steps */
     return p;
 }
 
