@@ -637,7 +637,8 @@ static cJSON *person_ann(const figure_t *f, int with_kp, int label, const uint32
         double x = f->kp[k].x, y = f->kp[k].y;
         int face = k == NOSE || k == L_EYE || k == R_EYE;
         int xi = (int)floor(x + 0.5), yi = (int)floor(y + 0.5);
-        if ((face && !f->face_labelled) || xi < 0 || yi < 0 || xi >= w || yi >= h) continue;
+        /* inside means within the outermost pixel centres, [0, w-1] x [0, h-1] */
+        if ((face && !f->face_labelled) || !(x >= 0 && y >= 0 && x <= w - 1 && y <= h - 1)) continue;
         uint32_t owner = ids[(size_t)yi * ids_stride + xi] & 0xffffff;
         int v = owner == (uint32_t)label ? 2 : 1;
         kp[3 * k] = round2(x);
