@@ -50,21 +50,39 @@ static const float *sample_plane(const dataio_sample *s, int d)
 
 static float *sample_plane_mut(dataio_sample *s, int d) { return (float *)sample_plane(s, d); }
 
-/* Round to nearest and clamp to the stored type's range. */
+/* Round to nearest (ties up) and clamp to the stored range: unsigned [0,255],
+ * signed [-127,127] (shifted by 128 so truncation rounds). Written so the
+ * compiler vectorises it; NaN becomes 0. */
 static void quantise(const float *x, size_t n, float inv_scale, int is_signed, uint8_t *out)
 {
-    if (is_signed) {
-        int8_t *o = (int8_t *)out;
-        for (size_t i = 0; i < n; i++) {
-            float v = nearbyintf(x[i] * inv_scale);
-            o[i] = (int8_t)(v > 127.f ? 127 : v < -127.f ? -127 : (isnan(v) ? 0 : (int)v));
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            float v = nearbyintf(x[i] * inv_scale);
-            out[i] = (uint8_t)(v > 255.f ? 255 : v < 0.f ? 0 : (isnan(v) ? 0 : (int)v));
-        }
+    const float off = is_signed ? 128.5f : 0.5f, lo = is_signed ? 1.0f : 0.0f, hi = 255.49f;
+    const int shift = is_signed ? 128 : 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] * inv_scale + off;
+        v = v == v ? v : off;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        out[i] = (uint8_t)((int)v - shift);
     }
+}
+
+/* A zlib stream, which is what HDF5's deflate filter reads back. */
+static size_t deflate_chunk(const uint8_t *in, size_t n, int level, uint8_t **out, size_t *cap)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    CHECK(deflateInit2(&z, level, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY) == Z_OK, "zlib: deflateInit2 failed");
+    size_t bound = deflateBound(&z, (uLong)n);
+    grow(out, cap, bound);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = *out;
+    z.avail_out = (uInt)bound;
+    int zr = deflate(&z, Z_FINISH);
+    CHECK(zr == Z_STREAM_END, "zlib: deflate failed (%d)", zr);
+    size_t len = z.total_out;
+    deflateEnd(&z);
+    return len;
 }
 
 void dataio_pack_sample(const dataio_sample *s, int jpeg_quality, int level, dataio_packed *out)
@@ -74,11 +92,7 @@ void dataio_pack_sample(const dataio_sample *s, int jpeg_quality, int level, dat
     for (int d = 0; d < DATAIO_NDS; d++) {
         size_t n = dataio_ds_channels[d] * hw;
         quantise(sample_plane(s, d), n, 1.0f / dataio_ds_scale[d], ds_signed[d], q);
-        uLongf bound = compressBound((uLong)n);
-        grow(&out->chunk[d], &out->chunk_cap[d], bound);
-        int zr = compress2(out->chunk[d], &bound, q, (uLong)n, level);
-        CHECK(zr == Z_OK, "deflate failed (zlib %d)", zr);
-        out->chunk_len[d] = bound;
+        out->chunk_len[d] = deflate_chunk(q, n, level, &out->chunk[d], &out->chunk_cap[d]);
         out->raw[d] = 0;
     }
     free(q);
@@ -502,8 +516,9 @@ dataio_shard *dataio_shard_open(const char *path)
         n = (long)nd;
         float sc = 0;
         RCHECK(r, attr_read_num(r->ds[d], "scale", H5T_NATIVE_FLOAT, &sc) == 0, "dataset '%s' has no 'scale' attribute", nm);
-        RCHECK(r, fabsf(sc - dataio_ds_scale[d]) <= 1e-6f * dataio_ds_scale[d] * 10,
-               "dataset '%s' scale %g differs from the format's %g", nm, sc, dataio_ds_scale[d]);
+        /* dequantised with the file's own scale (SPEC: value = stored * scale) */
+        RCHECK(r, isfinite(sc) && sc > 0, "dataset '%s' has a bad scale %g", nm, sc);
+        a->scale[d] = sc;
         r->chunked[d] = one_sample_chunks(r->ds[d]);
     }
     r->jpeg = H5Lexists(r->file, "jpeg", H5P_DEFAULT) > 0 ? H5Dopen2(r->file, "jpeg", H5P_DEFAULT) : -1;
@@ -653,7 +668,7 @@ void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, d
         } else {
             CHECK(p->chunk_len[d] == n, "%s: %s has %zu bytes, expected %zu", what, dataio_ds_names[d], p->chunk_len[d], n);
         }
-        float *dst = sample_plane_mut(s, d), sc = dataio_ds_scale[d];
+        float *dst = sample_plane_mut(s, d), sc = a->scale[d] > 0 ? a->scale[d] : dataio_ds_scale[d];
         if (ds_signed[d])
             for (size_t k = 0; k < n; k++) dst[k] = (float)(int8_t)src[k] * sc;
         else

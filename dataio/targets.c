@@ -39,7 +39,7 @@ static void heatmaps(const dataio_target_params *p, const float *kps, int np, fl
                     double dx = cell_centre(j, p->stride) - kp[0];
                     double e = (dx * dx + dy * dy) / s2;
                     if (e > DATAIO_HEAT_CUTOFF) continue;
-                    float v = (float)exp(-e);
+                    float v = expf((float)-e);
                     if (v > out[i * w + j]) out[i * w + j] = v;
                 }
             }
@@ -47,8 +47,8 @@ static void heatmaps(const dataio_target_params *p, const float *kps, int np, fl
     float *bg = th + SKEL_NUM_KP * hw;
     for (int c = 0; c < hw; c++) {
         float m = 0;
-        for (int k = 0; k < SKEL_NUM_KP; k++) m = fmaxf(m, th[k * hw + c]);
-        bg[c] = fmaxf(0.f, 1.f - m);
+        for (int k = 0; k < SKEL_NUM_KP; k++) m = th[k * hw + c] > m ? th[k * hw + c] : m;
+        bg[c] = m < 1.f ? 1.f - m : 0.f;
     }
 }
 
@@ -114,7 +114,7 @@ static void offsets(const dataio_target_params *p, const float *kps, int np, flo
                     double dx = kp[0] - cell_centre(j, p->stride);
                     double d2 = dx * dx + dy * dy;
                     int c = i * w + j;
-                    if (!(exp(-d2 / s2) > DATAIO_OFFSET_THRESHOLD) || !(d2 < best[c])) continue;
+                    if (!(d2 < dmax2) || !(d2 < best[c])) continue;
                     best[c] = d2;
                     ox[c] = (float)fmin(0.5, fmax(-0.5, dx / p->stride));
                     oy[c] = (float)fmin(0.5, fmax(-0.5, dy / p->stride));
@@ -141,14 +141,20 @@ static void attention(const dataio_target_params *p, const float *kps, int np, f
             double len2 = vx * vx + vy * vy;
             double sl = fmax(0.5, sqrt(len2) / 4.0);
             double inv = 1.0 / (sl * sl);
-            for (int i = 0; i < h; i++) {
+            /* cells farther than this from the segment get less than e^-ATT_CUTOFF */
+            double r = sl * sqrt(DATAIO_ATT_CUTOFF) * fd;
+            int i0, i1, j0, j1;
+            cell_range(0.5 * (a[1] + b[1]), 0.5 * fabs(vy) * fd + r, p->stride, h, &i0, &i1);
+            cell_range(0.5 * (a[0] + b[0]), 0.5 * fabs(vx) * fd + r, p->stride, w, &j0, &j1);
+            for (int i = i0; i <= i1; i++) {
                 double dy = cell_centre(i, p->stride) / fd - ay;
-                for (int j = 0; j < w; j++) {
+                for (int j = j0; j <= j1; j++) {
                     double dx = cell_centre(j, p->stride) / fd - ax;
                     double t = len2 > 0 ? (dx * vx + dy * vy) / len2 : 0;
                     t = t < 0 ? 0 : t > 1 ? 1 : t;
-                    double ex = dx - t * vx, ey = dy - t * vy;
-                    float v = (float)exp(-(ex * ex + ey * ey) * inv);
+                    double ex = dx - t * vx, ey = dy - t * vy, e = (ex * ex + ey * ey) * inv;
+                    if (e > DATAIO_ATT_CUTOFF) continue;
+                    float v = expf((float)-e);
                     if (v > out[i * w + j]) out[i * w + j] = v;
                 }
             }

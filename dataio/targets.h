@@ -21,6 +21,9 @@
 
 /* exp(-4.6052) ~ 0.01: heatmap terms beyond it are 0 (CMU's cut-off). */
 #define DATAIO_HEAT_CUTOFF 4.6052
+/* Attention terms below e^-20 (2e-9) are left at 0: far below float and
+ * uint8 resolution, and it keeps the cost proportional to the limb's area. */
+#define DATAIO_ATT_CUTOFF 20.0
 /* Offsets are defined where a keypoint's Gaussian exceeds this value. */
 #define DATAIO_OFFSET_THRESHOLD 0.4
 
