@@ -496,16 +496,23 @@ static void find_shards(dataio_loader *L, const char *pattern)
         while (*t == ' ') t++;
         if (!*t) continue;
         any = 1;
+        size_t before = g.gl_pathc;
         int rc = glob(t, flags, NULL, &g);
         CHECK(rc == 0 || rc == GLOB_NOMATCH, "loader: cannot expand shard glob '%s' (read error)", t);
+        /* a misspelt part of a list would silently drop a dataset */
+        CHECK(g.gl_pathc > before, "loader: no shard file matches '%s' (data.train)", t);
         flags = GLOB_APPEND;
     }
     free(pats);
     CHECK(any, "loader: empty shard glob (set data.train)");
-    CHECK(g.gl_pathc > 0, "loader: no shard file matches '%s' (data.train)", pattern);
     L->nshards = (int)g.gl_pathc;
     L->paths = core_calloc(L->nshards, sizeof *L->paths);
-    for (int i = 0; i < L->nshards; i++) L->paths[i] = core_strdup(g.gl_pathv[i]);
+    for (int i = 0; i < L->nshards; i++) {
+        /* overlapping globs would silently double a shard's weight */
+        for (int k = 0; k < i; k++)
+            CHECK(strcmp(g.gl_pathv[k], g.gl_pathv[i]), "loader: shard '%s' matched twice by '%s'", g.gl_pathv[i], pattern);
+        L->paths[i] = core_strdup(g.gl_pathv[i]);
+    }
     globfree(&g);
 }
 

@@ -29,7 +29,7 @@
 #include "core/config.h"
 
 typedef struct {
-    const char *pattern;  /* shard glob (config data.train); several separated by ',' */
+    const char *pattern;  /* shard glob (config data.train); several separated by ',', each must match */
     int rank, world;      /* this process and the number of ranks */
     int batch;            /* samples per rank per step (train.batch) */
     uint64_t seed;        /* train.seed */
