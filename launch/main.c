@@ -14,6 +14,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *what;
 } COMMANDS[] = {
+    {"synth", cmd_synth, "write a synthetic COCO-format keypoint dataset"},
     {"data", cmd_data, "COCO keypoints JSON + images -> training shards"},
     {"init", cmd_init, "write a fresh checkpoint from a config"},
     {"forward", cmd_forward, "outputs, losses and gradients of a checkpoint on shard samples"},
