@@ -5,6 +5,7 @@
 #   make test       build and run every test; ends with "N passed, N failed"
 #   make test SANITIZE=1   the same under AddressSanitizer + UBSan (+ leak check)
 #   make test-gpu   the GPU suite (needs a GPU)
+#   make test-gpu-memcheck   the GPU suite's programs under compute-sanitizer memcheck
 #   make bench      build the benchmark programs under bench/
 #   make CUDA=0     force a CPU-only build
 
@@ -15,9 +16,19 @@ PYTHON  ?= /usr/bin/python3
 
 MODULES := core model loss dataio eval comm trainer
 
-PKGS := hdf5-serial openblas libcjson cairo libjpeg libpng zlib
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# OpenBLAS: prefer its OpenMP build, so that sgemm and our OpenMP loops share one thread
+# pool (the pthread build's threads and libgomp's spin-waiting workers fight over the cores).
+BLAS_OMP_DIR := $(firstword $(wildcard /usr/lib/*/openblas-openmp))
+ifneq ($(BLAS_OMP_DIR),)
+  BLAS_CFLAGS := $(shell PKG_CONFIG_PATH=$(BLAS_OMP_DIR)/pkgconfig pkg-config --cflags openblas 2>/dev/null)
+  BLAS_LIBS   := -L$(BLAS_OMP_DIR) -Wl,-rpath,$(BLAS_OMP_DIR) -lopenblas
+else
+  BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+  BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null)
+endif
+PKGS := hdf5-serial libcjson cairo libjpeg libpng zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_CFLAGS)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(BLAS_LIBS)
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
 
@@ -48,6 +59,7 @@ ifeq ($(CUDA),1)
   CU_OBJ      := $(CU_SRC:%.cu=$(BUILD)/%.o)
   NVCCFLAGS   ?= -O2 -g -std=c++17 -I. -I$(CUDA_HOME)/include $(MPI_CFLAGS) \
                  -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+                 -gencode arch=compute_90,code=compute_90 \
                  -Xcompiler -fPIC,-Wall
   CFLAGS      += -DSSPOSE_CUDA=1 -I$(CUDA_HOME)/include
   LDLIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lnccl -lcudart -lcublas -lstdc++
@@ -68,7 +80,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 BIN := bin/sspose$(if $(filter 1,$(SANITIZE)),-san)
 
-.PHONY: all deps test test-gpu bench clean
+.PHONY: all deps test test-gpu test-gpu-memcheck bench clean
 all: $(BIN)
 
 $(BIN): $(CLI_OBJ) $(LIB)
@@ -104,6 +116,22 @@ test: $(BIN) $(TEST_BIN)
 test-gpu: $(BIN) $(TEST_BIN)
 	@SSPOSE_BIN=$(abspath $(BIN)) SSPOSE_BUILD=$(abspath $(BUILD)) PYTHON=$(PYTHON) \
 	  SSPOSE_GPU_TESTS=1 bash tests/run_tests.sh gpu
+
+# Every GPU test program under compute-sanitizer memcheck. API-call errors are
+# not reported (every call is checked in the code, and cuDNN's search expects
+# some of its own allocations to fail); child processes the tests spawn to
+# provoke fatal errors run unchecked. Leak checking is opt-in
+# (MEMCHECK_FLAGS="--leak-check full") since cuDNN may keep allocations of its own.
+SANITIZER ?= $(firstword $(shell command -v compute-sanitizer 2>/dev/null) \
+               $(wildcard $(CUDA_HOME)/bin/compute-sanitizer $(CUDA_HOME)/compute-sanitizer/compute-sanitizer))
+MEMCHECK_FLAGS ?=
+test-gpu-memcheck: $(BIN) $(TEST_BIN)
+	@test -n "$(SANITIZER)" || { echo "make: compute-sanitizer not found (install the CUDA toolkit's sanitizer or set SANITIZER=)" >&2; exit 1; }
+	@set -e; for t in $(filter $(BUILD)/tests/test_gpu_%,$(TEST_BIN)); do \
+	  echo "== memcheck $$t"; \
+	  $(SANITIZER) --tool memcheck --report-api-errors no --target-processes application-only \
+	    --error-exitcode 99 $(MEMCHECK_FLAGS) $$t; \
+	done
 
 deps:
 	bash cluster/install_deps.sh

@@ -8,7 +8,7 @@
  *    (sspose data decodes each image once for all its persons and copies);
  *    the decode cost per image is printed separately.
  * 2. The same with T threads (scaling).
- * 3. Loader samples/s: see bench_loader() below (branch synth).
+ * 3. Loader samples/s: bench_loader() below points to bench/loader.c (branch synth).
  * Goals (issue 4): >= 300 crops/s per core, <= 150 KB per sample; the ratio
  * to each goal is printed (>= 1 is met). */
 #include <getopt.h>
@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/check.h"
 #include "core/progress.h"
@@ -116,11 +117,14 @@ static void *run_thread(void *arg)
     return NULL;
 }
 
-/* ---- LOADER: the streaming loader's samples/s goes here (branch synth). It
- * should write shards with the section above (or `sspose synth` + `sspose data`),
- * read them back through dataio/loader.h with 1..T threads and print samples/s
- * per thread and in total, next to the preprocessing numbers. */
-static void bench_loader(int threads) { printf("loader: not measured yet (dataio/loader.h belongs to branch synth)\n"); }
+/* ---- LOADER: the streaming loader's samples/s. Branch synth measures it in
+ * bench/loader.c (`build/bench/loader 'PREFIX-*.h5'` on this command's output);
+ * a combined figure (preprocessing and loading in one run) would go here. */
+static void bench_loader(int threads)
+{
+    (void)threads;
+    printf("loader: see build/bench/loader (bench/loader.c, branch synth), e.g. on sspose data output\n");
+}
 
 int main(int argc, char **argv)
 {
@@ -191,8 +195,12 @@ int main(int argc, char **argv)
     double work = 0, all = 0;
     for (int i = 0; i < threads; i++) work += ts[i].total, all += ts[i].total + ts[i].t_warp + ts[i].t_targets + ts[i].t_mask + ts[i].t_jpeg;
     double rate = threads * samples / (wall * work / all);
-    printf("preprocessing, %d threads: %.1f crops/s total, %.1f per thread (scaling %.2f of linear)\n", threads, rate,
-           rate / threads, rate / threads * per);
+    double cpu_rate = threads * samples / work; /* crops per CPU-second, all threads */
+    double load[1] = {0};
+    getloadavg(load, 1);
+    printf("preprocessing, %d threads: %.1f crops/s per core (CPU time), %.1f crops/s wall-clock total "
+           "(load average %.1f on %ld CPUs: wall-clock scaling is only meaningful on an idle machine)\n",
+           threads, cpu_rate, rate, load[0], sysconf(_SC_NPROCESSORS_ONLN));
     bench_loader(threads);
     free(ts);
     free(th);

@@ -2,7 +2,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 static void (*exit_hook)(int);
 static char log_prefix[64];
@@ -17,8 +19,18 @@ void core_set_log_prefix(const char *prefix)
     snprintf(log_prefix, sizeof log_prefix, "[%s] ", prefix);
 }
 
+static atomic_flag dying = ATOMIC_FLAG_INIT;
+static _Thread_local int this_thread_dying;
+
 void core_die_at(const char *file, int line, const char *fmt, ...)
 {
+    /* Several threads may fail at once (loader workers, data writers): the first one
+     * reports and exits; the others wait here for the process to end, so the user
+     * sees exactly one line. */
+    if (this_thread_dying) _exit(1); /* the exit hook itself failed: leave without a second line */
+    if (atomic_flag_test_and_set(&dying))
+        for (;;) pause();
+    this_thread_dying = 1;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);

@@ -187,7 +187,8 @@ void dataio_make_sample(const dataio_aug_params *p, const dataio_image *img, con
         for (int c = 0; c < out->grid_h * out->grid_w; c++) out->mask[c] = 1;
     }
     const dataio_coco_ann *mp = &ci->anns[main_idx];
-    out->meta = (dataio_meta){ci->id, (int32_t)mp->id, (float)aug->scale, (float)aug->cx, (float)aug->cy,
-                              (float)aug->rotation, 0};
+    /* SPEC stores the annotation id as int32; COCO's person ids fit, -1 marks one that does not */
+    int32_t pid = mp->id >= 0 && mp->id <= INT32_MAX ? (int32_t)mp->id : -1;
+    out->meta = (dataio_meta){ci->id, pid, (float)aug->scale, (float)aug->cx, (float)aug->cy, (float)aug->rotation, 0};
     if (aug->flip) dataio_flip_sample(out);
 }

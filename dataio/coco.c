@@ -63,11 +63,13 @@ static int parse_segm(const cJSON *sg, const dataio_coco_image *img, dataio_segm
             snprintf(err, errlen, "RLE without a [h, w] size");
             return -1;
         }
-        int h = (int)size->child->valuedouble, w = (int)size->child->next->valuedouble;
-        if (h != img->height || w != img->width) {
-            snprintf(err, errlen, "RLE size %dx%d differs from the image's %dx%d", h, w, img->height, img->width);
+        /* compared as doubles: a huge size must not reach an int conversion */
+        double hd = size->child->valuedouble, wd = size->child->next->valuedouble;
+        if (hd != img->height || wd != img->width) {
+            snprintf(err, errlen, "RLE size %gx%g differs from the image's %dx%d", hd, wd, img->height, img->width);
             return -1;
         }
+        int h = img->height, w = img->width;
         if (cJSON_IsString(counts)) {
             if (dataio_rle_from_string(counts->valuestring, &out->counts, &out->ncounts, err, errlen)) return -1;
         } else if (cJSON_IsArray(counts)) {
@@ -192,8 +194,9 @@ static int parse_ann(const cJSON *a, const dataio_coco_image *img, dataio_coco_a
     for (int k = 0; k < SKEL_NUM_COCO; k++) {
         float *p = coco + 3 * k;
         int labelled = p[2] == 1 || p[2] == 2;
-        /* COCO coordinates run over [0, w] x [0, h] (pixel edges) */
-        if (labelled && (p[0] < 0 || p[1] < 0 || p[0] > img->width || p[1] > img->height)) {
+        /* COCO coordinates run over [0, w] x [0, h] (pixel edges); a pixel of slack
+         * for annotation tools that round past the border */
+        if (labelled && (p[0] < -1 || p[1] < -1 || p[0] > img->width + 1 || p[1] > img->height + 1)) {
             outside++;
             labelled = 0;
         }

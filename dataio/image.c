@@ -77,7 +77,7 @@ static int decode_jpeg(const uint8_t *data, size_t len, dataio_image *img, char 
 {
     struct jpeg_decompress_struct cinfo;
     jpeg_err je;
-    uint8_t *volatile rgb = NULL;
+    uint8_t *volatile rgb = NULL, *volatile line = NULL;
     cinfo.err = jpeg_std_error(&je.mgr);
     je.truncated = 0;
     je.mgr.error_exit = jpeg_fail;
@@ -86,19 +86,23 @@ static int decode_jpeg(const uint8_t *data, size_t len, dataio_image *img, char 
         snprintf(err, errlen, "corrupt JPEG: %s", je.msg);
         jpeg_destroy_decompress(&cinfo);
         free(rgb);
+        free(line);
         return -1;
     }
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
-    cinfo.out_color_space = JCS_RGB;
+    /* libjpeg converts everything to RGB except CMYK/YCCK: those come out as
+     * CMYK and are converted below */
+    int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     if ((unsigned long long)cinfo.image_width * cinfo.image_height > MAX_PIXELS) {
         snprintf(err, errlen, "JPEG of %ux%u pixels is too large", cinfo.image_width, cinfo.image_height);
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
     jpeg_start_decompress(&cinfo);
-    if (cinfo.output_components != 3) {
+    if (cinfo.output_components != (cmyk ? 4 : 3)) {
         snprintf(err, errlen, "JPEG has %d components after RGB conversion", cinfo.output_components);
         jpeg_destroy_decompress(&cinfo);
         return -1;
@@ -110,10 +114,28 @@ static int decode_jpeg(const uint8_t *data, size_t len, dataio_image *img, char 
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
-    while (cinfo.output_scanline < cinfo.output_height) {
-        JSAMPROW row = rgb + stride * cinfo.output_scanline;
-        jpeg_read_scanlines(&cinfo, &row, 1);
+    if (cmyk) {
+        line = malloc((size_t)cinfo.output_width * 4);
+        if (!line) {
+            snprintf(err, errlen, "out of memory decoding JPEG");
+            jpeg_destroy_decompress(&cinfo);
+            free(rgb);
+            return -1;
+        }
     }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        uint8_t *dst = rgb + stride * cinfo.output_scanline;
+        JSAMPROW row = cmyk ? line : dst;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+        /* Adobe applications store CMYK inverted (their APP14 marker says so) */
+        for (JDIMENSION x = 0; cmyk && x < cinfo.output_width; x++) {
+            const uint8_t *p = line + 4 * x;
+            int inv = cinfo.saw_Adobe_marker, k = inv ? p[3] : 255 - p[3];
+            for (int c = 0; c < 3; c++) dst[3 * x + c] = (uint8_t)(((inv ? p[c] : 255 - p[c]) * k + 127) / 255);
+        }
+    }
+    free(line);
+    line = NULL;
     if (je.truncated) {
         snprintf(err, errlen, "truncated JPEG (premature end of data)");
         jpeg_destroy_decompress(&cinfo);

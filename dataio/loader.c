@@ -16,6 +16,9 @@
 #include <string.h>
 #include <time.h>
 #include <zlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <jpeglib.h> /* after stdio.h: it uses FILE */
 #include <jerror.h>
 
@@ -41,6 +44,7 @@ typedef struct {
     dataio_packed packed; /* raw bytes of one sample, as read from the shard */
     uint8_t *inflated;    /* one target dataset, inflated */
     uint8_t *rows;        /* LOADER_JPEG_ROWS decoded RGB rows */
+    float *plane;         /* one target plane or one image row's three planes, before streaming out */
 } scratch_t;
 
 typedef struct { struct dataio_loader *L; int id; } worker_arg;
@@ -175,6 +179,85 @@ static int shard_of(const dataio_loader *L, int64_t g)
 #define WORKER_CHECK(cond, ...) \
     do { if (!(cond)) { dataio_h5_lock(); core_die_at(__FILE__, __LINE__, __VA_ARGS__); } } while (0)
 
+/* Batch buffers are written once here and read next by the device copy, not
+ * by this core: streaming stores skip reading each cold destination line into
+ * the cache first (3.5x faster for the image on the development machine). */
+static void stream_copy(float *dst, const float *src, size_t n)
+{
+#ifdef __SSE2__
+    if ((uintptr_t)dst % 16 == 0 && n % 4 == 0) {
+        for (size_t i = 0; i < n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+        return;
+    }
+#endif
+    memcpy(dst, src, n * sizeof *dst);
+}
+
+/* The same, writing src reversed (a mirrored image row). */
+static void stream_copy_reversed(float *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+#ifdef __SSE2__
+    if ((uintptr_t)dst % 16 == 0 && n % 4 == 0) {
+        for (; i < n; i += 4) {
+            __m128 v = _mm_loadu_ps(src + n - 4 - i);
+            _mm_stream_ps(dst + i, _mm_shuffle_ps(v, v, _MM_SHUFFLE(0, 1, 2, 3)));
+        }
+        return;
+    }
+#endif
+    for (; i < n; i++) dst[i] = src[n - 1 - i];
+}
+
+/* One decoded RGB row to three float rows, pixel/255 - 0.5 with the very
+ * operations of dataio_sample_image_chw (float multiply, then subtract), so the
+ * result is bit-identical; SSE2 converts 16 pixels at a time and de-interleaves. */
+static void rgb_row_to_planes(const uint8_t *px, float *r, float *g, float *b, int S)
+{
+    int x = 0;
+#ifdef __SSE2__
+    const __m128 k = _mm_set1_ps(1.0f / 255.0f), half = _mm_set1_ps(0.5f);
+    const __m128i z = _mm_setzero_si128();
+    for (; x + 16 <= S; x += 16) {
+        __m128 f[12]; /* 48 interleaved values r g b r g b ... */
+        for (int q = 0; q < 3; q++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(px + 3 * x + 16 * q));
+            __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
+            __m128i w4[4] = {_mm_unpacklo_epi16(lo, z), _mm_unpackhi_epi16(lo, z), _mm_unpacklo_epi16(hi, z),
+                             _mm_unpackhi_epi16(hi, z)};
+            for (int e = 0; e < 4; e++) f[4 * q + e] = _mm_sub_ps(_mm_mul_ps(_mm_cvtepi32_ps(w4[e]), k), half);
+        }
+        for (int p = 0; p < 4; p++) { /* a = r0 g0 b0 r1, bb = g1 b1 r2 g2, c = b2 r3 g3 b3 */
+            __m128 a = f[3 * p], bb = f[3 * p + 1], c = f[3 * p + 2];
+            __m128 t1 = _mm_shuffle_ps(bb, c, _MM_SHUFFLE(0, 1, 0, 2));  /* r2 . r3 . */
+            __m128 R = _mm_shuffle_ps(a, t1, _MM_SHUFFLE(2, 0, 3, 0));   /* r0 r1 r2 r3 */
+            __m128 t2 = _mm_shuffle_ps(a, bb, _MM_SHUFFLE(0, 0, 0, 1));  /* g0 . g1 . */
+            __m128 t3 = _mm_shuffle_ps(bb, c, _MM_SHUFFLE(0, 2, 0, 3));  /* g2 . g3 . */
+            __m128 G = _mm_shuffle_ps(t2, t3, _MM_SHUFFLE(2, 0, 2, 0));
+            __m128 t4 = _mm_shuffle_ps(a, bb, _MM_SHUFFLE(0, 1, 0, 2));  /* b0 . b1 . */
+            __m128 t5 = _mm_shuffle_ps(c, c, _MM_SHUFFLE(0, 3, 0, 0));   /* b2 . b3 . */
+            __m128 B = _mm_shuffle_ps(t4, t5, _MM_SHUFFLE(2, 0, 2, 0));
+            _mm_storeu_ps(r + x + 4 * p, R);
+            _mm_storeu_ps(g + x + 4 * p, G);
+            _mm_storeu_ps(b + x + 4 * p, B);
+        }
+    }
+#endif
+    for (; x < S; x++) {
+        r[x] = px[3 * x] * (1.0f / 255.0f) - 0.5f;
+        g[x] = px[3 * x + 1] * (1.0f / 255.0f) - 0.5f;
+        b[x] = px[3 * x + 2] * (1.0f / 255.0f) - 0.5f;
+    }
+}
+
+/* Streaming stores are weakly ordered: fence before the batch is published. */
+static void stream_fence(void)
+{
+#ifdef __SSE2__
+    _mm_sfence();
+#endif
+}
+
 /* Channel each output channel is read from, and its sign, for the unflipped
  * (identity) and flipped layouts of every target dataset. */
 typedef struct {
@@ -201,14 +284,11 @@ static void remap_init(remap_t *m, int flip)
         }
 }
 static remap_t remaps[2];
-static float pixel_lut[256];
 static pthread_once_t remaps_once = PTHREAD_ONCE_INIT;
 static void remaps_make(void)
 {
     remap_init(&remaps[0], 0);
     remap_init(&remaps[1], 1);
-    /* the expression of dataio_sample_image_chw, so images match it bit for bit */
-    for (int v = 0; v < 256; v++) pixel_lut[v] = v * (1.0f / 255.0f) - 0.5f;
 }
 
 /* Inflates and dequantises dataset d of one sample straight into its batch
@@ -230,14 +310,14 @@ static void unpack_target(const dataio_loader *L, scratch_t *w, int d, int flip,
     }
     const remap_t *m = &remaps[flip];
     int is_signed = d == DATAIO_DS_PAF || d == DATAIO_DS_OFFSET;
+    float *plane = w->plane;
     for (int c = 0; c < nc; c++) {
         float sc = dataio_ds_scale[d];
         const uint8_t *src = q + (size_t)m->src[d][c] * hw;
-        float *dst = out + (size_t)c * hw;
         int neg = m->sign[d][c] < 0;
         for (int i = 0; i < gh; i++) {
             const uint8_t *sr = src + (size_t)i * gw;
-            float *dr = dst + (size_t)i * gw;
+            float *dr = plane + (size_t)i * gw;
             /* same expressions as dataio_unpack_sample and dataio_flip_* (no -0 either), so results match bit for bit */
             if (is_signed) {
                 if (flip) for (int j = 0; j < gw; j++) { float v = (float)(int8_t)sr[gw - 1 - j] * sc; dr[j] = neg && v != 0 ? -v : v; }
@@ -247,6 +327,7 @@ static void unpack_target(const dataio_loader *L, scratch_t *w, int d, int flip,
                 else for (int j = 0; j < gw; j++) dr[j] = (float)sr[j] * sc;
             }
         }
+        stream_copy(out + (size_t)c * hw, plane, hw);
     }
 }
 
@@ -300,15 +381,12 @@ static int decode_image(const dataio_loader *L, scratch_t *w, int flip, float *o
         int y0 = (int)ci.output_scanline;
         int got = (int)jpeg_read_scanlines(&ci, rows, LOADER_JPEG_ROWS);
         for (int r = 0; r < got; r++) {
-            /* one plane at a time: a single forward store stream per loop (measurably faster
-             * than three interleaved ones); the table holds pixel/255 - 0.5 */
+            float *row[3] = {w->plane, w->plane + S, w->plane + 2 * S};
+            rgb_row_to_planes(rows[r], row[0], row[1], row[2], S);
             for (int c = 0; c < 3; c++) {
-                const uint8_t *px = rows[r] + c;
-                float *o = out + c * plane + (size_t)(y0 + r) * S;
-                if (flip)
-                    for (int x = S - 1; x >= 0; x--, px += 3) o[x] = pixel_lut[*px];
-                else
-                    for (int x = 0; x < S; x++, px += 3) o[x] = pixel_lut[*px];
+                float *dst = out + c * plane + (size_t)(y0 + r) * S;
+                if (flip) stream_copy_reversed(dst, row[c], S);
+                else stream_copy(dst, row[c], S);
             }
         }
         if (!got) break;
@@ -339,6 +417,7 @@ static void decode_item(dataio_loader *L, scratch_t *w, slot_t *s, int j)
                                s->b.paf + (size_t)j * 38 * hw, s->b.offset + (size_t)j * 36 * hw,
                                s->b.attention + (size_t)j * 19 * hw};
     for (int d = 0; d < DATAIO_NDS; d++) unpack_target(L, w, d, flip, outs[d], what);
+    stream_fence();
 }
 
 /* Takes one pending item (lock held): from `only` when given, else the oldest filling slot. */
@@ -396,6 +475,7 @@ static void *buf_alloc(dataio_loader *L, size_t bytes)
 {
     void *p = L->o.alloc ? L->o.alloc(bytes, L->o.alloc_ctx) : malloc(bytes);
     CHECK(p, "loader: cannot allocate %zu bytes for batch buffers", bytes);
+    memset(p, 0, bytes); /* fault the pages in now, not during the first steps */
     return p;
 }
 
@@ -416,16 +496,23 @@ static void find_shards(dataio_loader *L, const char *pattern)
         while (*t == ' ') t++;
         if (!*t) continue;
         any = 1;
+        size_t before = g.gl_pathc;
         int rc = glob(t, flags, NULL, &g);
         CHECK(rc == 0 || rc == GLOB_NOMATCH, "loader: cannot expand shard glob '%s' (read error)", t);
+        /* a misspelt part of a list would silently drop a dataset */
+        CHECK(g.gl_pathc > before, "loader: no shard file matches '%s' (data.train)", t);
         flags = GLOB_APPEND;
     }
     free(pats);
     CHECK(any, "loader: empty shard glob (set data.train)");
-    CHECK(g.gl_pathc > 0, "loader: no shard file matches '%s' (data.train)", pattern);
     L->nshards = (int)g.gl_pathc;
     L->paths = core_calloc(L->nshards, sizeof *L->paths);
-    for (int i = 0; i < L->nshards; i++) L->paths[i] = core_strdup(g.gl_pathv[i]);
+    for (int i = 0; i < L->nshards; i++) {
+        /* overlapping globs would silently double a shard's weight */
+        for (int k = 0; k < i; k++)
+            CHECK(strcmp(g.gl_pathv[k], g.gl_pathv[i]), "loader: shard '%s' matched twice by '%s'", g.gl_pathv[i], pattern);
+        L->paths[i] = core_strdup(g.gl_pathv[i]);
+    }
     globfree(&g);
 }
 
@@ -512,6 +599,7 @@ dataio_loader *dataio_loader_open(const dataio_loader_opts *opts, const dataio_l
     for (int i = 0; i <= L->nthreads; i++) {
         L->scratch[i].inflated = core_malloc((size_t)DATAIO_PAF_CH * hw);
         L->scratch[i].rows = core_malloc((size_t)LOADER_JPEG_ROWS * L->size * 3);
+        L->scratch[i].plane = core_malloc(sizeof(float) * (hw > 3 * (size_t)L->size ? hw : 3 * (size_t)L->size));
     }
     pthread_once(&remaps_once, remaps_make);
     L->threads = core_calloc(L->nthreads ? L->nthreads : 1, sizeof *L->threads);
@@ -522,6 +610,14 @@ dataio_loader *dataio_loader_open(const dataio_loader_opts *opts, const dataio_l
         CHECK(pthread_create(&L->threads[i], NULL, worker_main, &wa[i]) == 0, "loader: cannot start worker thread %d", i);
     }
     return L;
+}
+
+dataio_loader_opts dataio_loader_opts_from_config(const core_config *cfg, int rank, int world)
+{
+    dataio_loader_opts o = {.pattern = cfg->data.train, .rank = rank, .world = world, .batch = cfg->train.batch,
+                            .seed = (uint64_t)cfg->train.seed, .flip = cfg->data.flip, .threads = cfg->data.threads,
+                            .prefetch = cfg->data.prefetch};
+    return o;
 }
 
 const dataio_batch *dataio_loader_next(dataio_loader *L)
@@ -607,6 +703,7 @@ void dataio_loader_close(dataio_loader *L)
         dataio_packed_free(&L->scratch[i].packed);
         free(L->scratch[i].inflated);
         free(L->scratch[i].rows);
+        free(L->scratch[i].plane);
     }
     for (int i = 0; i < L->nslots; i++) {
         dataio_batch *b = &L->slots[i].b;

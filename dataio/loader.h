@@ -26,8 +26,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/config.h"
+
 typedef struct {
-    const char *pattern;  /* shard glob (config data.train); several separated by ',' */
+    const char *pattern;  /* shard glob (config data.train); several separated by ',', each must match */
     int rank, world;      /* this process and the number of ranks */
     int batch;            /* samples per rank per step (train.batch) */
     uint64_t seed;        /* train.seed */
@@ -40,6 +42,10 @@ typedef struct {
     void (*free)(void *ptr, void *ctx);
     void *alloc_ctx;
 } dataio_loader_opts;
+
+/* Options from the config keys data.train, data.flip, data.threads, data.prefetch,
+ * train.batch and train.seed, for `rank` of `world`; no allocation hooks. */
+dataio_loader_opts dataio_loader_opts_from_config(const core_config *cfg, int rank, int world);
 
 /* One rank's share of one global batch; float NCHW, ready to copy to a device. */
 typedef struct {

@@ -516,8 +516,9 @@ dataio_shard *dataio_shard_open(const char *path)
         n = (long)nd;
         float sc = 0;
         RCHECK(r, attr_read_num(r->ds[d], "scale", H5T_NATIVE_FLOAT, &sc) == 0, "dataset '%s' has no 'scale' attribute", nm);
-        RCHECK(r, fabsf(sc - dataio_ds_scale[d]) <= 1e-6f * dataio_ds_scale[d] * 10,
-               "dataset '%s' scale %g differs from the format's %g", nm, sc, dataio_ds_scale[d]);
+        /* dequantised with the file's own scale (SPEC: value = stored * scale) */
+        RCHECK(r, isfinite(sc) && sc > 0, "dataset '%s' has a bad scale %g", nm, sc);
+        a->scale[d] = sc;
         r->chunked[d] = one_sample_chunks(r->ds[d]);
     }
     r->jpeg = H5Lexists(r->file, "jpeg", H5P_DEFAULT) > 0 ? H5Dopen2(r->file, "jpeg", H5P_DEFAULT) : -1;
@@ -667,7 +668,7 @@ void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, d
         } else {
             CHECK(p->chunk_len[d] == n, "%s: %s has %zu bytes, expected %zu", what, dataio_ds_names[d], p->chunk_len[d], n);
         }
-        float *dst = sample_plane_mut(s, d), sc = dataio_ds_scale[d];
+        float *dst = sample_plane_mut(s, d), sc = a->scale[d] > 0 ? a->scale[d] : dataio_ds_scale[d];
         if (ds_signed[d])
             for (size_t k = 0; k < n; k++) dst[k] = (float)(int8_t)src[k] * sc;
         else

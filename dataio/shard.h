@@ -54,6 +54,7 @@ typedef struct {
     char source[1024];
     char augment[1024];
     /* filled by the reader */
+    float scale[DATAIO_NDS]; /* each dataset's `scale` attribute (value = stored * scale) */
     int grid_h, grid_w;
     int max_persons; /* P */
     long count;      /* N */

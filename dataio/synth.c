@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <jpeglib.h> /* after stdio.h: it uses FILE */
 #include <stdlib.h>
@@ -20,6 +21,12 @@
 #include <unistd.h>
 
 #include "core/check.h"
+
+/* Fatal errors inside the parallel rendering: the first thread to fail enters
+ * the critical section and exits; others that fail meanwhile wait there, so
+ * exactly one line is printed. */
+#define SYNTH_CHECK(cond, ...) \
+    do { if (!(cond)) { _Pragma("omp critical(synth_die)") core_die_at(__FILE__, __LINE__, __VA_ARGS__); } } while (0)
 
 #define NKP 17 /* COCO-17 order throughout this file */
 enum { NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_SHO, R_SHO, L_ELB, R_ELB, L_WRI, R_WRI,
@@ -452,10 +459,10 @@ static void make_dir(const char *path)
 
 static void write_jpeg(const char *path, cairo_surface_t *s, int quality)
 {
-    char tmp[4200];
+    char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *fp = fopen(tmp, "wb");
-    CHECK(fp, "synth: cannot write '%s': %s", tmp, strerror(errno));
+    SYNTH_CHECK(fp, "synth: cannot write '%s': %s", tmp, strerror(errno));
     int w = cairo_image_surface_get_width(s), h = cairo_image_surface_get_height(s);
     int stride = cairo_image_surface_get_stride(s);
     const unsigned char *data = cairo_image_surface_get_data(s);
@@ -485,8 +492,8 @@ static void write_jpeg(const char *path, cairo_surface_t *s, int quality)
     jpeg_finish_compress(&c);
     jpeg_destroy_compress(&c);
     free(row);
-    CHECK(!ferror(fp) && fclose(fp) == 0, "synth: cannot write '%s' (disk full?)", tmp);
-    CHECK(rename(tmp, path) == 0, "synth: cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+    SYNTH_CHECK(!ferror(fp) && fclose(fp) == 0, "synth: cannot write '%s' (disk full?)", tmp);
+    SYNTH_CHECK(rename(tmp, path) == 0, "synth: cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
 }
 
 /* ---- annotations ---- */
@@ -580,7 +587,7 @@ static long mask_stats(cairo_surface_t *m, double bbox[4])
 static cJSON *json_numbers(const double *v, int n)
 {
     cJSON *a = cJSON_CreateArray();
-    CHECK(a, "synth: out of memory building JSON");
+    SYNTH_CHECK(a, "synth: out of memory building JSON");
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
     return a;
 }
@@ -588,7 +595,7 @@ static cJSON *json_numbers(const double *v, int n)
 static cJSON *ann_base(int id, int image_id, int iscrowd, long area, const double bbox[4])
 {
     cJSON *a = cJSON_CreateObject();
-    CHECK(a, "synth: out of memory building JSON");
+    SYNTH_CHECK(a, "synth: out of memory building JSON");
     cJSON_AddNumberToObject(a, "id", id);
     cJSON_AddNumberToObject(a, "image_id", image_id);
     cJSON_AddNumberToObject(a, "category_id", 1);
@@ -630,7 +637,8 @@ static cJSON *person_ann(const figure_t *f, int with_kp, int label, const uint32
         double x = f->kp[k].x, y = f->kp[k].y;
         int face = k == NOSE || k == L_EYE || k == R_EYE;
         int xi = (int)floor(x + 0.5), yi = (int)floor(y + 0.5);
-        if ((face && !f->face_labelled) || xi < 0 || yi < 0 || xi >= w || yi >= h) continue;
+        /* inside means within the outermost pixel centres, [0, w-1] x [0, h-1] */
+        if ((face && !f->face_labelled) || !(x >= 0 && y >= 0 && x <= w - 1 && y <= h - 1)) continue;
         uint32_t owner = ids[(size_t)yi * ids_stride + xi] & 0xffffff;
         int v = owner == (uint32_t)label ? 2 : 1;
         kp[3 * k] = round2(x);
@@ -705,16 +713,89 @@ static cJSON *categories(void)
     return cats;
 }
 
+/* Renders image i, writes its JPEG and builds its COCO entries (annotation ids
+ * left 0: they are numbered in image order afterwards). Thread-safe. */
+static void render_one(const dataio_synth_opts *o, int i, cJSON **image_out, cJSON **anns_out, dataio_synth_stats *st)
+{
+    scene_t *sc = core_malloc(sizeof *sc);
+    sample_scene(o->seed, i, sc);
+    int w = sc->width, h = sc->height, image_id = i + 1;
+    cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+    cairo_surface_t *ids = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+    cairo_surface_t *ms = cairo_image_surface_create(CAIRO_FORMAT_A8, w, h);
+    SYNTH_CHECK(cairo_surface_status(img) == CAIRO_STATUS_SUCCESS && cairo_surface_status(ids) == CAIRO_STATUS_SUCCESS &&
+                cairo_surface_status(ms) == CAIRO_STATUS_SUCCESS, "synth: cannot allocate a %dx%d image", w, h);
+    cairo_t *cr = cairo_create(img), *lc = cairo_create(ids), *mc = cairo_create(ms);
+    /* pixel centres at integer coordinates, as keypoint annotations use them */
+    cairo_translate(cr, 0.5, 0.5);
+    cairo_translate(lc, 0.5, 0.5);
+    cairo_translate(mc, 0.5, 0.5);
+    cairo_set_antialias(lc, CAIRO_ANTIALIAS_NONE);
+    cairo_set_antialias(mc, CAIRO_ANTIALIAS_NONE);
+    draw_scene(cr, sc, !o->no_people, 0);
+    draw_scene(lc, sc, 1, 1);
+    cairo_surface_flush(img);
+    cairo_surface_flush(ids);
+    add_noise(cairo_image_surface_get_data(img), cairo_image_surface_get_stride(img), w, h, sc->noise_key);
+    cairo_surface_mark_dirty(img);
+
+    char name[64], path[4200];
+    snprintf(name, sizeof name, "%012d.jpg", image_id);
+    snprintf(path, sizeof path, "%s/images/%s", o->out_dir, name);
+    write_jpeg(path, img, 92);
+
+    cJSON *im = cJSON_CreateObject();
+    SYNTH_CHECK(im, "synth: out of memory building JSON");
+    cJSON_AddNumberToObject(im, "id", image_id);
+    cJSON_AddStringToObject(im, "file_name", name);
+    cJSON_AddNumberToObject(im, "width", w);
+    cJSON_AddNumberToObject(im, "height", h);
+    *image_out = im;
+
+    cJSON *anns = cJSON_CreateArray();
+    SYNTH_CHECK(anns, "synth: out of memory building JSON");
+    const uint32_t *idp = (const uint32_t *)cairo_image_surface_get_data(ids);
+    int ids_stride = cairo_image_surface_get_stride(ids) / 4;
+    for (int p = 0; p < sc->nmain; p++) {
+        cJSON *a = person_ann(&sc->main[p], 1, LABEL_MAIN(p), idp, ids_stride, w, h, mc, ms, 0, image_id, st);
+        if (a) cJSON_AddItemToArray(anns, a);
+    }
+    for (int p = 0; p < sc->ntiny; p++) {
+        cJSON *a = person_ann(&sc->tiny[p], 0, -1, idp, ids_stride, w, h, mc, ms, 0, image_id, st);
+        if (a) cJSON_AddItemToArray(anns, a);
+    }
+    if (sc->ncrowd) {
+        cJSON *a = crowd_ann(sc, mc, ms, 0, image_id);
+        if (a) { cJSON_AddItemToArray(anns, a); st->crowds++; }
+    }
+    *anns_out = anns;
+    cairo_destroy(cr);
+    cairo_destroy(lc);
+    cairo_destroy(mc);
+    cairo_surface_destroy(img);
+    cairo_surface_destroy(ids);
+    cairo_surface_destroy(ms);
+    free(sc);
+    st->images++;
+}
+
 void dataio_synth_write(const dataio_synth_opts *o, dataio_synth_stats *stats)
 {
     CHECK(o->out_dir && *o->out_dir, "synth: --out is required");
     CHECK(o->images >= 1, "synth: --images must be at least 1");
-    dataio_synth_stats st = {0};
     make_dir(o->out_dir);
     char path[4096];
     snprintf(path, sizeof path, "%s/images", o->out_dir);
     make_dir(path);
     CHECK(access(path, W_OK) == 0, "synth: cannot write into '%s': %s", path, strerror(errno));
+
+    int n = o->images;
+    cJSON **im = core_calloc(n, sizeof *im), **an = core_calloc(n, sizeof *an);
+    dataio_synth_stats *per = core_calloc(n, sizeof *per);
+    /* Images are independent (each scene is keyed by its index), so any thread
+     * count writes the same files; the JSON is assembled in image order below. */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(o->threads > 0 ? o->threads : omp_get_max_threads())
+    for (int i = 0; i < n; i++) render_one(o, i, &im[i], &an[i], &per[i]);
 
     cJSON *root = cJSON_CreateObject(), *images = cJSON_CreateArray(), *anns = cJSON_CreateArray();
     CHECK(root && images && anns, "synth: out of memory building JSON");
@@ -726,66 +807,26 @@ void dataio_synth_write(const dataio_synth_opts *o, dataio_synth_stats *stats)
     cJSON_AddItemToObject(root, "images", images);
     cJSON_AddItemToObject(root, "annotations", anns);
     cJSON_AddItemToObject(root, "categories", categories());
-
-    scene_t *sc = core_malloc(sizeof *sc);
+    dataio_synth_stats st = {0};
     int ann_id = 1;
-    for (int i = 0; i < o->images; i++) {
-        sample_scene(o->seed, i, sc);
-        int w = sc->width, h = sc->height, image_id = i + 1;
-        cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
-        cairo_surface_t *ids = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
-        cairo_surface_t *ms = cairo_image_surface_create(CAIRO_FORMAT_A8, w, h);
-        CHECK(cairo_surface_status(img) == CAIRO_STATUS_SUCCESS && cairo_surface_status(ids) == CAIRO_STATUS_SUCCESS &&
-              cairo_surface_status(ms) == CAIRO_STATUS_SUCCESS, "synth: cannot allocate a %dx%d image", w, h);
-        cairo_t *cr = cairo_create(img), *lc = cairo_create(ids), *mc = cairo_create(ms);
-        /* pixel centres at integer coordinates, as keypoint annotations use them */
-        cairo_translate(cr, 0.5, 0.5);
-        cairo_translate(lc, 0.5, 0.5);
-        cairo_translate(mc, 0.5, 0.5);
-        cairo_set_antialias(lc, CAIRO_ANTIALIAS_NONE);
-        cairo_set_antialias(mc, CAIRO_ANTIALIAS_NONE);
-        draw_scene(cr, sc, !o->no_people, 0);
-        draw_scene(lc, sc, 1, 1);
-        cairo_surface_flush(img);
-        cairo_surface_flush(ids);
-        add_noise(cairo_image_surface_get_data(img), cairo_image_surface_get_stride(img), w, h, sc->noise_key);
-        cairo_surface_mark_dirty(img);
-
-        char name[64];
-        snprintf(name, sizeof name, "%012d.jpg", image_id);
-        snprintf(path, sizeof path, "%s/images/%s", o->out_dir, name);
-        write_jpeg(path, img, 92);
-
-        cJSON *im = cJSON_CreateObject();
-        cJSON_AddNumberToObject(im, "id", image_id);
-        cJSON_AddStringToObject(im, "file_name", name);
-        cJSON_AddNumberToObject(im, "width", w);
-        cJSON_AddNumberToObject(im, "height", h);
-        cJSON_AddItemToArray(images, im);
-
-        const uint32_t *idp = (const uint32_t *)cairo_image_surface_get_data(ids);
-        int ids_stride = cairo_image_surface_get_stride(ids) / 4;
-        for (int p = 0; p < sc->nmain; p++) {
-            cJSON *a = person_ann(&sc->main[p], 1, LABEL_MAIN(p), idp, ids_stride, w, h, mc, ms, ann_id, image_id, &st);
-            if (a) { cJSON_AddItemToArray(anns, a); ann_id++; }
+    for (int i = 0; i < n; i++) {
+        cJSON_AddItemToArray(images, im[i]);
+        while (cJSON_GetArraySize(an[i]) > 0) {
+            cJSON *a = cJSON_DetachItemFromArray(an[i], 0);
+            cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "id"), ann_id++);
+            cJSON_AddItemToArray(anns, a);
         }
-        for (int p = 0; p < sc->ntiny; p++) {
-            cJSON *a = person_ann(&sc->tiny[p], 0, -1, idp, ids_stride, w, h, mc, ms, ann_id, image_id, &st);
-            if (a) { cJSON_AddItemToArray(anns, a); ann_id++; }
-        }
-        if (sc->ncrowd) {
-            cJSON *a = crowd_ann(sc, mc, ms, ann_id, image_id);
-            if (a) { cJSON_AddItemToArray(anns, a); ann_id++; st.crowds++; }
-        }
-        cairo_destroy(cr);
-        cairo_destroy(lc);
-        cairo_destroy(mc);
-        cairo_surface_destroy(img);
-        cairo_surface_destroy(ids);
-        cairo_surface_destroy(ms);
-        st.images++;
+        cJSON_Delete(an[i]);
+        st.images += per[i].images;
+        st.persons += per[i].persons;
+        st.persons_no_kp += per[i].persons_no_kp;
+        st.crowds += per[i].crowds;
+        st.keypoints_visible += per[i].keypoints_visible;
+        st.keypoints_occluded += per[i].keypoints_occluded;
     }
-    free(sc);
+    free(im);
+    free(an);
+    free(per);
 
     char *text = cJSON_PrintUnformatted(root);
     CHECK(text, "synth: out of memory printing JSON");

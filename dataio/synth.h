@@ -15,6 +15,7 @@ typedef struct {
     const char *out_dir;  /* receives annotations.json and images/ */
     int images;           /* number of images, >= 1 */
     uint64_t seed;
+    int threads;          /* rendering threads; 0 = OpenMP's default */
     int no_people;        /* render the same scenes without the figures (tests:
                              the pixels the figures change); annotations unchanged */
 } dataio_synth_opts;

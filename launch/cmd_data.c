@@ -282,6 +282,11 @@ int cmd_data(int argc, char **argv)
     }
     core_progress_finish(&prog);
     free(th);
+    /* a larger earlier run leaves files that a shard glob would pick up */
+    snprintf(path, sizeof path, "%s-%05d.h5", prefix, shard);
+    if (access(path, F_OK) == 0)
+        core_warn("'%s' and maybe later shards are left from an earlier run; remove them before training on %s-*.h5",
+                  path, prefix);
     long skipped = 0;
     for (int r = 0; r < DATAIO_SKIP_N; r++) skipped += skips.count[r];
     char reasons[2048] = "";

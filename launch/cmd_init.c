@@ -37,7 +37,7 @@ int cmd_init(int argc, char **argv)
     model_init_params(net, (uint64_t)cfg.train.seed);
     char *text = core_config_text(&cfg);
     model_ckpt_save(out, net, NULL, 0, text, NULL, NULL);
-    core_info("wrote %s: %d tensors, %zu parameters", out, model_param_count(net), model_num_floats(net));
+    core_info("wrote %s: %d tensors, %zu parameters", out, model_param_count(net), model_num_weights(net));
     free(text);
     model_destroy(net);
     core_backend_destroy(be);

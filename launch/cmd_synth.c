@@ -7,7 +7,7 @@
 #include "launch/cli.h"
 
 static const char USAGE[] =
-    "usage: sspose synth --out DIR --images N [--seed S] [--no-people]\n"
+    "usage: sspose synth --out DIR --images N [--seed S] [--threads T] [--no-people]\n"
     "\n"
     "Renders N images of synthetic people (articulated figures in varied poses,\n"
     "scales and overlaps, with clutter, occluders and crowds) and writes\n"
@@ -17,6 +17,7 @@ static const char USAGE[] =
     "  --out DIR      output directory (created when missing)\n"
     "  --images N     number of images (1..10000000)\n"
     "  --seed S       random seed (default 1)\n"
+    "  --threads T    rendering threads (default: OpenMP's, i.e. the CPUs); output does not depend on it\n"
     "  --no-people    render the same scenes without the figures (annotations unchanged)\n"
     "  --help         this text\n";
 
@@ -25,6 +26,7 @@ int cmd_synth(int argc, char **argv)
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'},   {"images", required_argument, 0, 'n'},
         {"seed", required_argument, 0, 's'},  {"no-people", no_argument, 0, 'P'},
+        {"threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     dataio_synth_opts o = {.seed = 1};
     int c;
@@ -34,6 +36,7 @@ int cmd_synth(int argc, char **argv)
         case 'n': o.images = (int)cli_long("--images", optarg, 1, 10000000); break;
         case 's': o.seed = (uint64_t)cli_long("--seed", optarg, 0, INT64_MAX); break;
         case 'P': o.no_people = 1; break;
+        case 't': o.threads = (int)cli_long("--threads", optarg, 1, 1024); break;
         default: CORE_DIE("synth: unexpected option");
         }
     }

@@ -14,10 +14,13 @@ static const struct {
     int (*fn)(int, char **);
     const char *what;
 } COMMANDS[] = {
-    {"init", cmd_init, "write a fresh checkpoint from a config"},
-    {"train", cmd_train, "train under mpirun/srun or alone (data-parallel, resumable)"},
     {"synth", cmd_synth, "write a synthetic COCO-format keypoint dataset"},
     {"data", cmd_data, "COCO keypoints JSON + images -> training shards"},
+    {"init", cmd_init, "write a fresh checkpoint from a config"},
+    {"train", cmd_train, "train under mpirun/srun or alone (data-parallel, resumable)"},
+    {"forward", cmd_forward, "outputs, losses and gradients of a checkpoint on shard samples"},
+    {"eval", cmd_eval, "COCO keypoint AP of a results file (pycocotools numbers)"},
+    {"infer", cmd_infer, "images -> keypoints JSON and skeleton overlay PNG"},
 };
 
 static void usage(FILE *out)

@@ -16,6 +16,10 @@
 
 #include "core/backend.h"
 
+#ifdef __cplusplus
+extern "C" { /* loss/kernels_cuda.cu defines loss_kernels_cuda with C linkage */
+#endif
+
 #define LOSS_MAX_CHANNELS 64
 
 /* How a cell of the target counts as "active" for the PDD weight. */
@@ -77,5 +81,9 @@ extern const loss_kernels loss_kernels_cpu;
 int loss_kernels_built(core_device dev);
 /* The kernels for a backend's device; dies with a clear line when the device has none built. */
 const loss_kernels *loss_kernels_for(const core_backend *be);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

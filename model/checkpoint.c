@@ -126,7 +126,8 @@ int model_ckpt_try_load(const char *path, model_net *net, float *momentum, int64
     hid_t f = open_checked(path, err, errlen);
     if (f < 0) return -1;
     size_t n = model_num_floats(net);
-    float *w = core_malloc(n * sizeof(float)), *mom = momentum ? core_malloc(n * sizeof(float)) : NULL;
+    /* calloc: the alignment padding between tensors must load as zeros */
+    float *w = core_calloc(n, sizeof(float)), *mom = momentum ? core_calloc(n, sizeof(float)) : NULL;
     int64_t st = 0;
     int rc = core_h5_attr_read_i64(f, "step", &st) == 0 ? 0 : -1;
     if (rc) snprintf(err, errlen, "checkpoint '%s' has no step attribute", path);

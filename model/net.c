@@ -81,8 +81,10 @@ static void add_param(model_net *m, const char *name, const char *suffix, int nd
     p->numel = 1;
     for (int i = 0; i < 4; i++) p->shape[i] = i < ndim ? shape[i] : 1;
     for (int i = 0; i < ndim; i++) p->numel *= (size_t)shape[i];
-    p->offset = m->nfloats;
-    m->nfloats += p->numel;
+    /* 256-byte aligned tensors: cuDNN/cuBLAS and vector loops want aligned operands, and the
+     * zero padding between tensors stays zero under SGD (zero weight, zero gradient) */
+    p->offset = (m->nfloats + MODEL_PARAM_ALIGN - 1) / MODEL_PARAM_ALIGN * MODEL_PARAM_ALIGN;
+    m->nfloats = p->offset + p->numel;
     p->is_bias = ndim == 1;
     p->group = g;
     p->fan_in = fan_in;
@@ -273,6 +275,12 @@ int model_param_count(const model_net *m) { return m->nparams; }
 const model_param *model_param_at(const model_net *m, int i) { return &m->params[i]; }
 size_t model_num_floats(const model_net *m) { return m->nfloats; }
 float *model_params(model_net *m) { return m->w; }
+size_t model_num_weights(const model_net *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < m->nparams; i++) n += m->params[i].numel;
+    return n;
+}
 float *model_grads(model_net *m) { return m->g; }
 
 const model_param *model_param_find(const model_net *m, const char *name)

@@ -17,6 +17,7 @@
 #define MODEL_NUM_HEAT 19   /* 18 keypoints + background */
 #define MODEL_NUM_PAF 38    /* 19 limbs x (x, y) */
 #define MODEL_NUM_OFFSET 36 /* 18 keypoints x (dx, dy) */
+#define MODEL_PARAM_ALIGN 64 /* floats: every tensor in the flat buffers starts 256-byte aligned */
 
 typedef enum {
     MODEL_OUT_PAF = 0, /* P_s   [N,38,h,w] */
@@ -53,7 +54,8 @@ const core_config *model_config(const model_net *net);
 int model_param_count(const model_net *net);
 const model_param *model_param_at(const model_net *net, int i);
 const model_param *model_param_find(const model_net *net, const char *name);
-size_t model_num_floats(const model_net *net); /* length of the flat buffers */
+size_t model_num_floats(const model_net *net); /* length of the flat buffers (incl. alignment padding) */
+size_t model_num_weights(const model_net *net); /* learnable values, without padding */
 float *model_params(model_net *net);           /* device */
 float *model_grads(model_net *net);            /* device */
 

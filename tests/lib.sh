@@ -18,6 +18,6 @@ t_bad_input() {
   if [ $rc -eq 0 ]; then t_fail "$name" "exit 0 for bad input: $*"
   elif [ $rc -ge 124 ]; then t_fail "$name" "crashed or timed out (rc=$rc): $(head -c 300 "$err")"
   elif [ "$lines" -ne 1 ]; then t_fail "$name" "expected one error line, got $lines: $(head -c 300 "$err" | tr '\n' '|')"
-  elif ! grep -qE "$pat" "$err"; then t_fail "$name" "message '$(cat "$err")' does not match '$pat'"
+  elif ! grep -qE -e "$pat" "$err"; then t_fail "$name" "message '$(cat "$err")' does not match '$pat'"
   else t_ok "$name"; fi
 }

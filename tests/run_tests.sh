@@ -12,6 +12,8 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 export SSPOSE_BIN=${SSPOSE_BIN:-$PWD/bin/sspose}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# tests share the cores with mpirun ranks and each other: spinning OpenMP workers would starve them
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 if [ "${SANITIZE:-}" = 1 ]; then
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}

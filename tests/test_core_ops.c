@@ -254,7 +254,7 @@ static void test_elementwise_and_sumsq(void)
 int main(void)
 {
     core_set_quiet(1);
-    be = core_cpu_backend_create(2);
+    be = core_cpu_backend_create(1); /* tiny tensors: threads would only add contention */
     core_rng_seed(&rng, 42);
     T_RUN(test_conv_forward_matches_direct);
     T_RUN(test_conv_backward_finite_difference);

@@ -74,8 +74,20 @@ elif ! grep -q 'skipped 4 (1 malformed annotation, 1 annotation of an unknown im
   t_fail skip_bad_annotations "$(grep skipped $D/edit.out)"
 else t_ok skip_bad_annotations; fi
 
+# a smaller second run into the same prefix warns about the first run's extra shards
+$SSPOSE data --ann $ANN --images $SH --out $D/stale --samples-per-shard 5 >/dev/null 2>&1
+$SSPOSE data --ann $ANN --images $SH --out $D/stale --samples-per-shard 50 >/dev/null 2>$D/stale.err; rc=$?
+if [ $rc -eq 0 ] && grep -q "stale-00001.h5' and maybe later shards are left from an earlier run" $D/stale.err; then
+  t_ok stale_shards_warned; else t_fail stale_shards_warned "rc $rc: $(cat $D/stale.err)"; fi
+
 # progress: plain periodic lines off a terminal
 $SSPOSE data --ann $ANN --images $SH --out $D/prog --copies 2 --progress-every 0.01 --threads 1 >$D/prog.out 2>&1
 if grep -qE '^data: [0-9]+/24 \([0-9]+%\), [0-9.]+ samples/s, ETA' $D/prog.out && grep -q 'elapsed' $D/prog.out; then
   t_ok progress_lines; else t_fail progress_lines "$(head -c 400 $D/prog.out)"; fi
+# progress: a bar redrawn in place on a terminal (script(1) gives the command a pty)
+if command -v script >/dev/null; then
+  script -qec "$SSPOSE data --ann $ANN --images $SH --out $D/tty --copies 2 --threads 1" /dev/null >$D/tty.out 2>&1
+  if grep -q $'\r''data \[#*\.*\] *[0-9]*/24 .*samples/s' $D/tty.out && grep -q 'in 0:' $D/tty.out; then t_ok progress_bar_tty
+  else t_fail progress_bar_tty "$(head -c 400 $D/tty.out | cat -v)"; fi
+else t_skip progress_bar_tty "no script(1)"; fi
 t_end

@@ -93,9 +93,10 @@ static void skips_and_drops(void)
     T_CHECKF(sk.count[DATAIO_SKIP_MALFORMED_ANN] == 3, "%ld malformed", sk.count[DATAIO_SKIP_MALFORMED_ANN]);
     T_CHECK(sk.count[DATAIO_SKIP_BAD_SEGM] == 1);
     const dataio_coco_ann *a = &c.images[0].anns[0];
-    /* COCO x = 10k+1 <= 100 for k <= 9: COCO 10..16 dropped (7 keypoints) */
-    T_CHECK(a->num_keypoints == 10);
-    T_CHECK(a->kps[3 * 4 + 2] == 0);  /* r_wri = COCO 10, x = 101 */
+    /* COCO x = 10k+1, width 100, 1 px of slack: COCO 0..10 kept, 11..16 dropped (6 keypoints) */
+    T_CHECK(a->num_keypoints == 11);
+    T_CHECK(a->kps[3 * 4 + 2] == 1);  /* r_wri = COCO 10, x = 101: within the slack */
+    T_CHECK(a->kps[3 * 11 + 2] == 0); /* l_hip = COCO 11, x = 111 */
     T_CHECK(a->kps[3 * 3 + 2] == 1);  /* r_elb = COCO 8, x = 81 */
     dataio_coco_free(&c);
 }
@@ -143,6 +144,53 @@ static void main_person_rules(void)
     T_CHECKF(n == 3 && out[0] == 0 && out[1] == 4 && out[2] == 5, "n = %d", n);
 }
 
+/* Masks at known pixels, worked out by hand. */
+static void masks_known_pixels(void)
+{
+    /* counts "324O": 3, 2, 4, then 'O' = 31 -> 5-bit group with the sign bit: -1, plus counts[1] = 2 -> 1 */
+    uint32_t *c = NULL;
+    int n = 0;
+    char err[200];
+    T_CHECK(dataio_rle_from_string("324O", &c, &n, err, sizeof err) == 0);
+    T_CHECK(n == 4 && c[0] == 3 && c[1] == 2 && c[2] == 4 && c[3] == 1);
+    T_CHECK(dataio_rle_check(c, n, 2, 5, err, sizeof err) == 0);
+    T_CHECK(dataio_rle_check(c, n, 3, 5, err, sizeof err) == -1 && strstr(err, "sum to 10"));
+    /* 2x5 image, column-major: positions 3,4 (x=1 y=1, x=2 y=0) and 9 (x=4 y=1) are ones */
+    dataio_segm rle = {.rle_h = 2, .rle_w = 5, .counts = c, .ncounts = n};
+    uint8_t m[10];
+    memset(m, 1, sizeof m);
+    dataio_segm_paint(&rle, m, 2, 5, 0);
+    uint8_t want[10] = {1, 1, 0, 1, 1, /* row 0 */ 1, 0, 1, 1, 0 /* row 1 */};
+    T_CHECK(!memcmp(m, want, 10));
+    free(c);
+    /* a two-group count: 'P' (48+32: value 0, more follows) then '1' (value 1): 0 + 1*32 = 32 */
+    T_CHECK(dataio_rle_from_string("P1", &c, &n, err, sizeof err) == 0 && n == 1 && c[0] == 32);
+    free(c);
+    T_CHECK(dataio_rle_from_string("P", &c, &n, err, sizeof err) == -1 && strstr(err, "ends inside"));
+    /* polygon: the rectangle x in [2,6], y in [2,5] covers the pixels whose centres (x+.5, y+.5) are inside */
+    float xy[8] = {2, 2, 6, 2, 6, 5, 2, 5};
+    int len = 4;
+    dataio_segm poly = {.npoly = 1, .poly_len = &len, .xy = xy};
+    uint8_t pm[8 * 10];
+    memset(pm, 1, sizeof pm);
+    dataio_segm_paint(&poly, pm, 8, 10, 0);
+    int bad = 0;
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 10; x++) bad += pm[y * 10 + x] != ((x >= 2 && x <= 5 && y >= 2 && y <= 4) ? 0 : 1);
+    T_CHECKF(bad == 0, "%d pixels wrong", bad);
+    /* a triangle: (0,0) (8.3,0) (0,8.3): pixel (x,y) inside when its centre is, x+y+1 < 8.3
+     * (no centre lies on the slanted edge, where the tie rule would decide) */
+    float tri[6] = {0, 0, 8.3f, 0, 0, 8.3f};
+    len = 3;
+    poly.xy = tri;
+    memset(pm, 1, sizeof pm);
+    dataio_segm_paint(&poly, pm, 8, 10, 0);
+    bad = 0;
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 10; x++) bad += pm[y * 10 + x] != (x + y + 1 < 8.3 ? 0 : 1);
+    T_CHECKF(bad == 0, "%d pixels wrong", bad);
+}
+
 int main(void)
 {
     core_set_quiet(1);
@@ -151,5 +199,6 @@ int main(void)
     T_RUN(skips_and_drops);
     T_RUN(fatal_documents);
     T_RUN(main_person_rules);
+    T_RUN(masks_known_pixels);
     T_EXIT();
 }

@@ -326,8 +326,21 @@ def test_reader_refuses_bad_shards():
         f.create_dataset("mask", data=np.zeros((3, G, G), np.uint8))
         f["mask"].attrs["scale"] = np.float32(1 / 255)
     assert "samples" in bad_shard("short", short_mask)
+    assert "bad scale" in bad_shard("scale0", lambda f: f["heatmap"].attrs.__setitem__("scale", np.float32(0)))
     r = subprocess.run([TOOL, os.path.join(T.SHARED, "000000000785.jpg")], capture_output=True, text=True)
     assert r.returncode == 1 and "not an HDF5 file" in r.stderr
+
+
+def test_file_scale_is_used():
+    path = os.path.join(T.TMP, "scale.h5")
+    with h5py.File(SHARDS[-1], "r") as src, h5py.File(path, "w") as dst:
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        for k in src:
+            src.copy(k, dst)
+        dst["attention"].attrs["scale"] = np.float32(0.5 / 255)
+    a, b = read_tool(SHARDS[-1], 1), read_tool(path, 1)
+    assert np.array_equal(b[5], (a[5] / np.float32(1 / 255)).round().astype(np.float32) * np.float32(0.5 / 255))
 
 
 def test_plain_chunks_read_too():
@@ -347,9 +360,32 @@ def test_plain_chunks_read_too():
         assert np.array_equal(x, y), k
 
 
-for fn in [test_layout_per_spec, test_keypoints_follow_meta, test_heatmap_peaks_and_offsets_at_keypoints,
+def test_png_source_images():
+    """PNG input (libpng) gives the same samples as the JPEG it was made from."""
+    d = os.path.join(T.TMP, "png")
+    os.makedirs(d, exist_ok=True)
+    one = dict(coco, images=[images[785]], annotations=[a for a in coco["annotations"] if a["image_id"] == 785])
+    Image.open(os.path.join(T.SHARED, "000000000785.jpg")).convert("RGB").save(os.path.join(d, "x.png"))
+    os.symlink(os.path.abspath(os.path.join(T.SHARED, "000000000785.jpg")), os.path.join(d, "x.jpg"))
+    outs = []
+    for ext in ("png", "jpg"):
+        one["images"] = [dict(images[785], file_name="x." + ext)]
+        json.dump(one, open(os.path.join(d, ext + ".json"), "w"))
+        r = subprocess.run([T.SSPOSE, "data", "--ann", os.path.join(d, ext + ".json"), "--images", d, "--out",
+                            os.path.join(d, ext), "--threads", "1"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "wrote 1 samples" in r.stdout, r.stdout + r.stderr
+        outs.append(h5py.File(os.path.join(d, ext + "-00000.h5"), "r"))
+    a, b = outs
+    for name in ("heatmap", "paf", "offset", "attention", "mask", "keypoints"):
+        assert np.array_equal(a[name][:], b[name][:]), name
+    ia = np.array(Image.open(io.BytesIO(a["jpeg"][0].tobytes())), np.float32)
+    ib = np.array(Image.open(io.BytesIO(b["jpeg"][0].tobytes())), np.float32)
+    assert np.abs(ia - ib).mean() < 1.0
+
+
+for fn in [test_png_source_images, test_layout_per_spec, test_keypoints_follow_meta, test_heatmap_peaks_and_offsets_at_keypoints,
            test_paf_along_limbs, test_mask_zero_over_persons_without_keypoints, test_our_reader_equals_h5py,
            test_flip_equals_numpy_mirror, test_same_bytes_for_any_thread_count, test_reader_refuses_bad_shards,
-           test_plain_chunks_read_too]:
+           test_file_scale_is_used, test_plain_chunks_read_too]:
     T.run(fn)
 T.end()

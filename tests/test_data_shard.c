@@ -1,6 +1,7 @@
 /* Shard writer and reader round trip (SPEC section 5), raw-chunk and plain paths. */
 #include "test.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include "core/check.h"
@@ -108,9 +109,61 @@ static void round_trip(void)
     for (int i = 0; i < 3; i++) dataio_sample_free(&in[i]);
 }
 
+/* Loader-style use: several threads read packed samples (the reader takes the
+ * HDF5 lock) and unpack them concurrently; results equal a serial read. */
+typedef struct {
+    dataio_shard *r;
+    int tid;
+    float sum[3];
+} reader_arg;
+
+static void *reader_thread(void *p)
+{
+    reader_arg *a = p;
+    dataio_sample s;
+    dataio_shard_sample_init(a->r, &s);
+    dataio_packed pk = {0};
+    for (int rep = 0; rep < 20; rep++)
+        for (long i = 0; i < dataio_shard_count(a->r); i++) {
+            dataio_shard_read_packed(a->r, (i + a->tid) % dataio_shard_count(a->r), &pk);
+            dataio_unpack_sample(&pk, dataio_shard_info(a->r), &s, "thread");
+            if (rep == 0) a->sum[(i + a->tid) % 3] = s.heatmap[5] + s.paf[100] + s.rgb[7] + s.keypoints[3];
+        }
+    dataio_packed_free(&pk);
+    dataio_sample_free(&s);
+    return NULL;
+}
+
+static void concurrent_readers(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/rt.h5", t_tmpdir());
+    if (access(path, R_OK)) T_SKIP("round_trip left no shard");
+    dataio_shard *r = dataio_shard_open(path);
+    float want[3];
+    dataio_sample s;
+    dataio_shard_sample_init(r, &s);
+    for (int i = 0; i < 3; i++) {
+        dataio_shard_read(r, i, &s);
+        want[i] = s.heatmap[5] + s.paf[100] + s.rgb[7] + s.keypoints[3];
+    }
+    dataio_sample_free(&s);
+    reader_arg args[4];
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        args[t] = (reader_arg){r, t, {0}};
+        T_CHECK(pthread_create(&th[t], NULL, reader_thread, &args[t]) == 0);
+    }
+    for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < 3; i++) T_CHECK(args[t].sum[i] == want[i]);
+    dataio_shard_close(r);
+}
+
 int main(void)
 {
     core_set_quiet(1);
     T_RUN(round_trip);
+    T_RUN(concurrent_readers);
     T_EXIT();
 }

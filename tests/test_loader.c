@@ -4,11 +4,12 @@
 #include <stdint.h>
 
 #include "core/check.h"
+#include "core/config.h"
 #include "dataio/loader.h"
 #include "dataio/shard.h"
 #include "test_loader_fixture.h"
 
-#define S 64
+#define S 72 /* not a multiple of 16 pixels: the SIMD conversion's scalar tail runs too */
 #define STRIDE 8
 #define GRID (S / STRIDE)
 #define HW (GRID * GRID)
@@ -333,6 +334,21 @@ static void alloc_hooks_own_the_buffers(void)
     T_CHECK(n_free == n_alloc);
 }
 
+static void opts_from_config(void)
+{
+    core_config cfg;
+    core_config_defaults(&cfg);
+    core_config_set(&cfg, "data.train=/x/*.h5");
+    core_config_set(&cfg, "train.batch=7");
+    core_config_set(&cfg, "train.seed=99");
+    core_config_set(&cfg, "data.flip=0.25");
+    core_config_set(&cfg, "data.threads=3");
+    core_config_set(&cfg, "data.prefetch=5");
+    dataio_loader_opts o = dataio_loader_opts_from_config(&cfg, 2, 4);
+    T_CHECK(!strcmp(o.pattern, "/x/*.h5") && o.batch == 7 && o.seed == 99 && o.flip == 0.25 && o.threads == 3 &&
+            o.prefetch == 5 && o.rank == 2 && o.world == 4 && !o.alloc && !o.free);
+}
+
 int main(void)
 {
     core_set_quiet(1);
@@ -351,5 +367,6 @@ int main(void)
     T_RUN(flip_twice_is_identity);
     T_RUN(epoch_drops_incomplete_batch);
     T_RUN(alloc_hooks_own_the_buffers);
+    T_RUN(opts_from_config);
     T_EXIT();
 }

@@ -95,8 +95,8 @@ def reference(g, flip):
     return out
 
 
-def run_tool(*args, check=True):
-    r = subprocess.run([TOOL, "--glob", GLOB] + [str(a) for a in args], capture_output=True, text=True)
+def run_tool(*args, check=True, glob=None):
+    r = subprocess.run([TOOL, "--glob", glob or GLOB] + [str(a) for a in args], capture_output=True, text=True)
     if check and r.returncode != 0:
         raise AssertionError(f"tool_loader failed: {r.stderr.strip()}")
     return r
@@ -170,6 +170,14 @@ def test_bad_glob_no_match():
     bad_input("no shard file matches", "--batch", 1, glob=os.path.join(H.TMP, "nothing-*.h5"))
 
 
+def test_glob_lists():
+    a, b = os.path.join(H.TMP, "h5py-0.h5"), os.path.join(H.TMP, "h5py-1.h5")
+    out = run_tool("--batch", 9, "--steps", 1, "--flip", 0, glob=f"{b},{a}").stdout.split()
+    assert sorted(int(x) for x in out[4:13]) == list(range(9))
+    bad_input("no shard file matches", "--batch", 1, glob=f"{a},{H.TMP}/typo-*.h5")
+    bad_input("matched twice", "--batch", 1, glob=f"{a},{H.TMP}/h5py-*.h5")
+
+
 def test_too_few_samples():
     bad_input("fewer than one global batch", "--batch", 5, "--world", 2)
 
@@ -207,7 +215,7 @@ def test_corrupt_jpeg_in_worker():
 
 
 for t in [test_matches_numpy_reference, test_rank_shares_union, test_resume_from_printed_state,
-          test_bad_glob_no_match, test_too_few_samples, test_bad_resume_state, test_not_a_shard,
+          test_bad_glob_no_match, test_glob_lists, test_too_few_samples, test_bad_resume_state, test_not_a_shard,
           test_corrupt_jpeg_in_worker]:
     H.run(t)
 H.end()

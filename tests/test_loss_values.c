@@ -3,6 +3,8 @@
 #include "tests/test.h"
 #include "tests/test_loss_util.h"
 
+#include <omp.h>
+
 #include "core/skeleton.h"
 
 static core_backend *be;
@@ -463,7 +465,7 @@ static void test_accumulate_and_determinism(void)
     const char *sets[] = {"model.stages=2", "model.ss=both"};
     tl_config(&cfg, sets, (int)(sizeof sets / sizeof *sets));
     tl_batch b;
-    tl_batch_init(&b, &cfg, 3, 4, 4);
+    tl_batch_init(&b, &cfg, 3, 46, 46); /* large enough for the parallel paths */
     tl_fill_random(&b);
     loss_ctx *lc = loss_create(&cfg, be);
     loss_values v1, v2;
@@ -473,6 +475,13 @@ static void test_accumulate_and_determinism(void)
     memcpy(g1, b.io[1].grad[MODEL_OUT_HEAT].data, nh * sizeof(float));
     loss_compute(lc, 2, b.io, &b.t, 1, &v2); /* no zeroing: adds a second copy */
     T_CHECK(memcmp(&v1, &v2, sizeof v1) == 0);
+    /* the reduction order does not depend on the thread count */
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    loss_values v3;
+    loss_compute(lc, 2, b.io, &b.t, 0, &v3);
+    omp_set_num_threads(threads > 1 ? threads : 2);
+    T_CHECK(memcmp(&v1, &v3, sizeof v1) == 0);
     for (size_t i = 0; i < nh; i++) T_NEAR(b.io[1].grad[MODEL_OUT_HEAT].data[i], 2 * g1[i], 1e-6, 0);
     free(g1);
     loss_destroy(lc);

@@ -63,8 +63,8 @@ def test_annotations_are_consistent():
         assert a["num_keypoints"] == int((k[:, 2] > 0).sum()), a["id"]
         assert np.all(k[k[:, 2] == 0, :2] == 0), "v=0 keypoints must be (0,0)"
         lab = k[k[:, 2] > 0]
-        assert np.all((lab[:, 0] >= -0.5) & (lab[:, 0] < img["width"] - 0.5) &
-                      (lab[:, 1] >= -0.5) & (lab[:, 1] < img["height"] - 0.5)), a["id"]
+        assert np.all((lab[:, 0] >= 0) & (lab[:, 0] <= img["width"] - 1) &
+                      (lab[:, 1] >= 0) & (lab[:, 1] <= img["height"] - 1)), a["id"]
         x, y, w, h = a["bbox"]
         assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= img["width"] + 1e-6 and y + h <= img["height"] + 1e-6
         m = GT.annToMask(a)

@@ -1,0 +1,248 @@
+// Element-wise kernels, the deterministic reductions (sumsq, bias gradient),
+// channel copies and the SGD update for the CUDA backend.
+//
+// Reductions never use atomics: each block reduces a fixed, strided slice in
+// a fixed tree order into a partial, and a second single-block pass adds the
+// partials in index order. The slicing depends only on the problem size (not
+// on the GPU's SM count), so results are bitwise repeatable on any device.
+#include "core/cuda_impl.h"
+
+#define THREADS 256
+
+// ---------------------------------------------------------------- element-wise
+
+__global__ void k_fill(float *x, float v, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = v;
+}
+
+__global__ void k_axpy(float a, const float *x, float *y, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = __fadd_rn(y[i], __fmul_rn(a, x[i])); // unfused, as the CPU computes it
+}
+
+__global__ void k_scale(float *x, float a, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= a;
+}
+
+// Caffe's rule, as the CPU backend: m = momentum*m + lr*(g + wd*w); w -= m.
+// Written without FMA contraction so the result matches the CPU bit for bit
+// in the common case (both evaluate the same float expression tree).
+__global__ void k_sgd(size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = __fadd_rn(__fmul_rn(momentum, m[i]), __fmul_rn(lr, __fadd_rn(g[i], __fmul_rn(wd, w[i]))));
+        m[i] = v;
+        w[i] = __fsub_rn(w[i], v);
+    }
+}
+
+void cuda_fill(core_backend *be, float *x, float v, size_t n)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return;
+    k_fill<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(x, v, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_axpy(core_backend *be, float a, const float *x, float *y, size_t n)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return;
+    k_axpy<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(a, x, y, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_scale(core_backend *be, float *x, float a, size_t n)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return;
+    k_scale<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(x, a, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_sgd_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return;
+    k_sgd<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(n, w, g, m, lr, momentum, wd);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---------------------------------------------------------------- reductions
+
+// Tree sum of one value per thread (blockDim.x == THREADS, a power of two);
+// the result is valid in thread 0. Fixed pairing order = deterministic.
+__device__ double block_sum(double v)
+{
+    __shared__ double sh[THREADS];
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = THREADS / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    return sh[0];
+}
+
+// Pass 1: block b sums x[i]^2 for i = b*THREADS + t + k*(nblocks*THREADS).
+// Squares are >= 0, so an Inf stays Inf and a NaN stays NaN through the sums.
+__global__ void k_sumsq_partial(const float *x, size_t n, double *partial)
+{
+    double acc = 0;
+    for (size_t i = blockIdx.x * (size_t)THREADS + threadIdx.x; i < n; i += (size_t)gridDim.x * THREADS) {
+        double v = x[i];
+        acc += v * v;
+    }
+    double s = block_sum(acc);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// Pass 2: one block adds `count` partials; out = sum.
+__global__ void k_sum_partials(const double *partial, int count, double *out)
+{
+    double acc = 0;
+    for (int i = threadIdx.x; i < count; i += THREADS) acc += partial[i];
+    double s = block_sum(acc);
+    if (threadIdx.x == 0) *out = s;
+}
+
+double cuda_sumsq(core_backend *be, const float *x, size_t n)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return 0.0;
+    // Small inputs use fewer blocks; the count is a function of n only.
+    size_t blocks = (n + THREADS - 1) / THREADS;
+    if (blocks > CORE_CUDA_RED_BLOCKS) blocks = CORE_CUDA_RED_BLOCKS;
+    double *out = st->red + CORE_CUDA_RED_BLOCKS;
+    k_sumsq_partial<<<(unsigned)blocks, THREADS, 0, st->stream>>>(x, n, st->red);
+    CUDA_LAUNCH_CHECK();
+    k_sum_partials<<<1, THREADS, 0, st->stream>>>(st->red, (int)blocks, out);
+    CUDA_LAUNCH_CHECK();
+    CUDA_CHECK(cudaMemcpyAsync(st->red_host, out, sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    return st->red_host[0];
+}
+
+// ---------------------------------------------------------------- conv epilogues
+
+// Grid for per-plane kernels: blockIdx.y walks the N*C planes (the channel is
+// one 32-bit modulo per plane, not a 64-bit division per element), blockIdx.x
+// covers a plane's cells, about four per thread.
+static dim3 plane_grid(size_t planes, int hw)
+{
+    unsigned gy = planes < 65535 ? (unsigned)planes : 65535;
+    unsigned gx = (unsigned)((hw + 4 * THREADS - 1) / (4 * THREADS));
+    if (gx > 1024) gx = 1024;
+    return dim3(gx ? gx : 1, gy ? gy : 1);
+}
+
+__global__ void k_bias_act(float *y, const float *b, int planes, int c, int hw, int relu)
+{
+    for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+        float bv = b[plane % c];
+        float *row = y + (size_t)plane * hw;
+        for (int i = blockIdx.x * THREADS + threadIdx.x; i < hw; i += gridDim.x * THREADS) {
+            float v = row[i] + bv;
+            row[i] = relu ? (v > 0 ? v : 0.0f) : v;
+        }
+    }
+}
+
+void cuda_bias_act(cuda_state *st, float *y, const float *b, int n, int c, int hw, int relu)
+{
+    size_t planes = (size_t)n * c;
+    if (!planes || hw <= 0) return;
+    CHECK(planes < ((size_t)1 << 31), "convolution output has too many planes (%zu)", planes);
+    k_bias_act<<<plane_grid(planes, hw), THREADS, 0, st->stream>>>(y, b, (int)planes, c, hw, relu);
+    CUDA_LAUNCH_CHECK();
+}
+
+// Block (ch, s) visits, for each sample in order, the channel's cells
+// i = s*THREADS + t + k*splits*THREADS; it masks dy where the forward output
+// was not positive (the CPU's !(y > 0), so NaN outputs pass no gradient) and
+// writes its sum to partial[ch*splits + s].
+__global__ void k_mask_bias_partial(const float *y, float *dy, int n, int c, int hw, int relu, int splits,
+                                    double *partial)
+{
+    int ch = blockIdx.x, s = blockIdx.y;
+    double acc = 0;
+    for (int nn = 0; nn < n; nn++) {
+        size_t base = ((size_t)nn * c + ch) * hw;
+        for (int i = s * THREADS + threadIdx.x; i < hw; i += splits * THREADS) {
+            float g = dy[base + i];
+            if (relu && !(y[base + i] > 0)) {
+                g = 0.0f;
+                dy[base + i] = 0.0f;
+            }
+            acc += g;
+        }
+    }
+    double sum = block_sum(acc);
+    if (threadIdx.x == 0) partial[(size_t)ch * splits + s] = sum;
+}
+
+__global__ void k_bias_finish(const double *partial, int c, int splits, float *db)
+{
+    for (int ch = blockIdx.x * blockDim.x + threadIdx.x; ch < c; ch += gridDim.x * blockDim.x) {
+        double acc = 0;
+        for (int s = 0; s < splits; s++) acc += partial[(size_t)ch * splits + s];
+        db[ch] += (float)acc;
+    }
+}
+
+void cuda_relu_mask_bias_grad(cuda_state *st, const float *y, float *dy, float *db, int n, int c, int hw, int relu)
+{
+    if (n <= 0 || c <= 0 || hw <= 0) return;
+    // Split a channel's cells over enough blocks to fill a large GPU on the
+    // wide early layers (>= ~16 cells per thread), few on the small late ones;
+    // a function of the shape only, so the summation order is fixed.
+    size_t per = (size_t)n * hw;
+    size_t splits = (per + 16 * THREADS - 1) / (16 * THREADS);
+    size_t max_splits = ((size_t)hw + THREADS - 1) / THREADS; // no block without cells in every sample
+    if (splits > max_splits) splits = max_splits;
+    if (splits > CORE_CUDA_BIAS_SPLITS_MAX) splits = CORE_CUDA_BIAS_SPLITS_MAX;
+    if (splits < 1) splits = 1;
+    size_t need = (size_t)c * splits * sizeof(double);
+    double *partial = (double *)cuda_workspace(st, need);
+    dim3 grid((unsigned)c, (unsigned)splits);
+    k_mask_bias_partial<<<grid, THREADS, 0, st->stream>>>(y, dy, n, c, hw, relu, (int)splits, partial);
+    CUDA_LAUNCH_CHECK();
+    k_bias_finish<<<cuda_grid((size_t)c, THREADS), THREADS, 0, st->stream>>>(partial, c, (int)splits, db);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---------------------------------------------------------------- channel copies
+
+__global__ void k_copy_channels_add(int n, int hw, const float *src, int src_c, int src_off, float *dst, int dst_c,
+                                    int dst_off, int count)
+{
+    size_t plane = (size_t)count * hw, total = plane * n;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t s = i / plane, k = i - s * plane;
+        dst[(s * dst_c + dst_off) * hw + k] += src[(s * src_c + src_off) * hw + k];
+    }
+}
+
+void cuda_copy_channels(core_backend *be, int n, int hw, const float *src, int src_c, int src_off, float *dst,
+                        int dst_c, int dst_off, int count, int accumulate)
+{
+    cuda_state *st = cuda_enter(be);
+    if (n <= 0 || hw <= 0 || count <= 0) return;
+    if (!accumulate) {
+        // n rows of count*hw floats, rows src_c*hw / dst_c*hw apart: one strided copy.
+        CUDA_CHECK(cudaMemcpy2DAsync(dst + (size_t)dst_off * hw, (size_t)dst_c * hw * sizeof(float),
+                                     src + (size_t)src_off * hw, (size_t)src_c * hw * sizeof(float),
+                                     (size_t)count * hw * sizeof(float), (size_t)n, cudaMemcpyDeviceToDevice,
+                                     st->stream));
+        return;
+    }
+    size_t total = (size_t)n * count * hw;
+    k_copy_channels_add<<<cuda_grid(total, THREADS), THREADS, 0, st->stream>>>(n, hw, src, src_c, src_off, dst, dst_c,
+                                                                               dst_off, count);
+    CUDA_LAUNCH_CHECK();
+}

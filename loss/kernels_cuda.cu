@@ -1,0 +1,166 @@
+// CUDA loss kernels (the vtable of loss/kernels.h), with loss/kernels_cpu.c's
+// semantics: the same per-element weight, in double, and the same grouping
+// of the sums (one partial per (sample, channel), added in channel order).
+//
+// Determinism: one block (or a fixed number of blocks, chosen from hw only)
+// per (sample, channel) plane reduces its cells in a fixed tree order; a
+// finishing kernel adds the partials per sample in channel order. No atomics,
+// so the sums are bit-identical call after call. Each gradient element is
+// written by exactly one thread, so the accumulation (g += ...) never races.
+#include <math.h>
+
+#include "core/cuda_impl.h"
+
+extern "C" {
+#include "loss/kernels.h"
+}
+
+#define THREADS 256
+
+// Tree sum over the block, returned to every thread; sh has THREADS doubles.
+__device__ static double loss_block_sum(double v, double *sh)
+{
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = THREADS / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads(); // sh may be reused by the next call
+    return r;
+}
+
+__device__ static inline int pdd_active(const loss_l2_args &a, const float *tgt_n, int c, int i)
+{
+    if (a.pdd == LOSS_PDD_SCALAR) return tgt_n[(size_t)c * a.hw + i] > a.pdd_thr;
+    int x = c & ~1; // vector mode: channels 2l and 2l+1 form limb l's vector
+    return tgt_n[(size_t)x * a.hw + i] != 0.0f || tgt_n[(size_t)(x + 1) * a.hw + i] != 0.0f;
+}
+
+// Block (plane = s*C + c, split) handles cells i = split*THREADS + t + k*splits*THREADS.
+__global__ void k_loss_l2(const loss_l2_args a, int splits, double *partial)
+{
+    __shared__ double sh[THREADS];
+    const int plane = blockIdx.x, split = blockIdx.y;
+    const int s = plane / a.c, c = plane - s * a.c, hw = a.hw;
+    const size_t base = (size_t)plane * hw;
+    const float *tgt_n = a.target + (size_t)s * a.c * hw;
+    const float *m = a.mask ? a.mask + (size_t)s * hw : NULL;
+    const float *att = a.att ? a.att + ((size_t)s * a.att_c + c / a.att_group) * hw : NULL;
+    const float *gate = a.gate ? a.gate + ((size_t)s * a.gate_c + c / a.gate_group) * hw : NULL;
+    const int mc = a.pdd != LOSS_PDD_NONE ? a.mirror[c] : c;
+    double acc = 0;
+    for (int i = split * THREADS + threadIdx.x; i < hw; i += splits * THREADS) {
+        double w = 1;
+        if (m) w *= m[i];
+        if (mc != c && pdd_active(a, tgt_n, mc, i) && !pdd_active(a, tgt_n, c, i)) w *= a.beta;
+        if (att) w *= (double)a.alpha * att[i] + 1.0;
+        if (gate && !(gate[i] > a.gate_thr)) w = 0;
+        if (w == 0) continue; // also keeps 0*inf out of the sum, as on the CPU
+        double d = (double)a.pred[base + i] - (double)a.target[base + i];
+        acc += w * d * d;
+        float g = (float)(2.0 * a.coef * w * d);
+        if (a.grad_pred) a.grad_pred[base + i] += g;
+        if (a.grad_target) a.grad_target[base + i] -= g;
+    }
+    double sum = loss_block_sum(acc, sh);
+    if (threadIdx.x == 0) partial[(size_t)plane * splits + split] = sum;
+}
+
+// One block per (sample, channel) plane: the normalisers, then the divergence,
+// then (when wanted) the gradients, exactly as loss/kernels_cpu.c.
+__global__ void k_loss_kl(const loss_kl_args a, double *partial)
+{
+    __shared__ double sh[THREADS];
+    const int plane = blockIdx.x, hw = a.hw;
+    const size_t base = (size_t)plane * hw;
+    const float *h = a.h + base, *q_in = a.hps + base;
+    const double eps = a.eps;
+    double sp = 0, sq = 0;
+    for (int i = threadIdx.x; i < hw; i += THREADS) {
+        sp += fmax((double)h[i], 0.0) + eps;
+        sq += fmax((double)q_in[i], 0.0) + eps;
+    }
+    sp = loss_block_sum(sp, sh);
+    sq = loss_block_sum(sq, sh);
+    const double lsp = log(sp), lsq = log(sq);
+    double kl = 0;
+    for (int i = threadIdx.x; i < hw; i += THREADS) {
+        double p = fmax((double)h[i], 0.0) + eps, q = fmax((double)q_in[i], 0.0) + eps;
+        kl += (p / sp) * ((log(p) - lsp) - (log(q) - lsq)); // log(P/Q) without forming P, Q: no underflow
+    }
+    kl = loss_block_sum(kl, sh);
+    if (a.grad_h || a.grad_hps)
+        for (int i = threadIdx.x; i < hw; i += THREADS) {
+            double p = fmax((double)h[i], 0.0) + eps, q = fmax((double)q_in[i], 0.0) + eps;
+            if (a.grad_h && h[i] > 0)
+                a.grad_h[base + i] += (float)(a.coef * (((log(p) - lsp) - (log(q) - lsq)) - kl) / sp);
+            if (a.grad_hps && q_in[i] > 0) a.grad_hps[base + i] += (float)(a.coef * (1.0 / sq - (p / sp) / q));
+        }
+    if (threadIdx.x == 0) partial[plane] = kl;
+}
+
+// out[s] = sum over c (in order) of the plane's partials (summed over splits in order).
+__global__ void k_loss_finish(const double *partial, int n, int c, int splits, double *out)
+{
+    for (int s = blockIdx.x * blockDim.x + threadIdx.x; s < n; s += gridDim.x * blockDim.x) {
+        double acc = 0;
+        for (int ch = 0; ch < c; ch++) {
+            const double *p = partial + ((size_t)s * c + ch) * splits;
+            double pc = p[0];
+            for (int k = 1; k < splits; k++) pc += p[k];
+            acc += pc;
+        }
+        out[s] = acc;
+    }
+}
+
+// Partials and per-sample results live in the backend's workspace (stream
+// ordered after any convolution that used it); the sums come back synchronously.
+static void finish(cuda_state *st, double *partial, int n, int c, int splits, double *per_sample)
+{
+    double *out = partial + (size_t)n * c * splits;
+    k_loss_finish<<<cuda_grid((size_t)n, THREADS), THREADS, 0, st->stream>>>(partial, n, c, splits, out);
+    CUDA_LAUNCH_CHECK();
+    CUDA_CHECK(cudaMemcpyAsync(per_sample, out, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+}
+
+static void cuda_l2(core_backend *be, const loss_l2_args *a, double *per_sample)
+{
+    CHECK(a->c <= LOSS_MAX_CHANNELS, "loss: %d channels exceed LOSS_MAX_CHANNELS", a->c);
+    cuda_state *st = cuda_enter(be);
+    if (a->n <= 0) return;
+    if (a->c <= 0 || a->hw <= 0) {
+        for (int s = 0; s < a->n; s++) per_sample[s] = 0;
+        return;
+    }
+    // One block per plane on the usual 46x46 grid; large grids split (a function of hw only).
+    int splits = (a->hw + 8 * THREADS - 1) / (8 * THREADS);
+    if (splits > 16) splits = 16;
+    size_t planes = (size_t)a->n * a->c;
+    CHECK(planes < (1u << 31), "loss: %zu planes is too many for one launch", planes);
+    double *partial = (double *)cuda_workspace(st, (planes * splits + a->n) * sizeof(double));
+    k_loss_l2<<<dim3((unsigned)planes, (unsigned)splits), THREADS, 0, st->stream>>>(*a, splits, partial);
+    CUDA_LAUNCH_CHECK();
+    finish(st, partial, a->n, a->c, splits, per_sample);
+}
+
+static void cuda_kl(core_backend *be, const loss_kl_args *a, double *per_sample)
+{
+    cuda_state *st = cuda_enter(be);
+    if (a->n <= 0) return;
+    if (a->c <= 0 || a->hw <= 0) {
+        for (int s = 0; s < a->n; s++) per_sample[s] = 0;
+        return;
+    }
+    size_t planes = (size_t)a->n * a->c;
+    CHECK(planes < (1u << 31), "loss: %zu planes is too many for one launch", planes);
+    double *partial = (double *)cuda_workspace(st, (planes + a->n) * sizeof(double));
+    k_loss_kl<<<(unsigned)planes, THREADS, 0, st->stream>>>(*a, partial);
+    CUDA_LAUNCH_CHECK();
+    finish(st, partial, a->n, a->c, 1, per_sample);
+}
+
+extern "C" const loss_kernels loss_kernels_cuda = {"cuda", cuda_l2, cuda_kl};

@@ -1,0 +1,140 @@
+/* CPU suite: the CUDA backend is compiled in and behaves sanely on a machine
+ * without a GPU (the CI and dev machines): device count 0 without dying,
+ * comm.device=auto falls back to the CPU, and asking for CUDA explicitly
+ * fails with exactly one clear error line. On a GPU machine the same
+ * program checks the backend comes up, and the real op checks are
+ * tests/test_gpu_ops.c (make test-gpu). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/backend.h"
+#include "core/check.h"
+#include "core/cuda_backend.h"
+#include "tests/test.h"
+
+static int ngpu;
+
+#ifdef SSPOSE_CUDA
+#define NEED_CUDA_BUILD() ((void)0)
+#else
+#define NEED_CUDA_BUILD() T_SKIP("sspose was built without CUDA (no nvcc, or make CUDA=0)")
+#endif
+
+/* Runs fn in a child (no CUDA context exists in the parent on a GPU-less
+ * machine, so fork is safe) and captures its stderr; returns the exit status. */
+static int run_child(void (*fn)(void), char *err, size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t r;
+    while (len < cap - 1 && (r = read(fds[0], err + len, cap - 1 - len)) > 0) len += (size_t)r;
+    err[len] = 0;
+    close(fds[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static void cuda_built_in(void)
+{
+    NEED_CUDA_BUILD();
+    T_CHECKF(strstr(core_backends_built(), "cuda") != NULL, "backends built: '%s'", core_backends_built());
+}
+
+static void cuda_device_count_does_not_die(void)
+{
+    int a = core_cuda_device_count(), b = core_cuda_device_count();
+    T_CHECKF(a >= 0 && a == b, "device count %d then %d", a, b);
+}
+
+static void cuda_auto_picks_available_backend(void)
+{
+    core_backend *be = core_backend_create("auto", 0, 1);
+    T_CHECK(be != NULL);
+    if (ngpu == 0) T_CHECKF(be->dev == CORE_DEV_CPU && !strcmp(be->name, "cpu"), "auto gave '%s'", be->name);
+    else T_CHECKF(be->dev == CORE_DEV_CUDA && !strcmp(be->name, "cuda"), "auto gave '%s' with a GPU", be->name);
+    /* the CUDA knobs are harmless on any backend */
+    core_cuda_set_math(be, 1, 1);
+    core_cuda_set_math(be, 0, 1);
+    T_CHECK((core_cuda_stream(be) != NULL) == (be->dev == CORE_DEV_CUDA));
+    core_backend_destroy(be);
+}
+
+static void child_create_direct(void) { core_cuda_backend_create(0); }
+static void child_create_via_config(void) { core_backend_create("cuda", 0, 1); }
+
+static void cuda_create_without_gpu_is_one_line(void)
+{
+    NEED_CUDA_BUILD();
+    if (ngpu > 0) T_SKIP("a GPU is present (the failure path needs a GPU-less machine)");
+    char err[2048];
+    int st = run_child(child_create_direct, err, sizeof err);
+    T_CHECKF(st == 1, "core_cuda_backend_create exited %d without a GPU", st);
+    T_CHECKF(count_lines(err) == 1, "expected one error line, got: %.300s", err);
+    T_CHECKF(strstr(err, "sspose: error: no usable GPU for the CUDA backend") != NULL, "message: %.300s", err);
+    st = run_child(child_create_via_config, err, sizeof err);
+    T_CHECKF(st == 1, "comm.device=cuda exited %d without a GPU", st);
+    T_CHECKF(count_lines(err) == 1, "expected one error line, got: %.300s", err);
+    T_CHECKF(strstr(err, "comm.device = cuda but no usable GPU") != NULL, "message: %.300s", err);
+}
+
+static void cuda_device_peak_without_device(void)
+{
+    double a = -1, b = -1;
+    char name[64] = "";
+    T_CHECK(core_cuda_device_peak(ngpu, name, sizeof name, &a, &b) == -1); /* one past the last device */
+    if (ngpu > 0) {
+        T_CHECK(core_cuda_device_peak(0, name, sizeof name, &a, &b) == 0);
+        T_CHECKF(a > 1 && b >= a && name[0], "peak fp32 %g tf32 %g name '%s'", a, b, name);
+    }
+}
+
+/* The GPU suite itself runs only under make test-gpu; here it is reported
+ * visibly as skipped, or, with a GPU present, the backend is brought up. */
+static void gpu_suite(void)
+{
+    NEED_CUDA_BUILD();
+    if (ngpu == 0) T_SKIP("skipped: no GPU (run 'make test-gpu' on a GPU machine; see docs/gpu.md)");
+    core_backend *be = core_cuda_backend_create(0);
+    float h[5] = {1, -2, 3, -4, 5}, back[5] = {0};
+    float *d = be->alloc(be, 5);
+    be->upload(be, d, h, 5);
+    T_NEAR(be->sumsq(be, d, 5), 55.0, 0, 0);
+    be->download(be, back, d, 5);
+    T_CHECK(memcmp(h, back, sizeof h) == 0);
+    be->free(be, d);
+    core_backend_destroy(be);
+}
+
+int main(void)
+{
+    core_set_quiet(1);
+    ngpu = core_cuda_device_count();
+    T_RUN(cuda_built_in);
+    T_RUN(cuda_device_count_does_not_die);
+    T_RUN(cuda_auto_picks_available_backend);
+    T_RUN(cuda_create_without_gpu_is_one_line);
+    T_RUN(cuda_device_peak_without_device);
+    T_RUN(gpu_suite);
+    T_EXIT();
+}

@@ -1,0 +1,556 @@
+/* GPU suite: every op of the CUDA backend against the CPU backend (the
+ * reference semantics of core/backend.h) on random shapes, including kernel
+ * sizes 1, 3 and 7, odd channel counts and batches > 1.
+ *
+ * Tolerances: convolutions (fp32, TF32 off) max|gpu - cpu| <= 1e-4 * max|cpu|
+ * per output tensor (cuDNN's Winograd/FFT algorithms round differently from
+ * im2col+sgemm, so an element-wise bound on near-zero outputs would measure
+ * cancellation, not correctness); sumsq 1e-12 relative (both sum in double);
+ * element-wise ops, pooling and channel copies must match exactly (the same
+ * float expression, no FMA contraction, same tie rule).
+ *
+ * Without a GPU every test prints "skip - <name>: skipped: no GPU". The
+ * program re-executes itself (argv[1] = "--child-...") for the paths that must
+ * die with one error line, because a CUDA context does not survive fork(). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/check.h"
+#include "core/cuda_backend.h"
+#include "tests/test.h"
+
+static core_backend *cpu, *gpu;
+static const char *self_exe;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd_u32(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+static float rnd_unit(void) { return (float)(rnd_u32() / 2147483648.0 - 1.0); } /* [-1, 1) */
+static int rnd_int(int lo, int hi) { return lo + (int)(rnd_u32() % (uint32_t)(hi - lo + 1)); }
+
+static float *host_rand(size_t n, float scale)
+{
+    float *h = core_malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = scale * rnd_unit();
+    return h;
+}
+
+/* A host array in both backends' memory. */
+typedef struct { float *h, *c, *g; size_t n; } pair;
+
+static pair pair_from_host(const float *h, size_t n)
+{
+    pair p = {core_malloc((n ? n : 1) * sizeof(float)), cpu->alloc(cpu, n), gpu->alloc(gpu, n), n};
+    memcpy(p.h, h, n * sizeof(float));
+    cpu->upload(cpu, p.c, h, n);
+    gpu->upload(gpu, p.g, h, n);
+    return p;
+}
+static pair pair_rand(size_t n, float scale)
+{
+    float *h = host_rand(n, scale);
+    pair p = pair_from_host(h, n);
+    free(h);
+    return p;
+}
+static void pair_free(pair *p)
+{
+    if (!p->c) return;
+    cpu->free(cpu, p->c);
+    gpu->free(gpu, p->g);
+    free(p->h);
+    memset(p, 0, sizeof *p);
+}
+static float *gpu_host(const float *g, size_t n)
+{
+    float *h = core_malloc((n ? n : 1) * sizeof(float));
+    gpu->download(gpu, h, g, n);
+    return h;
+}
+
+/* max|a - ref| / max|ref| (0/0 = 0); NaN when either holds a NaN. */
+static double tensor_rel_err(const float *a, const float *ref, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (isnan(d)) return NAN;
+        if (d > num) num = d;
+        if (fabs(ref[i]) > den) den = fabs(ref[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* Both NaN counts as equal; otherwise bitwise value equality. Returns the first mismatch or -1. */
+static long first_mismatch(const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(a[i] == b[i] || (isnan(a[i]) && isnan(b[i])))) return (long)i;
+    return -1;
+}
+
+/* The GPU copy of p against the CPU copy: exact, or tensor-relative within tol. */
+#define EXPECT_SAME(p, what) do { float *g_ = gpu_host((p).g, (p).n), *c_ = core_malloc(((p).n ? (p).n : 1) * 4); \
+        cpu->download(cpu, c_, (p).c, (p).n); long m_ = first_mismatch(g_, c_, (p).n); \
+        T_CHECKF(m_ < 0, "%s: gpu[%ld] = %.9g, cpu = %.9g", what, m_, m_ >= 0 ? g_[m_] : 0.0, m_ >= 0 ? c_[m_] : 0.0); \
+        free(g_); free(c_); } while (0)
+#define EXPECT_CLOSE(p, tol, ...) do { float *g_ = gpu_host((p).g, (p).n), *c_ = core_malloc(((p).n ? (p).n : 1) * 4); \
+        cpu->download(cpu, c_, (p).c, (p).n); double e_ = tensor_rel_err(g_, c_, (p).n); \
+        if (!(e_ <= (tol))) { char w_[256]; snprintf(w_, sizeof w_, __VA_ARGS__); \
+            T_FAILF("%s: relative error %.3g > %.1g", w_, e_, (double)(tol)); } \
+        free(g_); free(c_); } while (0)
+
+#define NEED_GPU() do { if (!gpu) T_SKIP("skipped: no GPU"); } while (0)
+
+/* ------------------------------------------------------------------ memory */
+
+static void gpu_memory_roundtrip(void)
+{
+    NEED_GPU();
+    size_t sizes[] = {1, 7, 1000, 1 << 20, 3000017};
+    for (int k = 0; k < 5; k++) {
+        size_t n = sizes[k];
+        float *d = gpu->alloc(gpu, n), *h = gpu_host(d, n);
+        size_t nz = 0;
+        for (size_t i = 0; i < n; i++) nz += h[i] != 0;
+        T_CHECKF(nz == 0, "alloc(%zu) not zeroed: %zu non-zero", n, nz);
+        float *src = host_rand(n, 3.0f);
+        gpu->upload(gpu, d, src, n);
+        float *d2 = gpu->alloc(gpu, n);
+        gpu->copy(gpu, d2, d, n);
+        float *back = gpu_host(d2, n);
+        T_CHECKF(first_mismatch(back, src, n) < 0, "upload/copy/download of %zu floats changed data", n);
+        gpu->free(gpu, d);
+        gpu->free(gpu, d2);
+        free(h); free(src); free(back);
+    }
+    gpu->sync(gpu);
+    T_CHECK(core_cuda_stream(gpu) != NULL);
+    T_CHECK(core_cuda_stream(cpu) == NULL);
+}
+
+static void gpu_elementwise_match_cpu(void)
+{
+    NEED_GPU();
+    size_t sizes[] = {1, 255, 257, 100003};
+    for (int k = 0; k < 4; k++) {
+        size_t n = sizes[k];
+        pair x = pair_rand(n, 2.0f), y = pair_rand(n, 2.0f);
+        cpu->axpy(cpu, -0.37f, x.c, y.c, n); gpu->axpy(gpu, -0.37f, x.g, y.g, n);
+        EXPECT_SAME(y, "axpy");
+        cpu->scale(cpu, y.c, 1.7f, n); gpu->scale(gpu, y.g, 1.7f, n);
+        EXPECT_SAME(y, "scale");
+        cpu->fill(cpu, x.c, -2.5f, n); gpu->fill(gpu, x.g, -2.5f, n);
+        EXPECT_SAME(x, "fill");
+        pair_free(&x); pair_free(&y);
+    }
+}
+
+static void gpu_sgd_step_matches_cpu(void)
+{
+    NEED_GPU();
+    size_t n = 50021;
+    pair w = pair_rand(n, 1.0f), g = pair_rand(n, 0.1f), m = pair_rand(n, 0.01f);
+    for (int step = 0; step < 3; step++) {
+        cpu->sgd_step(cpu, n, w.c, g.c, m.c, 0.01f, 0.9f, 5e-4f);
+        gpu->sgd_step(gpu, n, w.g, g.g, m.g, 0.01f, 0.9f, 5e-4f);
+    }
+    EXPECT_SAME(w, "sgd weights");
+    EXPECT_SAME(m, "sgd momentum");
+    pair_free(&w); pair_free(&g); pair_free(&m);
+}
+
+/* ------------------------------------------------------------------ sumsq */
+
+static void gpu_sumsq_matches_cpu_and_repeats(void)
+{
+    NEED_GPU();
+    size_t sizes[] = {1, 256, 257, 131073, 2000003};
+    for (int k = 0; k < 5; k++) {
+        size_t n = sizes[k];
+        pair x = pair_rand(n, 4.0f);
+        double c = cpu->sumsq(cpu, x.c, n), g1 = gpu->sumsq(gpu, x.g, n), g2 = gpu->sumsq(gpu, x.g, n);
+        T_NEAR(g1, c, 1e-12, 0);
+        T_CHECKF(memcmp(&g1, &g2, sizeof g1) == 0, "sumsq(%zu) not repeatable: %.17g vs %.17g", n, g1, g2);
+        pair_free(&x);
+    }
+    T_CHECK(gpu->sumsq(gpu, NULL, 0) == 0.0);
+}
+
+static void gpu_sumsq_propagates_nan_inf(void)
+{
+    NEED_GPU();
+    size_t n = 300007;
+    float *h = host_rand(n, 1.0f);
+    float *d = gpu->alloc(gpu, n);
+    h[123457] = NAN;
+    gpu->upload(gpu, d, h, n);
+    T_CHECKF(isnan(gpu->sumsq(gpu, d, n)), "NaN element did not give NaN");
+    h[123457] = 0.5f;
+    h[n - 1] = -INFINITY;
+    gpu->upload(gpu, d, h, n);
+    double s = gpu->sumsq(gpu, d, n);
+    T_CHECKF(isinf(s) && s > 0, "-Inf element gave %g, expected +Inf", s);
+    h[n - 1] = 3e38f; /* finite float whose square overflows float but not double */
+    gpu->upload(gpu, d, h, n);
+    s = gpu->sumsq(gpu, d, n);
+    T_CHECKF(isfinite(s) && s > 8.9e76, "3e38 squared gave %g (double accumulation expected)", s);
+    gpu->free(gpu, d);
+    free(h);
+}
+
+/* ------------------------------------------------------------------ conv */
+
+typedef struct { int n, cin, h, w, cout, k, relu; } shape;
+
+static int conv_shapes(shape *out, int cap)
+{
+    static const shape fixed[] = {
+        {1, 3, 16, 16, 5, 3, 1}, {2, 7, 13, 11, 9, 1, 0}, {3, 5, 9, 17, 4, 7, 1}, {2, 33, 12, 12, 31, 7, 0},
+        {4, 1, 8, 8, 1, 3, 1},   {2, 19, 10, 14, 38, 1, 1}, {2, 64, 23, 23, 128, 3, 1}, {2, 185, 12, 12, 128, 7, 1},
+    };
+    int m = 0;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0] && m < cap; i++) out[m++] = fixed[i];
+    static const int ks[3] = {1, 3, 7};
+    while (m < cap) {
+        shape s = {rnd_int(1, 4), rnd_int(1, 41), rnd_int(5, 24), rnd_int(5, 24), rnd_int(1, 41), ks[rnd_int(0, 2)],
+                   rnd_int(0, 1)};
+        out[m++] = s;
+    }
+    return m;
+}
+
+static core_conv_shape to_conv(const shape *s)
+{
+    core_conv_shape c = {s->n, s->cin, s->h, s->w, s->cout, s->k, s->relu};
+    return c;
+}
+
+#define SHAPE_FMT "n=%d cin=%d h=%d w=%d cout=%d k=%d relu=%d"
+#define SHAPE_ARGS(s) (s).n, (s).cin, (s).h, (s).w, (s).cout, (s).k, (s).relu
+
+static void gpu_conv_forward_matches_cpu(void)
+{
+    NEED_GPU();
+    shape sh[16];
+    int ns = conv_shapes(sh, 16);
+    for (int i = 0; i < ns && !t_cur_failed; i++) {
+        shape s = sh[i];
+        core_conv_shape cs = to_conv(&s);
+        size_t nx = (size_t)s.n * s.cin * s.h * s.w, ny = (size_t)s.n * s.cout * s.h * s.w;
+        pair x = pair_rand(nx, 1.0f), w = pair_rand((size_t)s.cout * s.cin * s.k * s.k, 0.3f),
+             b = pair_rand(s.cout, 0.5f), y = pair_rand(ny, 9.0f); /* y garbage: forward must overwrite */
+        cpu->conv_forward(cpu, &cs, x.c, w.c, b.c, y.c);
+        gpu->conv_forward(gpu, &cs, x.g, w.g, b.g, y.g);
+        EXPECT_CLOSE(y, 1e-4, "forward " SHAPE_FMT, SHAPE_ARGS(s));
+        pair_free(&x); pair_free(&w); pair_free(&b); pair_free(&y);
+    }
+}
+
+/* Runs the backward of shape s on both backends from identical inputs,
+ * including the forward output y (taken from the CPU so the ReLU masks agree
+ * even where y is within rounding of 0) and pre-filled dx, dw, db so that
+ * accumulation (not overwrite) is what gets checked. */
+static void conv_backward_case(const shape *s, int with_dx)
+{
+    core_conv_shape cs = to_conv(s);
+    size_t nx = (size_t)s->n * s->cin * s->h * s->w, ny = (size_t)s->n * s->cout * s->h * s->w;
+    size_t nw = (size_t)s->cout * s->cin * s->k * s->k;
+    pair x = pair_rand(nx, 1.0f), w = pair_rand(nw, 0.3f), b = pair_rand(s->cout, 0.5f);
+    float *yh = core_malloc(ny * sizeof(float));
+    float *yc = cpu->alloc(cpu, ny);
+    cpu->conv_forward(cpu, &cs, x.c, w.c, b.c, yc);
+    cpu->download(cpu, yh, yc, ny);
+    pair y = pair_from_host(yh, ny);
+    pair dy = pair_rand(ny, 1.0f), dx = pair_rand(nx, 1.0f), dw = pair_rand(nw, 1.0f), db = pair_rand(s->cout, 1.0f);
+    cpu->conv_backward(cpu, &cs, x.c, w.c, y.c, dy.c, with_dx ? dx.c : NULL, dw.c, db.c);
+    gpu->conv_backward(gpu, &cs, x.g, w.g, y.g, dy.g, with_dx ? dx.g : NULL, dw.g, db.g);
+    EXPECT_SAME(dy, "masked dy");
+    EXPECT_CLOSE(dw, 1e-4, "dw " SHAPE_FMT, SHAPE_ARGS(*s));
+    EXPECT_CLOSE(db, 1e-4, "db " SHAPE_FMT, SHAPE_ARGS(*s));
+    /* with dx = NULL the pre-filled dx must be untouched on both */
+    EXPECT_CLOSE(dx, 1e-4, "dx " SHAPE_FMT " with_dx=%d", SHAPE_ARGS(*s), with_dx);
+    pair_free(&x); pair_free(&w); pair_free(&b); pair_free(&y);
+    pair_free(&dy); pair_free(&dx); pair_free(&dw); pair_free(&db);
+    cpu->free(cpu, yc);
+    free(yh);
+}
+
+static void gpu_conv_backward_matches_cpu(void)
+{
+    NEED_GPU();
+    shape sh[16];
+    int ns = conv_shapes(sh, 16);
+    for (int i = 0; i < ns && !t_cur_failed; i++) conv_backward_case(&sh[i], 1);
+}
+
+static void gpu_conv_backward_without_dx(void)
+{
+    NEED_GPU();
+    shape a = {2, 3, 20, 20, 8, 3, 1}, b = {3, 11, 9, 9, 7, 7, 0};
+    conv_backward_case(&a, 0);
+    conv_backward_case(&b, 0);
+}
+
+/* Deterministic mode (the default): the same inputs give bitwise the same
+ * forward output and gradients, call after call. */
+static void gpu_conv_deterministic(void)
+{
+    NEED_GPU();
+    shape s = {4, 96, 23, 23, 128, 7, 1};
+    core_conv_shape cs = to_conv(&s);
+    size_t nx = (size_t)s.n * s.cin * s.h * s.w, ny = (size_t)s.n * s.cout * s.h * s.w;
+    size_t nw = (size_t)s.cout * s.cin * s.k * s.k;
+    float *xh = host_rand(nx, 1.0f), *wh = host_rand(nw, 0.1f), *bh = host_rand(s.cout, 0.1f),
+          *dyh = host_rand(ny, 1.0f);
+    float *x = gpu->alloc(gpu, nx), *w = gpu->alloc(gpu, nw), *b = gpu->alloc(gpu, s.cout), *y = gpu->alloc(gpu, ny),
+          *dy = gpu->alloc(gpu, ny), *dx = gpu->alloc(gpu, nx), *dw = gpu->alloc(gpu, nw), *db = gpu->alloc(gpu, s.cout);
+    gpu->upload(gpu, x, xh, nx); gpu->upload(gpu, w, wh, nw); gpu->upload(gpu, b, bh, s.cout);
+    float *out[2][4];
+    for (int r = 0; r < 2; r++) {
+        gpu->fill(gpu, dx, 0, nx); gpu->fill(gpu, dw, 0, nw); gpu->fill(gpu, db, 0, s.cout);
+        gpu->upload(gpu, dy, dyh, ny);
+        gpu->conv_forward(gpu, &cs, x, w, b, y);
+        gpu->conv_backward(gpu, &cs, x, w, y, dy, dx, dw, db);
+        out[r][0] = gpu_host(y, ny); out[r][1] = gpu_host(dx, nx);
+        out[r][2] = gpu_host(dw, nw); out[r][3] = gpu_host(db, s.cout);
+    }
+    size_t lens[4] = {ny, nx, nw, (size_t)s.cout};
+    const char *names[4] = {"y", "dx", "dw", "db"};
+    for (int t = 0; t < 4; t++) {
+        T_CHECKF(memcmp(out[0][t], out[1][t], lens[t] * sizeof(float)) == 0, "%s differs between two identical runs",
+                 names[t]);
+        free(out[0][t]); free(out[1][t]);
+    }
+    float *ptrs[8] = {x, w, b, y, dy, dx, dw, db};
+    for (int i = 0; i < 8; i++) gpu->free(gpu, ptrs[i]);
+    free(xh); free(wh); free(bh); free(dyh);
+}
+
+/* deterministic = 0 picks algorithms by cuDNN's timing search (atomics
+ * allowed, like PyTorch's cudnn.benchmark); they must be as accurate. */
+static void gpu_conv_benchmark_mode_matches_cpu(void)
+{
+    NEED_GPU();
+    core_cuda_set_math(gpu, 0, 0);
+    shape sh[] = {{2, 7, 13, 11, 9, 1, 0}, {3, 5, 9, 17, 4, 7, 1}, {2, 64, 23, 23, 128, 3, 1}, {2, 38, 20, 20, 31, 7, 1}};
+    for (int i = 0; i < 4 && !t_cur_failed; i++) conv_backward_case(&sh[i], 1);
+    core_cuda_set_math(gpu, 0, 1);
+}
+
+/* comm.tf32 = 1: TF32 tensor cores keep ~10 mantissa bits, so the bound is
+ * loose; the test proves the switch works and stays accurate to TF32 level,
+ * and that switching back restores fp32 accuracy. */
+static void gpu_conv_tf32_switch(void)
+{
+    NEED_GPU();
+    shape s = {2, 64, 23, 23, 128, 3, 0};
+    core_conv_shape cs = to_conv(&s);
+    size_t nx = (size_t)s.n * s.cin * s.h * s.w, ny = (size_t)s.n * s.cout * s.h * s.w;
+    pair x = pair_rand(nx, 1.0f), w = pair_rand((size_t)s.cout * s.cin * 9, 0.1f), b = pair_rand(s.cout, 0.1f),
+         y = pair_rand(ny, 0.0f);
+    cpu->conv_forward(cpu, &cs, x.c, w.c, b.c, y.c);
+    core_cuda_set_math(gpu, 1, 1);
+    gpu->conv_forward(gpu, &cs, x.g, w.g, b.g, y.g);
+    EXPECT_CLOSE(y, 5e-3, "tf32 forward");
+    core_cuda_set_math(gpu, 0, 1);
+    gpu->conv_forward(gpu, &cs, x.g, w.g, b.g, y.g);
+    EXPECT_CLOSE(y, 1e-4, "fp32 forward after switching tf32 off");
+    pair_free(&x); pair_free(&w); pair_free(&b); pair_free(&y);
+}
+
+/* Operands one float past an aligned address (as parameter views in a flat
+ * buffer can be): forward and backward must still match the CPU. */
+static void gpu_conv_misaligned_operands(void)
+{
+    NEED_GPU();
+    shape sh[] = {{2, 19, 12, 10, 38, 3, 1}, {3, 38, 9, 9, 19, 7, 0}, {2, 5, 8, 8, 7, 1, 1}};
+    for (int c = 0; c < 3 && !t_cur_failed; c++) {
+        shape s = sh[c];
+        core_conv_shape cs = to_conv(&s);
+        size_t nx = (size_t)s.n * s.cin * s.h * s.w, ny = (size_t)s.n * s.cout * s.h * s.w;
+        size_t nw = (size_t)s.cout * s.cin * s.k * s.k;
+        size_t len[7] = {nx, nw, (size_t)s.cout, ny, nx, nw, (size_t)s.cout}; /* x w b dy dx dw db */
+        float *h[7], *cbuf[7], *gbase[7], *g[7];
+        for (int i = 0; i < 7; i++) {
+            h[i] = host_rand(len[i], i == 1 ? 0.3f : 1.0f);
+            cbuf[i] = cpu->alloc(cpu, len[i]);
+            cpu->upload(cpu, cbuf[i], h[i], len[i]);
+            gbase[i] = gpu->alloc(gpu, len[i] + 1);
+            g[i] = gbase[i] + 1;
+            gpu->upload(gpu, g[i], h[i], len[i]);
+        }
+        float *yc = cpu->alloc(cpu, ny), *ygb = gpu->alloc(gpu, ny + 1), *yg = ygb + 1;
+        cpu->conv_forward(cpu, &cs, cbuf[0], cbuf[1], cbuf[2], yc);
+        gpu->conv_forward(gpu, &cs, g[0], g[1], g[2], yg);
+        float *ych = core_malloc(ny * sizeof(float)), *ygh = gpu_host(yg, ny);
+        cpu->download(cpu, ych, yc, ny);
+        double e = tensor_rel_err(ygh, ych, ny);
+        T_CHECKF(e <= 1e-4, "misaligned forward " SHAPE_FMT ": relative error %.3g", SHAPE_ARGS(s), e);
+        gpu->upload(gpu, yg, ych, ny); /* same ReLU mask on both */
+        cpu->conv_backward(cpu, &cs, cbuf[0], cbuf[1], yc, cbuf[3], cbuf[4], cbuf[5], cbuf[6]);
+        gpu->conv_backward(gpu, &cs, g[0], g[1], yg, g[3], g[4], g[5], g[6]);
+        const char *names[7] = {"x", "w", "b", "dy", "dx", "dw", "db"};
+        for (int i = 3; i < 7; i++) {
+            float *a = gpu_host(g[i], len[i]), *b = core_malloc(len[i] * sizeof(float));
+            cpu->download(cpu, b, cbuf[i], len[i]);
+            e = tensor_rel_err(a, b, len[i]);
+            T_CHECKF(e <= 1e-4, "misaligned backward %s " SHAPE_FMT ": relative error %.3g", names[i], SHAPE_ARGS(s),
+                     e);
+            free(a); free(b);
+        }
+        for (int i = 0; i < 7; i++) {
+            cpu->free(cpu, cbuf[i]);
+            gpu->free(gpu, gbase[i]);
+            free(h[i]);
+        }
+        cpu->free(cpu, yc); gpu->free(gpu, ygb);
+        free(ych); free(ygh);
+    }
+}
+
+/* A paper-sized layer (stage-2 7x7 on the 46x46 grid, batch 2): exercises the
+ * large-workspace algorithms and workspace growth. */
+static void gpu_conv_paper_layer(void)
+{
+    NEED_GPU();
+    shape s = {2, 185, 46, 46, 128, 7, 1};
+    conv_backward_case(&s, 1);
+    shape f = {2, 3, 96, 96, 64, 3, 1};
+    conv_backward_case(&f, 0);
+}
+
+/* ------------------------------------------------------------------ pool, channels */
+
+static void gpu_pool_matches_cpu_with_ties(void)
+{
+    NEED_GPU();
+    int shapes[][4] = {{1, 1, 2, 2}, {2, 3, 8, 10}, {3, 7, 16, 6}, {2, 65, 46, 46}};
+    for (int i = 0; i < 4; i++) {
+        int n = shapes[i][0], c = shapes[i][1], h = shapes[i][2], w = shapes[i][3];
+        size_t nx = (size_t)n * c * h * w, ny = nx / 4;
+        /* values from {-1, 0, 1}: most windows hold ties, the tie rule decides dx */
+        float *xh = core_malloc(nx * sizeof(float));
+        for (size_t k = 0; k < nx; k++) xh[k] = (float)rnd_int(-1, 1);
+        if (nx > 5) xh[5] = NAN; /* the CPU rule for NaN (never greater) must hold too */
+        pair x = pair_from_host(xh, nx), y = pair_rand(ny, 5.0f), dy = pair_rand(ny, 1.0f), dx = pair_rand(nx, 1.0f);
+        cpu->pool_forward(cpu, n, c, h, w, x.c, y.c);
+        gpu->pool_forward(gpu, n, c, h, w, x.g, y.g);
+        EXPECT_SAME(y, "pool forward");
+        cpu->pool_backward(cpu, n, c, h, w, x.c, dy.c, dx.c);
+        gpu->pool_backward(gpu, n, c, h, w, x.g, dy.g, dx.g);
+        EXPECT_SAME(dx, "pool backward");
+        pair_free(&x); pair_free(&y); pair_free(&dy); pair_free(&dx);
+        free(xh);
+    }
+}
+
+static void gpu_copy_channels_matches_cpu(void)
+{
+    NEED_GPU();
+    /* n, hw, src_c, src_off, dst_c, dst_off, count */
+    int cases[][7] = {{1, 1, 1, 0, 1, 0, 1}, {3, 46 * 46, 38, 0, 185, 0, 38}, {3, 46 * 46, 19, 0, 185, 38, 19},
+                      {2, 7 * 5, 55, 19, 41, 3, 36}, {4, 13, 9, 2, 9, 2, 5}};
+    for (int i = 0; i < 5; i++) {
+        int *a = cases[i];
+        for (int acc = 0; acc < 2; acc++) {
+            pair src = pair_rand((size_t)a[0] * a[2] * a[1], 1.0f), dst = pair_rand((size_t)a[0] * a[4] * a[1], 1.0f);
+            cpu->copy_channels(cpu, a[0], a[1], src.c, a[2], a[3], dst.c, a[4], a[5], a[6], acc);
+            gpu->copy_channels(gpu, a[0], a[1], src.g, a[2], a[3], dst.g, a[4], a[5], a[6], acc);
+            EXPECT_SAME(dst, acc ? "copy_channels accumulate" : "copy_channels");
+            pair_free(&src); pair_free(&dst);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ fatal paths */
+
+/* Runs this program with `arg`; returns its exit status and stderr. */
+static int run_child(const char *arg, char *err, size_t cap)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1 >/dev/null", self_exe, arg);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    size_t len = fread(err, 1, cap - 1, f);
+    err[len] = 0;
+    int st = pclose(f);
+    return st;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static void gpu_out_of_memory_is_one_line(void)
+{
+    NEED_GPU();
+    char err[4096];
+    int st = run_child("--child-oom", err, sizeof err);
+    T_CHECKF(st != 0, "a 4 TiB allocation did not fail");
+    T_CHECKF(count_lines(err) == 1, "expected one error line, got: %.300s", err);
+    T_CHECKF(strstr(err, "sspose: error: out of GPU memory") != NULL, "unexpected message: %.300s", err);
+}
+
+static void gpu_bad_device_is_one_line(void)
+{
+    NEED_GPU();
+    char err[4096];
+    int st = run_child("--child-bad-device", err, sizeof err);
+    T_CHECKF(st != 0, "creating CUDA device 4096 did not fail");
+    T_CHECKF(count_lines(err) == 1, "expected one error line, got: %.300s", err);
+    T_CHECKF(strstr(err, "CUDA device 4096 does not exist") != NULL, "unexpected message: %.300s", err);
+}
+
+int main(int argc, char **argv)
+{
+    self_exe = argv[0];
+    if (argc > 1 && !strcmp(argv[1], "--child-oom")) {
+        core_backend *be = core_cuda_backend_create(0);
+        be->alloc(be, (size_t)1 << 40); /* 4 TiB */
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--child-bad-device")) {
+        core_cuda_backend_create(4096);
+        return 0;
+    }
+    core_set_quiet(1);
+    cpu = core_cpu_backend_create(0);
+    if (core_cuda_device_count() > 0) {
+        gpu = core_cuda_backend_create(0);
+        char name[256];
+        double fp32 = 0, tf32 = 0;
+        if (core_cuda_device_peak(0, name, sizeof name, &fp32, &tf32) == 0)
+            printf("# GPU 0: %s, peak %.1f TFLOP/s fp32, %.1f TFLOP/s tf32\n", name, fp32, tf32);
+    }
+    T_RUN(gpu_memory_roundtrip);
+    T_RUN(gpu_elementwise_match_cpu);
+    T_RUN(gpu_sgd_step_matches_cpu);
+    T_RUN(gpu_sumsq_matches_cpu_and_repeats);
+    T_RUN(gpu_sumsq_propagates_nan_inf);
+    T_RUN(gpu_conv_forward_matches_cpu);
+    T_RUN(gpu_conv_backward_matches_cpu);
+    T_RUN(gpu_conv_backward_without_dx);
+    T_RUN(gpu_conv_deterministic);
+    T_RUN(gpu_conv_benchmark_mode_matches_cpu);
+    T_RUN(gpu_conv_tf32_switch);
+    T_RUN(gpu_conv_paper_layer);
+    T_RUN(gpu_conv_misaligned_operands);
+    T_RUN(gpu_pool_matches_cpu_with_ties);
+    T_RUN(gpu_copy_channels_matches_cpu);
+    T_RUN(gpu_out_of_memory_is_one_line);
+    T_RUN(gpu_bad_device_is_one_line);
+    if (gpu) core_backend_destroy(gpu);
+    core_backend_destroy(cpu);
+    T_EXIT();
+}

@@ -1,0 +1,279 @@
+"""`sspose forward` on the tiny network against PyTorch: the loss of SPEC section 4
+(tests/torch_ref/loss_ref.py) on the outputs, the targets read independently
+from the shard with h5py, and, once tests/torch_ref/net_ref.py is present, the
+network's outputs and every parameter gradient (SPEC section 3 in PyTorch).
+
+The shard is written here with h5py from SPEC section 5 alone, so the C reader
+is checked against the SPEC as well. Tolerances: relative 1e-4 on losses,
+1e-3 (of the largest magnitude) on gradients.
+"""
+import io
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "torch_ref"))
+from pyharness import SSPOSE, TMP, Skip, end, run  # noqa: E402
+
+import loss_ref  # noqa: E402
+
+LIMBS = [(1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13), (1, 2), (2, 3), (3, 4), (2, 16),
+         (1, 5), (5, 6), (6, 7), (5, 17), (1, 0), (0, 14), (0, 15), (14, 16), (15, 17)]
+SCALES = {"mask": 1 / 255, "heatmap": 1 / 255, "paf": 1 / 127, "offset": 1 / 254, "attention": 1 / 255}
+CHANNELS = {"mask": None, "heatmap": 19, "paf": 38, "offset": 36, "attention": 19}
+
+
+def write_shard(path, n, size=128, stride=8, seed=0):
+    """A SPEC section 5 shard of n random samples (smooth image, structured targets)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    g = size // stride
+    with h5py.File(path, "w") as f:
+        for k, v in {"format": "sspose-shard", "source": "test_loss_forward.py", "augment": "none"}.items():
+            f.attrs[k] = v
+        f.attrs["version"] = np.int32(1)
+        f.attrs["input_size"] = np.int32(size)
+        f.attrs["stride"] = np.int32(stride)
+        f.attrs["sigma"] = np.float64(7)
+        f.attrs["paf_width"] = np.float64(1)
+        f.attrs["num_keypoints"] = np.int32(18)
+        f.attrs["num_limbs"] = np.int32(19)
+        f.attrs["limbs"] = np.array(LIMBS, dtype=np.int32)
+        f.attrs["seed"] = np.int64(seed)
+        jp = f.create_dataset("jpeg", (n,), dtype=h5py.vlen_dtype(np.uint8), chunks=(1,))
+        for i in range(n):
+            yy, xx = np.mgrid[0:size, 0:size] / size
+            img = np.stack([np.sin(6 * xx + i), np.cos(5 * yy - i), np.sin(4 * (xx + yy))], -1)
+            img = (127.5 + 120 * img + rng.normal(0, 4, img.shape)).clip(0, 255).astype(np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="JPEG", quality=95)
+            jp[i] = np.frombuffer(buf.getvalue(), dtype=np.uint8)
+        # targets: heatmaps sparse and above the PDD/offset thresholds in places; PAF vectors on some
+        # cells; a mask with zeros and fractions
+        heat = np.where(rng.random((n, 19, g, g)) < 0.6, 0, rng.integers(0, 256, (n, 19, g, g))).astype(np.uint8)
+        on = rng.random((n, 19, 1, g, g)) < 0.3
+        paf = (rng.integers(-127, 128, (n, 19, 2, g, g)) * on).reshape(n, 38, g, g).astype(np.int8)
+        offset = rng.integers(-127, 128, (n, 36, g, g)).astype(np.int8)
+        att = rng.integers(0, 256, (n, 19, g, g)).astype(np.uint8)
+        r = rng.random((n, g, g))
+        mask = np.where(r < 0.15, 0, np.where(r < 0.3, rng.integers(0, 256, (n, g, g)), 255)).astype(np.uint8)
+        for name, arr in (("mask", mask), ("heatmap", heat), ("paf", paf), ("offset", offset), ("attention", att)):
+            d = f.create_dataset(name, data=arr, chunks=(1,) + arr.shape[1:], compression="gzip", compression_opts=1)
+            d.attrs["scale"] = np.float32(SCALES[name])
+        kps = np.zeros((n, 1, 18, 3), np.float32)
+        f.create_dataset("keypoints", data=kps, chunks=(1, 1, 18, 3))
+        meta_t = np.dtype([("image_id", "<i8"), ("person", "<i4"), ("scale", "<f4"), ("center_x", "<f4"),
+                           ("center_y", "<f4"), ("rotation", "<f4"), ("flipped", "u1")])
+        meta = np.zeros(n, meta_t)
+        meta["image_id"] = np.arange(n) + 1000
+        f.create_dataset("meta", data=meta)
+
+
+def read_targets(path, idx):
+    """De-quantised targets of samples idx as torch float32 [N,C,h,w] (value = stored * scale)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for name, key in (("heat", "heatmap"), ("paf", "paf"), ("offset", "offset"), ("attention", "attention"),
+                          ("mask", "mask")):
+            d = f[key]
+            a = d[list(idx)].astype(np.float32) * np.float32(d.attrs["scale"])
+            if key == "mask":
+                a = a[:, None]
+            out[name] = torch.from_numpy(a)
+        from PIL import Image
+
+        imgs = [np.asarray(Image.open(io.BytesIO(f["jpeg"][i].tobytes())).convert("RGB")) for i in idx]
+    x = np.stack(imgs).astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255) - np.float32(0.5)
+    return out, torch.from_numpy(x)
+
+
+def sh(*args):
+    r = subprocess.run([SSPOSE, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"sspose {' '.join(args[:2])} failed: {r.stderr.strip()[-400:]}")
+    return r
+
+
+SHARD = os.path.join(TMP, "shard.h5")
+
+
+def ensure_shard():
+    if not os.path.exists(SHARD):
+        write_shard(SHARD, 3)
+
+
+def forward_case(tag, sets, index=0, count=2, grads=True):
+    """init + forward on the tiny config with `sets`; returns (path of the forward file, cfg dict)."""
+    if not os.path.exists("configs/tiny.ini"):
+        raise Skip("configs/tiny.ini not in this tree yet")
+    ensure_shard()
+    ck = os.path.join(TMP, f"ck_{tag}.h5")
+    out = os.path.join(TMP, f"fw_{tag}.h5")
+    setargs = [a for s in sets for a in ("--set", s)]
+    sh("init", "--config", "configs/tiny.ini", "--out", ck, *setargs)
+    sh("forward", "--checkpoint", ck, "--shard", SHARD, "--index", str(index), "--count", str(count), "--out", out,
+       *(["--grads"] if grads else []))
+    return ck, out
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def check_loss_on_outputs(out, index, count):
+    """The loss recomputed in PyTorch on the C outputs and independently read targets."""
+    with h5py.File(out, "r") as f:
+        cfg = loss_ref.parse_config_text(f.attrs["config"])
+        idx = list(f.attrs["indices"])
+        assert idx == list(range(index, index + count)), f"indices attribute {idx}"
+        targets, x = read_targets(SHARD, idx)
+        d = np.max(np.abs(f["input"][()] - x.numpy()))
+        assert d <= 1.5 / 255, f"input differs from the PIL-decoded JPEG by {d}"
+        outputs = []
+        for s in range(cfg["stages"]):
+            g = f[f"outputs/stage{s + 1}"]
+            outputs.append({k: torch.from_numpy(g[k][()]).requires_grad_(True) for k in g.keys()})
+        total, values = loss_ref.spec_loss(outputs, targets, cfg)
+        total.backward()
+        assert abs(f["loss/total"][()] - float(total)) <= 1e-4 * abs(float(total)), \
+            f"total {f['loss/total'][()]} vs torch {float(total)}"
+        for s in range(cfg["stages"]):
+            g = f[f"loss/stage{s + 1}"]
+            assert sorted(g.keys()) == sorted(values[s].keys()), f"stage {s + 1} terms {sorted(g.keys())}"
+            for name, ref in values[s].items():
+                ours = g[name][()]
+                assert abs(ours - float(ref)) <= 1e-4 * abs(float(ref)) + 1e-12, \
+                    f"stage {s + 1} {name}: {ours} vs torch {float(ref)}"
+                assert g[name].attrs["weight"] == loss_ref.term_weight(cfg, name)
+            if "output_grads" in f:
+                for k, tt in outputs[s].items():
+                    e = rel_err(f[f"output_grads/stage{s + 1}/{k}"][()], tt.grad.numpy())
+                    assert e <= 1e-3, f"stage {s + 1} d/d{k} error {e:.3g}"
+    return cfg
+
+
+CASES = {}  # tag -> (checkpoint, forward file), for the network comparison at the end
+
+
+def test_forward_paper_tiny_loss():
+    ck, out = forward_case("paper", [])
+    CASES["paper"] = (ck, out)
+    cfg = check_loss_on_outputs(out, 0, 2)
+    assert cfg["offsets"] == 1 and cfg["ss"] == "p2h"
+    with h5py.File(out, "r") as f:
+        assert sorted(f["loss/stage1"].keys()) == ["heat", "kl", "offset", "paf", "ps"]
+        assert f["outputs/stage6/p2h"].shape == (2, 19, 16, 16)
+        assert f["outputs/stage1/offset"].shape == (2, 36, 16, 16)
+        assert "grads/stage6/heat/conv7/weight" in f and "grads/p2h/conv3/bias" in f
+
+
+def test_forward_h2p_both_baseline_loss():
+    for tag, sets in (("h2p", ["model.ss=h2p"]), ("both", ["model.ss=both", "loss.kl_detach=1"]),
+                      ("baseline", ["loss.gamma=1", "loss.delta=1", "loss.alpha=0", "loss.beta=uniform",
+                                    "model.offsets=0", "model.ss=off"])):
+        ck, out = forward_case(tag, sets, index=1, count=1)
+        CASES[tag] = (ck, out)
+        check_loss_on_outputs(out, 1, 1)
+        with h5py.File(out, "r") as f:
+            names = sorted(f["loss/stage6"].keys())
+        want = {"h2p": ["consistency", "heat", "hp", "offset", "paf"],
+                "both": ["consistency", "heat", "hp", "kl", "offset", "paf", "ps"],
+                "baseline": ["heat", "paf"]}[tag]
+        assert names == want, f"{tag}: terms {names}"
+
+
+def test_forward_no_grads_has_no_grads():
+    _, out = forward_case("nograds", ["model.stages=2"], index=2, count=1, grads=False)
+    with h5py.File(out, "r") as f:
+        assert "grads" not in f and "output_grads" not in f
+        assert list(f.attrs["indices"]) == [2]
+        assert sorted(f["loss"].keys()) == ["stage1", "stage2", "total"]
+
+
+def test_forward_bad_input():
+    if not os.path.exists("configs/tiny.ini"):
+        raise Skip("configs/tiny.ini not in this tree yet")
+    ensure_shard()
+    ck = os.path.join(TMP, "ck_bad.h5")
+    sh("init", "--config", "configs/tiny.ini", "--out", ck)
+    bad = os.path.join(TMP, "bad.h5")
+    with open(bad, "w") as fh:
+        fh.write("not hdf5")
+    cases = [
+        ["forward", "--checkpoint", ck, "--shard", SHARD, "--index", "3", "--out", bad + "x"],  # out of range
+        ["forward", "--checkpoint", ck, "--shard", bad, "--out", bad + "x"],  # corrupt shard
+        ["forward", "--checkpoint", bad, "--shard", SHARD, "--out", bad + "x"],  # corrupt checkpoint
+        ["forward", "--checkpoint", ck, "--shard", SHARD],  # no --out
+        ["forward", "--checkpoint", ck, "--shard", SHARD, "--out", bad + "x", "--count", "0"],
+        ["forward", "--checkpoint", ck, "--shard", SHARD, "--out", bad + "x", "--bogus"],
+        ["forward", "--checkpoint", ck, "--shard", SHARD, "--out", bad + "x", "--set", "loss.beta=cubic"],
+    ]
+    r = subprocess.run([SSPOSE, "forward", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("usage: sspose forward"), r.stdout[:200]
+    for c in cases:
+        r = subprocess.run([SSPOSE, *c], capture_output=True, text=True, timeout=60)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode not in (0,) and r.returncode < 124, f"{c}: rc {r.returncode}"
+        assert len(lines) == 1 and lines[0].startswith("sspose: error:"), f"{c}: stderr {r.stderr!r}"
+        assert not os.path.exists(bad + "x"), f"{c}: wrote an output"
+
+
+def test_forward_matches_torch_network():
+    """Outputs, losses and every parameter gradient of the whole tiny network (all stages) against
+    net_ref.py + loss_ref.py run in float64 on the independently decoded shard samples."""
+    try:
+        import net_ref
+    except ImportError:
+        raise Skip("tests/torch_ref/net_ref.py not in this tree yet")
+    if not CASES:
+        raise Skip("no forward runs (configs/tiny.ini missing)")
+    worst = {}
+    for tag, (ck, out) in CASES.items():
+        net, _ = net_ref.load_checkpoint(ck)
+        net = net.double()
+        with h5py.File(out, "r") as f:
+            cfg = loss_ref.parse_config_text(f.attrs["config"])
+            idx = list(f.attrs["indices"])
+            targets, x = read_targets(SHARD, idx)
+            outs = net(x.double())
+            total, values = loss_ref.spec_loss(outs, targets, cfg)
+            net.zero_grad()
+            total.backward()
+            e = abs(f["loss/total"][()] - float(total)) / abs(float(total))
+            assert e <= 1e-4, f"{tag}: total {f['loss/total'][()]} vs torch {float(total)}"
+            worst[f"{tag}/loss"] = e
+            for s in range(cfg["stages"]):
+                for k, o in outs[s].items():
+                    e = rel_err(f[f"outputs/stage{s + 1}/{k}"][()], o.detach().numpy())
+                    assert e <= 1e-4, f"{tag}: stage {s + 1} {k} output error {e:.3g}"
+                    worst[f"{tag}/outputs"] = max(worst.get(f"{tag}/outputs", 0), e)
+                for name, ref in values[s].items():
+                    ours = f[f"loss/stage{s + 1}/{name}"][()]
+                    e = abs(ours - float(ref)) / max(abs(float(ref)), 1e-12)
+                    assert e <= 1e-4, f"{tag}: stage {s + 1} {name} {ours} vs torch {float(ref)}"
+                    worst[f"{tag}/loss"] = max(worst[f"{tag}/loss"], e)
+            n = 0
+            for name, p in net.spec_names():
+                e = rel_err(f["grads/" + name][()], p.grad.numpy())
+                assert e <= 1e-3, f"{tag}: gradient of {name}: error {e:.3g} of its largest element"
+                worst[f"{tag}/grads"] = max(worst.get(f"{tag}/grads", 0), e)
+                n += 1
+            stored = []
+            f["grads"].visititems(lambda k, v: stored.append(k) if isinstance(v, h5py.Dataset) else None)
+            assert len(stored) == n, f"{tag}: {len(stored)} gradients stored, the network has {n} parameters"
+    print("# worst relative errors: " + ", ".join(f"{k} {v:.2g}" for k, v in sorted(worst.items())))
+
+
+if __name__ == "__main__":
+    for fn in (test_forward_paper_tiny_loss, test_forward_h2p_both_baseline_loss, test_forward_no_grads_has_no_grads,
+               test_forward_bad_input, test_forward_matches_torch_network):
+        run(fn)
+    end()
