@@ -42,26 +42,35 @@ tr_mpi_bg() {
   TR_PID=$!
 }
 
-# tr_compare A.h5 B.h5 TOL: parameters (and momentum) of two checkpoints, read with h5py.
-# TOL 0 means bit-identical; otherwise max over tensors of |a-b|_2 / |b|_2 must be <= TOL.
-# Prints the measured difference; exit status 0 when within TOL.
+# tr_compare A.h5 B.h5 TOL: parameters and momentum of two checkpoints, read with h5py.
+# TOL 0 means bit-identical; otherwise the relative difference |a-b|_2 / |b|_2 of
+# all parameters together, and of all momentum together, must each be <= TOL.
+# Prints the measured differences (and the worst single tensor); exit 0 when within TOL.
 tr_compare() {
   "$PY" - "$1" "$2" "$3" <<'EOF'
 import sys, h5py, numpy as np
 a, b, tol = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r"), float(sys.argv[3])
-names = []
+out, ok, identical, ntens = [], True, True, 0
 for grp in ("params", "optim/momentum"):
-    a[grp].visit(lambda n, g=grp: names.append(g + "/" + n) if isinstance(a[g + "/" + n], h5py.Dataset) else None)
-assert names, "no tensors"
-worst, worst_name, identical = 0.0, "", True
-for n in names:
-    x, y = a[n][...], b[n][...]
-    if x.shape != y.shape: print("shape differs:", n); sys.exit(1)
-    identical &= x.tobytes() == y.tobytes()
-    d = np.linalg.norm((x - y).ravel().astype(np.float64)) / max(np.linalg.norm(y.ravel().astype(np.float64)), 1e-30)
-    if d > worst: worst, worst_name = d, n
-print(f"{len(names)} tensors, max relative difference {worst:.3g} ({worst_name or '-'}), bit-identical: {identical}")
-sys.exit(0 if (identical if tol == 0 else worst <= tol) else 1)
+    names = []
+    a[grp].visit(lambda n: names.append(n) if isinstance(a[grp + "/" + n], h5py.Dataset) else None)
+    assert names, "no tensors in " + grp
+    xs, ys, worst, worst_name = [], [], 0.0, "-"
+    for n in names:
+        x, y = a[grp + "/" + n][...], b[grp + "/" + n][...]
+        if x.shape != y.shape: print("shape differs:", n); sys.exit(1)
+        identical &= x.tobytes() == y.tobytes()
+        x, y = x.ravel().astype(np.float64), y.ravel().astype(np.float64)
+        d = np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30)
+        if d > worst: worst, worst_name = d, n
+        xs.append(x); ys.append(y)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    g = np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30)
+    ok &= g <= tol
+    ntens += len(names)
+    out.append(f"{grp} {g:.3g} (worst tensor {worst:.2g} {worst_name})")
+print(f"{ntens} tensors, relative difference " + ", ".join(out) + f", bit-identical: {identical}")
+sys.exit(0 if (identical if tol == 0 else ok) else 1)
 EOF
 }
 
