@@ -1,0 +1,100 @@
+/* trainer/: the learning-rate schedule and the run-directory helpers. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/check.h"
+#include "core/config.h"
+#include "tests/test.h"
+#include "trainer/rundir.h"
+#include "trainer/schedule.h"
+
+static void test_step_policy(void)
+{
+    core_config c;
+    core_config_defaults(&c);
+    c.train.lr = 1e-3;
+    c.train.lr_step = 100;
+    c.train.lr_gamma = 3;
+    c.train.warmup = 0;
+    T_NEAR(trainer_lr(&c, 0), 1e-3, 1e-12, 0);
+    T_NEAR(trainer_lr(&c, 99), 1e-3, 1e-12, 0);
+    T_NEAR(trainer_lr(&c, 100), 1e-3 / 3, 1e-12, 0);
+    T_NEAR(trainer_lr(&c, 250), 1e-3 / 9, 1e-12, 0);
+    c.train.lr_step = 0; /* constant */
+    T_NEAR(trainer_lr(&c, 123456), 1e-3, 1e-12, 0);
+}
+
+static void test_warmup(void)
+{
+    core_config c;
+    core_config_defaults(&c);
+    c.train.lr = 2e-3;
+    c.train.lr_step = 10;
+    c.train.lr_gamma = 2;
+    c.train.warmup = 4;
+    T_NEAR(trainer_lr(&c, 0), 2e-3 * 1 / 4, 1e-12, 0);
+    T_NEAR(trainer_lr(&c, 3), 2e-3, 1e-12, 0);
+    T_NEAR(trainer_lr(&c, 4), 2e-3, 1e-12, 0);
+    T_NEAR(trainer_lr(&c, 10), 1e-3, 1e-12, 0);
+}
+
+static void test_group_multipliers(void)
+{
+    core_config c;
+    core_config_defaults(&c);
+    c.train.lr_mult_backbone = 0.5;
+    c.train.lr_mult_stages = 4;
+    T_NEAR(trainer_lr_mult(&c, MODEL_GROUP_BACKBONE), 0.5, 0, 0);
+    T_NEAR(trainer_lr_mult(&c, MODEL_GROUP_STAGES), 4, 0, 0);
+}
+
+static void touch(const char *dir, const char *name)
+{
+    char p[2200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    if (f) fclose(f);
+}
+
+static void test_checkpoint_listing_and_pruning(void)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/rundir/a/b", t_tmpdir());
+    trainer_rundir_make(dir); /* creates parents */
+    touch(dir, "ckpt-000000010.h5");
+    touch(dir, "ckpt-000000200.h5");
+    touch(dir, "ckpt-000000030.h5");
+    touch(dir, "ckpt-000000040.h5.tmp.77"); /* a killed writer's temporary */
+    touch(dir, "ckpt-12.h5");               /* not our name */
+    touch(dir, "metrics.jsonl");
+    long *steps;
+    int n = trainer_ckpt_list(dir, &steps);
+    T_CHECKF(n == 3 && steps[0] == 200 && steps[1] == 30 && steps[2] == 10, "listed %d", n);
+    free(steps);
+    T_CHECK(trainer_rundir_clean_tmp(dir) == 1);
+    trainer_ckpt_prune(dir, 2);
+    n = trainer_ckpt_list(dir, &steps);
+    T_CHECKF(n == 2 && steps[0] == 200 && steps[1] == 30, "after pruning to 2: %d left", n);
+    free(steps);
+    char p[1200];
+    trainer_ckpt_path(dir, 7, p, sizeof p);
+    T_CHECK(strstr(p, "/ckpt-000000007.h5") != NULL);
+    snprintf(p, sizeof p, "%s/config.ini", dir);
+    trainer_write_text_atomic(p, "train.steps = 5\n");
+    FILE *f = fopen(p, "r");
+    char line[64] = "";
+    T_CHECK(f && fgets(line, sizeof line, f) && !strcmp(line, "train.steps = 5\n"));
+    if (f) fclose(f);
+}
+
+int main(void)
+{
+    core_set_quiet(1);
+    T_RUN(test_step_policy);
+    T_RUN(test_warmup);
+    T_RUN(test_group_multipliers);
+    T_RUN(test_checkpoint_listing_and_pruning);
+    T_EXIT();
+}
