@@ -7,6 +7,7 @@
 #   make test-gpu   the GPU suite (needs a GPU)
 #   make test-gpu-memcheck   the GPU suite's programs under compute-sanitizer memcheck
 #   make bench      build the benchmark programs under bench/
+#   make demo       the main job on built-in defaults: synth -> data -> train (2 ranks) -> infer -> eval
 #   make CUDA=0     force a CPU-only build
 
 CC      ?= gcc
@@ -132,6 +133,9 @@ test-gpu-memcheck: $(BIN) $(TEST_BIN)
 	  $(SANITIZER) --tool memcheck --report-api-errors no --target-processes application-only \
 	    --error-exitcode 99 $(MEMCHECK_FLAGS) $$t; \
 	done
+
+demo: $(BIN)
+	bash cluster/demo.sh
 
 deps:
 	bash cluster/install_deps.sh
