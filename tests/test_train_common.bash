@@ -10,7 +10,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN="mpirun --oversubscribe --bind-to none"
 SHARDS=$T_TMP/shards/train-*.h5
 # lr: the loss is a sum over cells (SPEC section 4), so steps must be small.
-TR_SETS=(--set model.input=64 --set model.stages=2 --set train.lr=1e-5 --set train.batch=2
+TR_SETS=(--set model.input=64 --set model.stages=2 --set train.lr=1e-5 --set train.warmup=0 --set train.batch=2
          --set data.threads=1 --set train.log_every=5 --set comm.timeout_s=30)
 
 tr_fixture() {
