@@ -3,7 +3,7 @@
 # Run as root (CI and the dev machines are root); uses only apt-get and pip.
 set -euo pipefail
 PKGS="build-essential pkg-config libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
-      libcjson-dev libcairo2-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev libopenblas-dev libopenblas-openmp-dev
+      libcjson-dev libcairo2-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev libopenblas-dev libopenblas-openmp-dev libdnnl-dev
       python3-torch python3-h5py python3-numpy python3-pip"
 missing=""
 for p in $PKGS; do
