@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/cuda_backend.h"
 #include "eval/predict.h"
 #include "model/checkpoint.h"
 #include "model/net.h"
@@ -32,6 +33,7 @@ eval_model *eval_model_load(const char *checkpoint, const char *const *sets, int
     else if (!strcmp(device, "cpu")) cuda = 0;
     else CORE_DIE("unknown device '%s' (auto, cpu or cuda)", device);
     m->be = cuda ? core_cuda_backend_create(0) : core_cpu_backend_create(0);
+    core_cuda_set_math(m->be, m->cfg.comm.tf32, 1);
     m->net = model_create(&m->cfg, m->be);
     char err[512];
     if (model_ckpt_try_load(checkpoint, m->net, NULL, NULL, NULL, NULL, err, sizeof err) != 0)

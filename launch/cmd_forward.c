@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cuda_backend.h"
 #include "core/check.h"
 #include "core/h5util.h"
 #include "dataio/shard.h"
@@ -137,6 +138,7 @@ int cmd_forward(int argc, char **argv)
           shard_path, sa->stride, cfg.model.stride);
 
     core_backend *be = core_backend_create(cfg.comm.device, 0, 0);
+    core_cuda_set_math(be, cfg.comm.tf32, 1);
     model_net *net = model_create(&cfg, be);
     model_ckpt_load(ck, net, NULL, NULL, NULL, NULL);
     const int S = sa->input_size, N = (int)count;

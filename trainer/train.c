@@ -11,6 +11,7 @@
 
 #include "comm/comm.h"
 #include "core/check.h"
+#include "core/cuda_backend.h"
 #include "core/h5util.h"
 #include "core/progress.h"
 #include "dataio/shard.h"
@@ -400,6 +401,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
     comm_barrier();
 
     r->be = comm_backend_create(cfg->comm.device);
+    core_cuda_set_math(r->be, cfg->comm.tf32, 1); /* fp32 unless comm.tf32; deterministic algorithms */
     r->net = model_create(cfg, r->be);
     r->loss = loss_create(cfg, r->be);
     r->nfloats = model_num_floats(r->net);
