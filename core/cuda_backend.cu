@@ -208,6 +208,18 @@ extern "C" void *core_cuda_stream(core_backend *be)
     return (void *)cuda_st(be)->stream;
 }
 
+extern "C" void *core_cuda_host_alloc(size_t bytes)
+{
+    void *p = NULL;
+    CUDA_CHECK(cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable));
+    return p;
+}
+
+extern "C" void core_cuda_host_free(void *p)
+{
+    if (p) CUDA_CHECK(cudaFreeHost(p));
+}
+
 extern "C" int core_cuda_device_peak(int device, char *name, size_t name_len, double *fp32_tflops, double *tf32_tflops)
 {
     int n = core_cuda_device_count();

@@ -32,6 +32,12 @@ void *core_cuda_stream(core_backend *be);
  * model-FLOP utilisation. Returns 0 on success, -1 when the device is absent. */
 int core_cuda_device_peak(int device, char *name, size_t name_len, double *fp32_tflops, double *tf32_tflops);
 
+/* Page-locked host memory (cudaHostAlloc, portable across devices), so that
+ * uploads from it are truly asynchronous; dies with one line on failure.
+ * The loader's batch buffers use these on a CUDA rank. */
+void *core_cuda_host_alloc(size_t bytes);
+void core_cuda_host_free(void *p);
+
 #else
 
 static inline void core_cuda_set_math(core_backend *be, int tf32, int deterministic)
@@ -45,6 +51,9 @@ static inline int core_cuda_device_peak(int device, char *name, size_t name_len,
     (void)device; (void)name; (void)name_len; (void)fp32_tflops; (void)tf32_tflops;
     return -1;
 }
+/* Never reached in a CPU-only build (no CUDA backend exists to ask for them). */
+static inline void *core_cuda_host_alloc(size_t bytes) { (void)bytes; return NULL; }
+static inline void core_cuda_host_free(void *p) { (void)p; }
 
 #endif
 

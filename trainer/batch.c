@@ -4,16 +4,31 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/cuda_backend.h"
 
 struct trainer_batches {
     dataio_loader *L;
     model_net *net;
     core_backend *be;
-    const dataio_batch *held; /* CPU backend: the targets are views of this batch until the next call */
+    /* The batch returned last: on the CPU the targets are views of it; on a GPU
+     * its pinned buffers feed asynchronous uploads. Released at the next call. */
+    const dataio_batch *held;
     float *dev[5];            /* other backends: device copies of heatmap, paf, offset, attention, mask */
     size_t dev_n[5];
     int size, stride;
 };
+
+static void *pinned_alloc(size_t bytes, void *ctx)
+{
+    (void)ctx;
+    return core_cuda_host_alloc(bytes);
+}
+
+static void pinned_free(void *p, void *ctx)
+{
+    (void)ctx;
+    core_cuda_host_free(p);
+}
 
 trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, int rank, int world,
                                       const dataio_loader_state *resume)
@@ -33,6 +48,12 @@ trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, in
     o.flip = cfg->data.flip;
     o.threads = cfg->data.threads;
     o.prefetch = cfg->data.prefetch;
+    if (b->be->dev == CORE_DEV_CUDA) {
+        /* Pinned batch buffers: the uploads below return at once and run on the
+         * stream ahead of the forward pass while the workers decode the next batches. */
+        o.alloc = pinned_alloc;
+        o.free = pinned_free;
+    }
     b->L = dataio_loader_open(&o, resume);
     return b;
 }
@@ -40,7 +61,10 @@ trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, in
 void trainer_batches_close(trainer_batches *b)
 {
     if (!b) return;
-    if (b->held) dataio_loader_release(b->L, b->held);
+    if (b->held) {
+        b->be->sync(b->be); /* pending uploads may still read it */
+        dataio_loader_release(b->L, b->held);
+    }
     for (int i = 0; i < 5; i++)
         if (b->dev[i]) b->be->free(b->be, b->dev[i]);
     dataio_loader_close(b->L);
@@ -67,6 +91,9 @@ static core_tensor target(trainer_batches *b, int slot, float *host, int n, int 
 long trainer_batches_next(trainer_batches *b, loss_targets *t)
 {
     if (b->held) {
+        /* The previous step ended with a synchronous reduction, so this returns at once;
+         * it guarantees the asynchronous uploads from the held batch are done. */
+        if (b->be->dev != CORE_DEV_CPU) b->be->sync(b->be);
         dataio_loader_release(b->L, b->held);
         b->held = NULL;
     }
@@ -84,12 +111,6 @@ long trainer_batches_next(trainer_batches *b, loss_targets *t)
     t->offset = target(b, 2, x->offset, x->n, 36, h, w);
     t->attention = target(b, 3, x->attention, x->n, 19, h, w);
     t->mask = target(b, 4, x->mask, x->n, 1, h, w);
-    long epoch = (long)x->epoch;
-    if (b->be->dev == CORE_DEV_CPU) {
-        b->held = x;
-    } else {
-        b->be->sync(b->be); /* the uploads have read the host batch */
-        dataio_loader_release(b->L, x);
-    }
-    return epoch;
+    b->held = x;
+    return (long)x->epoch;
 }
