@@ -15,23 +15,28 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # tests share the cores with mpirun ranks and each other: spinning OpenMP workers would starve them
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 if [ "${SANITIZE:-}" = 1 ]; then
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
 mode=${1:-cpu}
 pass=0 fail=0 skip=0
 failed_names=()
-LOGDIR=$(mktemp -d)
+LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/sspose-logs.XXXXXX")
 
 run_one() {
   local name=$1; shift
-  local tmp; tmp=$(mktemp -d)
+  local tmp; tmp=$(mktemp -d "${TMPDIR:-/tmp}/sspose-test.XXXXXX")
   local log=$LOGDIR/$(basename "$name").log
   local start=$SECONDS
   SSPOSE_TEST_TMP=$tmp timeout ${TEST_TIMEOUT:-900} "$@" >"$log" 2>&1
   local rc=$?
   local p f s
+  if [ ! -f "$log" ]; then
+    # Never count a test we could not read as passed (something removed the log directory).
+    echo "FAIL - $(basename "$name"): its log $log is gone; rerun the suite"
+    mkdir -p "$LOGDIR"; : >"$log"; rc=1
+  fi
   p=$(grep -c '^ok - ' "$log"); f=$(grep -c '^FAIL - ' "$log"); s=$(grep -c '^skip - ' "$log")
   grep -E '^(FAIL|skip) - ' "$log" | sed "s|^|  $(basename "$name"): |"
   if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then
