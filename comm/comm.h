@@ -74,6 +74,56 @@ void comm_reducer_bcast(comm_reducer *r, float *buf, size_t n, int root);
 /* Number of buckets the last all-reduce used (tests, logs). */
 int comm_reducer_last_buckets(const comm_reducer *r);
 
+/* ---- gradient all-reduce overlapped with the backward pass ------------------
+ * The flat gradient buffer is cut into the same fixed buckets as above
+ * (bucket b = floats [b*B, (b+1)*B), B = bucket_mb). A plan says after which
+ * backward position (model_backward_hooked's `done`) each range of the buffer
+ * is final; a bucket is ready after the latest position of the ranges it
+ * touches (padding only: 0). Per step:
+ *
+ *   comm_reducer_begin(r, grads, 1/world);      launches buckets ready at 0
+ *   model_backward_hooked(net, hook, ...);      hook: comm_reducer_progress(r, done)
+ *   comm_reducer_finish(r, &stats);             launches the rest, waits
+ *
+ * Each bucket is scaled (x *= scale, the backend's `scale`, skipped for 1)
+ * and summed over ranks exactly when it is launched. Launch order is the plan's
+ * (ready position, then bucket index), the same on every rank, as MPI and NCCL
+ * require. With overlap off every bucket is launched by finish, in index order;
+ * each bucket is the same collective on the same data either way, so both give
+ * bit-identical results (comm_reducer_allreduce_sum is that path with scale 1).
+ * CPU backend: MPI_Iallreduce per bucket, progressed with MPI_Testsome at each
+ * comm_reducer_progress (the main thread between ops), completed under the
+ * watchdog. CUDA backend: the NCCL stream waits on an event recorded on the
+ * backend's stream, then ncclAllReduce; no host synchronisation until finish,
+ * which orders the backend's stream after the collectives and waits with NCCL
+ * error polling (docs/gpu.md). With one rank all of this is a no-op. */
+typedef struct comm_grad_range {
+    size_t offset, count; /* floats of the flat buffer */
+    int final_after;      /* backward position after which they no longer change */
+} comm_grad_range;
+/* Collective: every rank must pass the same plan (checked by a hash, since
+ * ranks launching buckets in different orders would deadlock). */
+void comm_reducer_plan(comm_reducer *r, size_t n, const comm_grad_range *ranges, int nranges);
+/* Launch buckets during the pass (1, the default) or all at finish (0). */
+void comm_reducer_set_overlap(comm_reducer *r, int on);
+/* Run the collectives even with one rank (tests: MPI or NCCL on one rank). */
+void comm_reducer_force_collectives(comm_reducer *r);
+/* Tests: called for each bucket just before it is scaled and launched. */
+typedef void (*comm_launch_fn)(void *ctx, int bucket, const float *data, size_t count);
+void comm_reducer_on_launch(comm_reducer *r, comm_launch_fn fn, void *ctx);
+
+typedef struct comm_reducer_stats {
+    int buckets;            /* launched in this all-reduce */
+    int launched_early;     /* of those, launched before finish (during the pass) */
+    size_t floats;          /* floats reduced */
+    size_t floats_hidden;   /* floats whose collective had completed when finish began */
+    double wait_s;          /* time finish spent launching and waiting */
+} comm_reducer_stats;
+void comm_reducer_begin(comm_reducer *r, float *buf, float scale);
+void comm_reducer_progress(comm_reducer *r, int done);
+/* stats may be NULL. */
+void comm_reducer_finish(comm_reducer *r, comm_reducer_stats *stats);
+
 /* 64-bit FNV-1a of a host buffer: replicas must agree bit for bit. */
 uint64_t comm_hash_bytes(const void *p, size_t bytes);
 /* Compares a per-rank hash across ranks; returns the number of ranks whose hash

@@ -21,6 +21,12 @@ struct comm_nccl {
     ncclComm_t comm;
     cudaStream_t stream;
     int device;
+    /* Per launch slot of the overlapped all-reduce: `ready` is recorded on the
+     * backend's stream (the bucket's gradient is queued), `done` on ours after
+     * the collective. Events are reused every step: a wait or query sees the
+     * most recent record, so no step needs fresh ones. */
+    cudaEvent_t *ready, *done;
+    int nevents;
 };
 
 #define CUDA_CHECK(call, what) do { cudaError_t e_ = (call); \
@@ -68,12 +74,14 @@ static void settle(comm_nccl *c, ncclResult_t rc, const char *what)
     }
 }
 
-/* Waits for the queued collectives while polling NCCL's asynchronous error state. */
-static void wait_stream(comm_nccl *c, const char *what)
+/* Waits for the queued collectives (all of them, or up to `until` when it is
+ * not NULL) while polling NCCL's asynchronous error state: a plain
+ * synchronise would block forever on a collective whose peer died. */
+static void wait_stream(comm_nccl *c, cudaEvent_t until, const char *what)
 {
     double deadline = now_s() + comm_timeout();
     for (;;) {
-        cudaError_t q = cudaStreamQuery(c->stream);
+        cudaError_t q = until ? cudaEventQuery(until) : cudaStreamQuery(c->stream);
         if (q == cudaSuccess) return;
         if (q != cudaErrorNotReady) {
             ncclCommAbort(c->comm);
@@ -111,13 +119,28 @@ comm_nccl *comm_nccl_create(void)
         nccl_fail(NULL, "ncclCommInitRankConfig", rc);
     }
     settle(c, rc, "communicator init");
-    CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    /* The highest priority: when backward kernels and a collective are both
+     * queued, the collective's blocks are scheduled first, so the transfer
+     * runs under the remaining compute instead of after it. */
+    int least = 0, greatest = 0;
+    CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
+    CUDA_CHECK(cudaStreamCreateWithPriority(&c->stream, cudaStreamNonBlocking, greatest),
+               "cudaStreamCreateWithPriority");
     return c;
 }
 
 void comm_nccl_destroy(comm_nccl *c)
 {
     if (!c) return;
+    CUDA_CHECK(cudaSetDevice(c->device), "cudaSetDevice");
+    /* Destroying an event or a stream with work pending is allowed: the
+     * resources are released once that work completes. */
+    for (int i = 0; i < c->nevents; i++) {
+        CUDA_CHECK(cudaEventDestroy(c->ready[i]), "cudaEventDestroy");
+        CUDA_CHECK(cudaEventDestroy(c->done[i]), "cudaEventDestroy");
+    }
+    free(c->ready);
+    free(c->done);
     if (c->stream) CUDA_CHECK(cudaStreamDestroy(c->stream), "cudaStreamDestroy");
     if (c->comm) {
         ncclResult_t rc = ncclCommFinalize(c->comm);
@@ -128,18 +151,6 @@ void comm_nccl_destroy(comm_nccl *c)
     free(c);
 }
 
-void comm_nccl_allreduce_sum(comm_nccl *c, float *buf, size_t n, size_t bucket)
-{
-    /* The backend's stream produced the gradients; they must be complete first. */
-    CUDA_CHECK(cudaDeviceSynchronize(), "cudaDeviceSynchronize before all-reduce");
-    for (size_t off = 0; off < n; off += bucket) {
-        size_t cnt = n - off < bucket ? n - off : bucket;
-        ncclResult_t rc = ncclAllReduce(buf + off, buf + off, cnt, ncclFloat, ncclSum, c->comm, c->stream);
-        settle(c, rc, "gradient all-reduce");
-    }
-    wait_stream(c, "gradient all-reduce");
-}
-
 void comm_nccl_bcast(comm_nccl *c, float *buf, size_t n, int root, size_t bucket)
 {
     CUDA_CHECK(cudaDeviceSynchronize(), "cudaDeviceSynchronize before broadcast");
@@ -148,7 +159,62 @@ void comm_nccl_bcast(comm_nccl *c, float *buf, size_t n, int root, size_t bucket
         ncclResult_t rc = ncclBroadcast(buf + off, buf + off, cnt, ncclFloat, root, c->comm, c->stream);
         settle(c, rc, "parameter broadcast");
     }
-    wait_stream(c, "parameter broadcast");
+    wait_stream(c, NULL, "parameter broadcast");
+}
+
+static void ensure_events(comm_nccl *c, int n)
+{
+    if (n <= c->nevents) return;
+    int cap = c->nevents ? c->nevents : 16;
+    while (cap < n) cap *= 2;
+    c->ready = core_realloc(c->ready, (size_t)cap * sizeof *c->ready);
+    c->done = core_realloc(c->done, (size_t)cap * sizeof *c->done);
+    for (int i = c->nevents; i < cap; i++) {
+        /* timing off: such events are the cheapest to record and wait on */
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->ready[i], cudaEventDisableTiming), "cudaEventCreateWithFlags");
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->done[i], cudaEventDisableTiming), "cudaEventCreateWithFlags");
+        c->nevents = i + 1;
+    }
+}
+
+void comm_nccl_launch(comm_nccl *c, void *after, float *buf, size_t n, int slot)
+{
+    CHECK(after, "comm: NCCL launch without the backend's stream");
+    CHECK(slot >= 0, "comm: NCCL launch slot %d", slot);
+    CUDA_CHECK(cudaSetDevice(c->device), "cudaSetDevice");
+    ensure_events(c, slot + 1);
+    CUDA_CHECK(cudaEventRecord(c->ready[slot], (cudaStream_t)after), "cudaEventRecord(gradient ready)");
+    CUDA_CHECK(cudaStreamWaitEvent(c->stream, c->ready[slot], 0), "cudaStreamWaitEvent(gradient ready)");
+    ncclResult_t rc = ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, c->comm, c->stream);
+    /* Returns once NCCL has queued the collective (ncclInProgress only while
+     * its host side is busy, e.g. connecting): no wait for the device. */
+    settle(c, rc, "gradient all-reduce");
+    CUDA_CHECK(cudaEventRecord(c->done[slot], c->stream), "cudaEventRecord(all-reduce done)");
+}
+
+int comm_nccl_done(comm_nccl *c, int slot)
+{
+    CHECK(slot >= 0 && slot < c->nevents, "comm: NCCL slot %d was never launched", slot);
+    cudaError_t q = cudaEventQuery(c->done[slot]);
+    if (q == cudaSuccess) return 1;
+    if (q == cudaErrorNotReady) return 0;
+    ncclCommAbort(c->comm);
+    CORE_DIE("CUDA error during NCCL gradient all-reduce: %s", cudaGetErrorString(q));
+}
+
+void comm_nccl_wait(comm_nccl *c, void *after, int nlaunched)
+{
+    if (nlaunched <= 0) return;
+    CHECK(after, "comm: NCCL wait without the backend's stream");
+    CHECK(nlaunched <= c->nevents, "comm: NCCL wait for %d launches, %d made", nlaunched, c->nevents);
+    CUDA_CHECK(cudaSetDevice(c->device), "cudaSetDevice");
+    /* The NCCL stream runs the collectives in launch order, so the last done
+     * event covers them all. The device-side wait orders the optimizer step;
+     * the host wait is what catches a dead peer (and the caller needs the
+     * reduced gradient's norm on the host next anyway). */
+    cudaEvent_t last = c->done[nlaunched - 1];
+    CUDA_CHECK(cudaStreamWaitEvent((cudaStream_t)after, last, 0), "cudaStreamWaitEvent(all-reduce done)");
+    wait_stream(c, last, "gradient all-reduce");
 }
 
 #else

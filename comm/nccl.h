@@ -12,7 +12,19 @@ typedef struct comm_nccl comm_nccl;
 comm_nccl *comm_nccl_create(void);
 void comm_nccl_destroy(comm_nccl *c);
 /* In place, in buckets of `bucket` floats; returns when the result is in buf. */
-void comm_nccl_allreduce_sum(comm_nccl *c, float *buf, size_t n, size_t bucket);
 void comm_nccl_bcast(comm_nccl *c, float *buf, size_t n, int root, size_t bucket);
+
+/* The overlapped gradient all-reduce (comm_reducer_begin/progress/finish).
+ * `after` is the backend's cudaStream_t (as void *, so this header stays C).
+ * Launch `slot` (0, 1, ... within one all-reduce): an in-place sum of buf[0..n)
+ * on the NCCL stream, ordered after everything queued on `after` so far
+ * through an event; the host does not wait for the device. */
+void comm_nccl_launch(comm_nccl *c, void *after, float *buf, size_t n, int slot);
+/* 1 when launch `slot`'s collective has completed on the device (never blocks). */
+int comm_nccl_done(comm_nccl *c, int slot);
+/* Orders `after` behind launches 0..nlaunched-1 (the optimizer step may be
+ * queued at once) and waits on the host until they completed, polling NCCL's
+ * asynchronous errors under the comm timeout. */
+void comm_nccl_wait(comm_nccl *c, void *after, int nlaunched);
 
 #endif

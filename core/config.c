@@ -67,6 +67,7 @@ static const key_desc KEYS[] = {
     {"train.checksum_every", K_INT, F(train.checksum_every), 0, 0, 1e9},
     {"comm.device", K_STR, S(comm.device), 0, 0},
     {"comm.bucket_mb", K_DBL, F(comm.bucket_mb), 0, 0.001, 4096},
+    {"comm.overlap", K_BOOL, F(comm.overlap), 0, 0, 1},
     {"comm.tf32", K_BOOL, F(comm.tf32), 0, 0, 1},
     {"comm.timeout_s", K_DBL, F(comm.timeout_s), 0, 1, 1e6},
     {"eval.scales", K_SCALES, F(eval.scales), 0, 0.05, 8},
@@ -129,6 +130,7 @@ void core_config_defaults(core_config *c)
     c->train.checksum_every = 100;
     snprintf(c->comm.device, sizeof c->comm.device, "auto");
     c->comm.bucket_mb = 25;
+    c->comm.overlap = 1;
     c->comm.tf32 = 0;
     c->comm.timeout_s = 600;
     c->eval.nscales = 1;

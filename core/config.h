@@ -45,6 +45,7 @@ typedef struct core_config {
     struct {
         char device[16];     /* auto | cpu | cuda */
         double bucket_mb;
+        int overlap;         /* all-reduce each bucket during backward, as soon as it is final */
         int tf32;
         double timeout_s;    /* collective watchdog */
     } comm;

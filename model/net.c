@@ -48,6 +48,7 @@ struct model_net {
     int nconvs;
     model_param *params;
     int nparams, cap_params;
+    int *grad_final; /* [nparams]: model_param_grad_final */
     size_t nfloats;
     float *w, *g; /* device flat buffers */
     int input_blob, feature_blob;
@@ -253,6 +254,16 @@ model_net *model_create(const core_config *cfg, core_backend *be)
         if (use_h2p) m->outputs[s][MODEL_OUT_H2P] = run_subnet(m, h2p, m->outputs[s][MODEL_OUT_HEAT]);
     }
 
+    /* Backward runs the ops in reverse, so the op with the smallest forward
+     * index among a parameter's users is the last to accumulate into its gradient. */
+    m->grad_final = core_calloc((size_t)m->nparams, sizeof *m->grad_final);
+    for (int i = 0; i < m->nops; i++) {
+        if (m->ops[i].kind != OP_CONV) continue;
+        int wp = m->convs[m->ops[i].conv].wparam, done = m->nops - i;
+        for (int k = wp; k <= wp + 1; k++)
+            if (m->grad_final[k] < done) m->grad_final[k] = done;
+    }
+
     m->w = be->alloc(be, m->nfloats);
     m->g = be->alloc(be, m->nfloats);
     return m;
@@ -266,6 +277,7 @@ void model_destroy(model_net *m)
     if (m->act) m->be->free(m->be, m->act);
     if (m->dact) m->be->free(m->be, m->dact);
     free(m->params);
+    free(m->grad_final);
     free(m);
 }
 
@@ -410,7 +422,17 @@ void model_forward(model_net *m, int want_grad)
     if (want_grad) be->fill(be, m->dact, 0.0f, m->arena_floats);
 }
 
-void model_backward(model_net *m)
+int model_backward_steps(const model_net *m) { return m->nops; }
+
+int model_param_grad_final(const model_net *m, int i)
+{
+    CHECK(i >= 0 && i < m->nparams, "model_param_grad_final: parameter %d outside 0..%d", i, m->nparams - 1);
+    return m->grad_final[i];
+}
+
+void model_backward(model_net *m) { model_backward_hooked(m, NULL, NULL); }
+
+void model_backward_hooked(model_net *m, model_backward_fn fn, void *ctx)
 {
     core_backend *be = m->be;
     for (int i = m->nops - 1; i >= 0; i--) {
@@ -448,6 +470,7 @@ void model_backward(model_net *m)
             break;
         }
         }
+        if (fn) fn(ctx, m->nops - i);
     }
 }
 

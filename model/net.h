@@ -75,6 +75,20 @@ void model_forward(model_net *net, int want_grad);
 /* Backward pass from the output gradients (written by the loss, accumulated),
  * accumulating into model_grads(). The caller zeroes model_grads() per step. */
 void model_backward(model_net *net);
+
+/* Backward progress, so that gradient communication can start while the pass
+ * still runs. The backward pass issues model_backward_steps() ops; after the
+ * k-th (k = 1 .. steps) the hook gets done = k. On an asynchronous backend the
+ * op is then queued, not finished: work ordered after it on the backend's
+ * stream (e.g. a CUDA event) sees its result. */
+typedef void (*model_backward_fn)(void *ctx, int done);
+void model_backward_hooked(model_net *net, model_backward_fn fn, void *ctx);
+int model_backward_steps(const model_net *net);
+/* The backward position (a `done` value above) after which no later op of the
+ * pass writes parameter i's gradient: the last backward use of the parameter,
+ * which for the p2h/h2p convolutions shared by all stages is their use in
+ * stage 1. 0 when no op uses the parameter (its gradient stays as zeroed). */
+int model_param_grad_final(const model_net *net, int i);
 void model_zero_grads(model_net *net);
 
 /* stage is 0-based; .data is NULL when the output does not exist in this config. */

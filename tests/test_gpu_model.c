@@ -5,13 +5,18 @@
  * pre-activation within rounding of 0 can take the other side of a ReLU on
  * one device, which moves a gradient by one position's contribution.
  * Configs: a small paper-like net (offsets on, ss both: every output and
- * subnet) at stride 8, and one at stride 16 (the extra pool). */
+ * subnet) at stride 8, and one at stride 16 (the extra pool).
+ * Then the overlapped gradient all-reduce on one rank (MPI singleton, NCCL
+ * forced on with one rank): the event/stream path of comm/nccl.c runs for
+ * real; each bucket's content at launch must equal the finished gradient, and
+ * the result must be the gradient times the scale, bit for bit. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/comm.h"
 #include "core/backend.h"
 #include "core/check.h"
 #include "core/config.h"
@@ -120,14 +125,126 @@ static void gpu_model_matches_cpu_stride16(void)
     compare_nets("stride 16", 16, 3, 96);
 }
 
-int main(void)
+/* ---- the overlapped all-reduce on one GPU ---- */
+typedef struct {
+    core_backend *be;
+    const float *base, *final; /* device gradient buffer, its finished content on the host */
+    float *tmp;
+    int launches, bad, first_bad, in_pass, pass_done;
+} launch_check;
+
+static void on_launch(void *ctx, int bucket, const float *data, size_t count)
 {
+    launch_check *c = ctx;
+    /* synchronous: the bucket as the backend's stream has it when the event is recorded */
+    c->be->download(c->be, c->tmp, data, count);
+    if (memcmp(c->tmp, c->final + (data - c->base), count * sizeof(float))) {
+        if (!c->bad) c->first_bad = bucket;
+        c->bad++;
+    }
+    c->launches++;
+    if (!c->pass_done) c->in_pass++;
+}
+
+static void progress_hook(void *ctx, int done) { comm_reducer_progress(ctx, done); }
+
+static void forward_with_grads(model_net *net, const float *in, size_t nin, int stages)
+{
+    core_backend *be = model_backend(net);
+    be->upload(be, model_input(net), in, nin);
+    model_forward(net, 1);
+    uint64_t keep = rng;
+    rng = 0x2545F4914F6CDD1Dull; /* the same output gradients every call */
+    for (int s = 0; s < stages; s++)
+        for (int o = 0; o < MODEL_NUM_OUT; o++) {
+            core_tensor t = model_output_grad(net, s, (model_out)o);
+            if (!t.data) continue;
+            size_t n = core_tensor_numel(&t);
+            float *g = core_malloc(n * sizeof(float));
+            for (size_t i = 0; i < n; i++) g[i] = 1e-2f * rnd();
+            be->upload(be, t.data, g, n);
+            free(g);
+        }
+    rng = keep;
+    model_zero_grads(net);
+}
+
+static void gpu_overlapped_allreduce_one_rank(void)
+{
+    if (!gpu) T_SKIP("skipped: no GPU");
+    core_config cfg;
+    core_config_defaults(&cfg);
+    cfg.model.width = 0.125;
+    cfg.model.stages = 3;
+    cfg.model.offsets = 1;
+    cfg.model.ss = CORE_SS_BOTH;
+    core_config_resolve(&cfg);
+    model_net *net = model_create(&cfg, gpu);
+    model_init_params(net, 9);
+    model_set_input_shape(net, 2, 64, 64);
+    size_t nin = 2 * 3 * 64 * 64, n = model_num_floats(net);
+    float *in = core_malloc(nin * sizeof(float));
+    for (size_t i = 0; i < nin; i++) in[i] = 0.5f * rnd();
+
+    forward_with_grads(net, in, nin, cfg.model.stages);
+    model_backward(net);
+    float *final = to_host(gpu, model_grads(net), n);
+    float *want = core_malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) want[i] = final[i] * 0.5f; /* one rank: the sum is the scaled gradient */
+
+    comm_reducer *r = comm_reducer_create(gpu, 0.01);
+    comm_reducer_force_collectives(r);
+    int np = model_param_count(net);
+    comm_grad_range *ranges = core_calloc((size_t)np, sizeof *ranges);
+    for (int i = 0; i < np; i++) {
+        const model_param *p = model_param_at(net, i);
+        ranges[i] = (comm_grad_range){p->offset, p->numel, model_param_grad_final(net, i)};
+    }
+    comm_reducer_plan(r, n, ranges, np);
+    free(ranges);
+    float *tmp = core_malloc(n * sizeof(float));
+    for (int overlap = 1; overlap >= 0 && !t_cur_failed; overlap--) {
+        comm_reducer_set_overlap(r, overlap);
+        launch_check lc = {gpu, model_grads(net), final, tmp, 0, 0, -1, 0, 0};
+        comm_reducer_on_launch(r, on_launch, &lc);
+        forward_with_grads(net, in, nin, cfg.model.stages);
+        comm_reducer_begin(r, model_grads(net), 0.5f);
+        model_backward_hooked(net, progress_hook, r);
+        lc.pass_done = 1;
+        comm_reducer_stats st;
+        comm_reducer_finish(r, &st);
+        comm_reducer_on_launch(r, NULL, NULL);
+        T_CHECKF(lc.bad == 0, "overlap %d: %d of %d buckets launched before final (first: %d)", overlap, lc.bad,
+                 lc.launches, lc.first_bad);
+        T_CHECKF(lc.launches == st.buckets && st.buckets > 100, "overlap %d: %d launches, %d buckets", overlap,
+                 lc.launches, st.buckets);
+        T_CHECKF(overlap ? st.launched_early > st.buckets / 2 : st.launched_early == 0,
+                 "overlap %d: %d of %d buckets launched during backward", overlap, st.launched_early, st.buckets);
+        float *got = to_host(gpu, model_grads(net), n);
+        size_t diff = 0;
+        for (size_t i = 0; i < n; i++) diff += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+        T_CHECKF(diff == 0, "overlap %d: %zu of %zu reduced floats differ from gradient x 0.5", overlap, diff, n);
+        free(got);
+    }
+    comm_reducer_destroy(r);
+    free(tmp);
+    free(want);
+    free(final);
+    free(in);
+    model_destroy(net);
+}
+
+int main(int argc, char **argv)
+{
+    comm_init(&argc, &argv); /* an MPI singleton, for the reducer */
     core_set_quiet(1);
     cpu = core_cpu_backend_create(0);
     if (core_cuda_device_count() > 0) gpu = core_cuda_backend_create(0);
     T_RUN(gpu_model_matches_cpu_stride8);
     T_RUN(gpu_model_matches_cpu_stride16);
+    T_RUN(gpu_overlapped_allreduce_one_rank);
     if (gpu) core_backend_destroy(gpu);
     core_backend_destroy(cpu);
+    comm_finalize();
     T_EXIT();
 }

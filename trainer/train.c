@@ -247,6 +247,53 @@ static int build_runs(model_net *net, const core_config *cfg, sgd_run **out)
     return nr;
 }
 
+/* ---- the gradient all-reduce, overlapped with backward -------------------------
+ * Each parameter's gradient is final after its last backward use; the reducer
+ * turns that into a ready position per bucket and launches each bucket's
+ * all-reduce from the backward hook as soon as it is ready. */
+static void plan_allreduce(comm_reducer *red, model_net *net, int overlap)
+{
+    int np = model_param_count(net);
+    comm_grad_range *g = core_calloc((size_t)np, sizeof *g);
+    for (int i = 0; i < np; i++) {
+        const model_param *p = model_param_at(net, i);
+        g[i] = (comm_grad_range){p->offset, p->numel, model_param_grad_final(net, i)};
+    }
+    comm_reducer_plan(red, model_num_floats(net), g, np);
+    comm_reducer_set_overlap(red, overlap);
+    free(g);
+}
+
+/* The backward position after which the float at `offset` of the gradient is final (0: padding). */
+static int grad_final_at(model_net *net, size_t offset)
+{
+    for (int i = 0; i < model_param_count(net); i++) {
+        const model_param *p = model_param_at(net, i);
+        if (offset >= p->offset && offset < p->offset + p->numel) return model_param_grad_final(net, i);
+    }
+    return 0;
+}
+
+typedef struct {
+    comm_reducer *red;
+    core_backend *be;
+    float *poison; /* FAULT_NAN_GRAD: this gradient float becomes NaN ... */
+    int poison_at; /* ... at this backward position, before its bucket can be launched (-1: never) */
+} backward_hook;
+
+static void poison_grad(backward_hook *h)
+{
+    float nan = NAN;
+    h->be->upload(h->be, h->poison, &nan, 1);
+}
+
+static void on_backward(void *ctx, int done)
+{
+    backward_hook *h = ctx;
+    if (done == h->poison_at) poison_grad(h);
+    comm_reducer_progress(h->red, done);
+}
+
 /* ---- the run ---------------------------------------------------------------- */
 typedef struct {
     const core_config *cfg;
@@ -441,14 +488,19 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
 
     sgd_run *runs;
     int nruns = build_runs(r->net, cfg, &runs);
+    plan_allreduce(r->red, r->net, cfg->comm.overlap);
+    /* The injected NaN must be in place before its bucket is reduced, as it
+     * was when it went in after the whole backward pass. */
+    int poison_at = grad_final_at(r->net, r->nfloats / 2);
     trainer_signals_install();
 
     /* Per-step all-reduce of metrics and flags in one message:
-     * [total, terms[S*T], stop, loss_nonfinite, t_data, t_compute] */
-    enum { M_TOTAL = 0, M_TERMS = 1, M_STOP = M_TERMS + NTERMS, M_NONFINITE, M_TDATA, M_TCOMPUTE, M_LEN };
+     * [total, terms[S*T], stop, loss_nonfinite, t_data, t_compute, gradient fraction hidden under backward] */
+    enum { M_TOTAL = 0, M_TERMS = 1, M_STOP = M_TERMS + NTERMS, M_NONFINITE, M_TDATA, M_TCOMPUTE, M_HIDDEN, M_LEN };
     double msg[M_LEN];
     /* log window accumulators (rank 0) */
     double win_terms[NTERMS], win_total = 0, win_tdata = 0, win_tcomp = 0, win_tcomm = 0, win_gnorm = 0;
+    double win_hidden = 0;
     long win_steps = 0, win_good = 0;
     double win_start = now_s();
     memset(win_terms, 0, sizeof win_terms);
@@ -474,18 +526,20 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         model_forward(r->net, 1);
         loss_compute_net(r->loss, r->net, &tg, 1, &v);
         if (fault_now(FAULT_NAN_LOSS, step + 1)) v.term[0][LOSS_HEAT] = v.total = NAN;
-        model_backward(r->net);
-        if (fault_now(FAULT_NAN_GRAD, step + 1)) {
-            float nan = NAN;
-            r->be->upload(r->be, grads + r->nfloats / 2, &nan, 1);
-        }
+        backward_hook hook = {r->red, r->be, grads + r->nfloats / 2,
+                              fault_now(FAULT_NAN_GRAD, step + 1) ? poison_at : -1};
+        if (hook.poison_at == 0) poison_grad(&hook);
         /* Each rank's loss is the mean over its samples; the global loss is the
-         * mean over all ranks' samples, so gradients are summed with weight 1/world. */
-        if (r->world > 1) r->be->scale(r->be, grads, (float)inv_world, r->nfloats);
+         * mean over all ranks' samples, so gradients are summed with weight 1/world
+         * (each bucket is scaled as it is launched). */
+        comm_reducer_begin(r->red, grads, r->world > 1 ? (float)inv_world : 1.0f);
+        model_backward_hooked(r->net, on_backward, &hook);
         r->be->sync(r->be);
         double t2 = now_s();
 
-        comm_reducer_allreduce_sum(r->red, grads, r->nfloats);
+        /* t_comm from here: the communication that backward did not hide */
+        comm_reducer_stats cs;
+        comm_reducer_finish(r->red, &cs);
         memset(msg, 0, sizeof msg);
         msg[M_TOTAL] = v.total * inv_world;
         for (int s = 0; s < v.stages; s++)
@@ -494,6 +548,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         msg[M_NONFINITE] = !isfinite(v.total);
         msg[M_TDATA] = (t1 - t0) * inv_world;
         msg[M_TCOMPUTE] = (t2 - t1) * inv_world;
+        msg[M_HIDDEN] = cs.floats ? (double)cs.floats_hidden / (double)cs.floats * inv_world : 0;
         comm_allreduce_doubles(msg, M_LEN, COMM_SUM);
         double t3 = now_s();
         double gsq = r->be->sumsq(r->be, grads, r->nfloats);
@@ -542,6 +597,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         win_tdata += msg[M_TDATA];
         win_tcomp += msg[M_TCOMPUTE] + (t4 - t3);
         win_tcomm += t3 - t2;
+        win_hidden += msg[M_HIDDEN];
         win_steps++;
         int last = r->st.step == cfg->train.steps;
         int stop = msg[M_STOP] > 0;
@@ -562,10 +618,13 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
             trainer_metrics_write(r->metrics, &row);
             char eta[32];
             core_format_duration(row.t_step * (cfg->train.steps - r->st.step), eta, sizeof eta);
-            core_info("step %lld/%d epoch %ld  loss %.4g  lr %.3g  %.1f samples/s  data %.0f%% comm %.0f%%  ETA %s",
+            char hidden[48] = "";
+            if (r->world > 1 && cfg->comm.overlap)
+                snprintf(hidden, sizeof hidden, " (%.0f%% of the gradient hidden)", 100 * win_hidden / win_steps);
+            core_info("step %lld/%d epoch %ld  loss %.4g  lr %.3g  %.1f samples/s  data %.0f%% comm %.0f%%%s  ETA %s",
                       (long long)r->st.step, cfg->train.steps, epoch, row.loss, row.lr, row.samples_per_s,
-                      100 * row.t_data / row.t_step, 100 * row.t_comm / row.t_step, eta);
-            win_total = win_tdata = win_tcomp = win_tcomm = win_gnorm = 0;
+                      100 * row.t_data / row.t_step, 100 * row.t_comm / row.t_step, hidden, eta);
+            win_total = win_tdata = win_tcomp = win_tcomm = win_gnorm = win_hidden = 0;
             memset(win_terms, 0, sizeof win_terms);
             win_steps = win_good = 0;
             win_start = now_s();
