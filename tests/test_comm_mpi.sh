@@ -34,7 +34,8 @@ fault() {
   else t_ok "fault_$mode (${dt}s)"; fi
 }
 fault die 1 15 '\[rank 1\] sspose: error: injected failure'
-fault stall 2 20 '\[rank 0\] sspose: error: gradient all-reduce: the other ranks did not join within 2 s'
+# the stalled rank 2 is waited for by ranks 0 and 1: whichever watchdog fires first names itself
+fault stall 2 20 '\[rank [01]\] sspose: error: gradient all-reduce: the other ranks did not join within 2 s'
 fault kill 1 15 'process rank 1 .*(signal 9|Killed)'
 
 # A fatal error in a single process (no mpirun) stays one line, exit 1.
