@@ -34,9 +34,10 @@ d = sys.argv[1]
 rows = [json.loads(l) for l in open(d + "/metrics.jsonl")]
 assert [r["step"] for r in rows] == [5, 6], [r["step"] for r in rows]
 r = rows[-1]
-for k in ("step", "epoch", "lr", "loss", "terms", "weights", "grad_norm", "samples_per_s", "skipped", "time"):
+for k in ("step", "epoch", "lr", "loss", "terms", "weights", "grad_norm", "samples_per_s", "skipped", "time", "comm_hidden"):
     assert k in r, k
 assert set(r["time"]) == {"data", "compute", "comm", "step"}
+assert 0 <= r["comm_hidden"] <= 1, r["comm_hidden"]
 assert set(r["terms"]) == {"stage1", "stage2"}, r["terms"].keys()
 assert set(r["terms"]["stage1"]) == {"heat", "paf", "offset", "ps", "kl"}, r["terms"]["stage1"]
 # the total is the weighted sum of the per-stage terms (window means of the same steps)

@@ -80,6 +80,7 @@ void trainer_metrics_write(trainer_metrics *m, const trainer_log_row *r)
     cJSON_AddNumberToObject(t, "compute", r->t_compute);
     cJSON_AddNumberToObject(t, "comm", r->t_comm);
     cJSON_AddNumberToObject(t, "step", r->t_step);
+    cJSON_AddNumberToObject(j, "comm_hidden", r->comm_hidden);
     char *s = cJSON_PrintUnformatted(j);
     CHECK(s, "metrics: cannot format JSON");
     /* One write per line, flushed: a kill leaves at most one torn line, which resume drops. */

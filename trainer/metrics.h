@@ -3,7 +3,8 @@
  *    "terms":{"stage1":{"heat":..,"paf":..,...},...},   unweighted means over the global batch
  *    "weights":{"heat":9,"paf":10,...},                 their coefficients in "loss"
  *    "grad_norm":..,"samples_per_s":..,"skipped":0,
- *    "time":{"data":..,"compute":..,"comm":..,"step":..}}  seconds per step, mean over ranks and the window
+ *    "time":{"data":..,"compute":..,"comm":..,"step":..},  seconds per step, mean over ranks and the window
+ *    "comm_hidden":0.9}   fraction of the gradient all-reduced while backward still ran
  * On resume, lines past the resumed step are dropped so the file never holds a
  * step twice. */
 #ifndef SSPOSE_TRAINER_METRICS_H
@@ -18,6 +19,7 @@ typedef struct trainer_log_row {
     double lr, loss, grad_norm, samples_per_s;
     const loss_values *values; /* means over the global batch, averaged over the window */
     double t_data, t_compute, t_comm, t_step;
+    double comm_hidden;
 } trainer_log_row;
 
 typedef struct trainer_metrics trainer_metrics;

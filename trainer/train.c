@@ -613,7 +613,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
                 .lr = trainer_lr(cfg, step), .loss = avg.total, .grad_norm = win_gnorm / good,
                 .samples_per_s = (double)r->st.global_batch * win_steps / wall, .values = &avg,
                 .t_data = win_tdata / win_steps, .t_compute = win_tcomp / win_steps, .t_comm = win_tcomm / win_steps,
-                .t_step = wall / win_steps,
+                .t_step = wall / win_steps, .comm_hidden = win_hidden / win_steps,
             };
             trainer_metrics_write(r->metrics, &row);
             char eta[32];
