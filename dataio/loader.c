@@ -23,6 +23,7 @@
 #include <jerror.h>
 
 #include "core/check.h"
+#include "core/h5util.h"
 #include "core/skeleton.h"
 #include "dataio/shard.h"
 
@@ -177,7 +178,7 @@ static int shard_of(const dataio_loader *L, int64_t g)
  * then inside HDF5 while exit() runs HDF5's atexit clean-up, and a second
  * failing worker blocks there instead of printing a second line. */
 #define WORKER_CHECK(cond, ...) \
-    do { if (!(cond)) { dataio_h5_lock(); core_die_at(__FILE__, __LINE__, __VA_ARGS__); } } while (0)
+    do { if (!(cond)) { core_h5_lock(); core_die_at(__FILE__, __LINE__, __VA_ARGS__); } } while (0)
 
 /* Batch buffers are written once here and read next by the device copy, not
  * by this core: streaming stores skip reading each cold destination line into

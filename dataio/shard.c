@@ -2,7 +2,6 @@
 
 #include <hdf5.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,16 +10,13 @@
 #include <zlib.h>
 
 #include "core/check.h"
+#include "core/h5util.h"
 #include "dataio/image.h"
 
 const char *const dataio_ds_names[DATAIO_NDS] = {"mask", "heatmap", "paf", "offset", "attention"};
 const int dataio_ds_channels[DATAIO_NDS] = {1, DATAIO_HEAT_CH, DATAIO_PAF_CH, DATAIO_OFF_CH, DATAIO_ATT_CH};
 const float dataio_ds_scale[DATAIO_NDS] = {1.0f / 255, 1.0f / 255, 1.0f / 127, 1.0f / 254, 1.0f / 255};
 static const int ds_signed[DATAIO_NDS] = {0, 0, 1, 1, 0};
-
-static pthread_mutex_t h5_mutex = PTHREAD_MUTEX_INITIALIZER;
-void dataio_h5_lock(void) { pthread_mutex_lock(&h5_mutex); }
-void dataio_h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
 
 static void grow(uint8_t **buf, size_t *cap, size_t need)
 {
@@ -209,11 +205,11 @@ dataio_shard_writer *dataio_shard_writer_open(const char *path, const dataio_sha
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
     w->grid_h = w->grid_w = a->input_size / a->stride;
-    dataio_h5_lock();
+    core_h5_lock();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w->file < 0) {
-        dataio_h5_unlock();
+        core_h5_unlock();
         CORE_DIE("cannot create shard '%s' (directory missing or not writable?)", w->tmp);
     }
     hid_t root = w->file;
@@ -240,14 +236,14 @@ dataio_shard_writer *dataio_shard_writer_open(const char *path, const dataio_sha
         w->ds[d] = make_dataset(w->file, dataio_ds_names[d], type, rank, d == DATAIO_DS_MASK ? sd + 1 : sd, 1);
         attr_write(w->ds[d], "scale", H5T_NATIVE_FLOAT, 0, NULL, &dataio_ds_scale[d]);
     }
-    dataio_h5_unlock();
+    core_h5_unlock();
     return w;
 }
 
 void dataio_shard_writer_add(dataio_shard_writer *w, const dataio_packed *p)
 {
     size_t hw = (size_t)w->grid_h * w->grid_w;
-    dataio_h5_lock();
+    core_h5_lock();
     hsize_t n = (hsize_t)w->n;
     hsize_t ext[4] = {n + 1, 1, (hsize_t)w->grid_h, (hsize_t)w->grid_w};
     for (int d = 0; d < DATAIO_NDS; d++) {
@@ -270,7 +266,7 @@ void dataio_shard_writer_add(dataio_shard_writer *w, const dataio_packed *p)
     H5_CHECK(H5Dwrite(w->jpeg, w->vlen, ms, fs, H5P_DEFAULT, &v), "cannot write jpeg %ld to '%s'", w->n, w->tmp);
     H5Sclose(ms);
     H5Sclose(fs);
-    dataio_h5_unlock();
+    core_h5_unlock();
     /* keypoints/meta kept in memory: ragged rows of p->npersons persons */
     if (w->n == w->cap) {
         w->cap = w->cap ? w->cap * 2 : 64;
@@ -308,7 +304,7 @@ long long dataio_shard_writer_close(dataio_shard_writer *w)
         memcpy(all + i * row, w->kps + at, sizeof(float) * m);
         at += m;
     }
-    dataio_h5_lock();
+    core_h5_lock();
     hsize_t sd[3] = {(hsize_t)P, SKEL_NUM_KP, 3};
     hid_t kd = make_dataset(w->file, "keypoints", H5T_IEEE_F32LE, 4, sd, 0);
     hsize_t e4[4] = {(hsize_t)w->n, (hsize_t)P, SKEL_NUM_KP, 3};
@@ -327,7 +323,7 @@ long long dataio_shard_writer_close(dataio_shard_writer *w)
     H5Tclose(mt);
     close_handles(w);
     H5_CHECK(H5Fclose(w->file), "cannot close shard '%s' (disk full?)", w->tmp);
-    dataio_h5_unlock();
+    core_h5_unlock();
     free(all);
     CHECK(rename(w->tmp, w->path) == 0, "cannot rename '%s' to '%s'", w->tmp, w->path);
     struct stat st;
@@ -342,10 +338,10 @@ long long dataio_shard_writer_close(dataio_shard_writer *w)
 void dataio_shard_writer_abort(dataio_shard_writer *w)
 {
     if (!w) return;
-    dataio_h5_lock();
+    core_h5_lock();
     close_handles(w);
     H5Fclose(w->file);
-    dataio_h5_unlock();
+    core_h5_unlock();
     unlink(w->tmp);
     free(w->kps);
     free(w->kp_n);
@@ -362,7 +358,9 @@ struct dataio_shard {
     dataio_shard_attrs a;
 };
 
-#define RCHECK(r, cond, ...) do { if (!(cond)) { dataio_h5_unlock(); \
+/* Dies still holding the HDF5 lock: no loader thread may enter HDF5 while
+ * exit() runs the library's clean-up. */
+#define RCHECK(r, cond, ...) do { if (!(cond)) { \
     char m_[600]; snprintf(m_, sizeof m_, __VA_ARGS__); CORE_DIE("shard '%s': %s", (r)->path, m_); } } while (0)
 
 static int attr_read_num(hid_t obj, const char *name, hid_t memtype, void *out)
@@ -465,7 +463,7 @@ dataio_shard *dataio_shard_open(const char *path)
 {
     dataio_shard *r = core_calloc(1, sizeof *r);
     snprintf(r->path, sizeof r->path, "%s", path);
-    dataio_h5_lock();
+    core_h5_lock();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     RCHECK(r, access(path, R_OK) == 0, "cannot read the file");
     RCHECK(r, H5Fis_hdf5(path) > 0, "not an HDF5 file");
@@ -545,14 +543,14 @@ dataio_shard *dataio_shard_open(const char *path)
     }
     r->vlen = H5Tvlen_create(H5T_NATIVE_UINT8);
     a->count = n;
-    dataio_h5_unlock();
+    core_h5_unlock();
     return r;
 }
 
 void dataio_shard_close(dataio_shard *r)
 {
     if (!r) return;
-    dataio_h5_lock();
+    core_h5_lock();
     for (int d = 0; d < DATAIO_NDS; d++) H5Dclose(r->ds[d]);
     H5Dclose(r->jpeg);
     H5Dclose(r->kps);
@@ -560,7 +558,7 @@ void dataio_shard_close(dataio_shard *r)
     H5Tclose(r->vlen);
     H5Tclose(r->meta_t);
     H5Fclose(r->file);
-    dataio_h5_unlock();
+    core_h5_unlock();
     free(r);
 }
 
@@ -591,7 +589,7 @@ void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out)
     const dataio_shard_attrs *a = &r->a;
     CHECK(i >= 0 && i < a->count, "shard '%s': sample %ld out of range [0, %ld)", r->path, i, a->count);
     size_t hw = (size_t)a->grid_h * a->grid_w;
-    dataio_h5_lock();
+    core_h5_lock();
     for (int d = 0; d < DATAIO_NDS; d++) {
         size_t raw_len = dataio_ds_channels[d] * hw;
         hsize_t off[4] = {(hsize_t)i, 0, 0, 0}, nbytes = 0;
@@ -647,7 +645,7 @@ void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out)
         H5Sclose(ms);
         H5Sclose(fs);
     }
-    dataio_h5_unlock();
+    core_h5_unlock();
 }
 
 void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, dataio_sample *s, const char *what)

@@ -4,9 +4,9 @@
  * (quantise + deflate + JPEG-encode: dataio_pack_sample; inflate + dequantise
  * + JPEG-decode: dataio_unpack_sample) and an HDF5 part (writer, reader) that
  * copies raw chunk bytes. HDF5 is not thread-safe, so every HDF5 call in
- * dataio holds one process-wide lock; other code that calls HDF5 while a
- * loader thread may be reading (checkpoints, forward outputs) takes the same
- * lock with dataio_h5_lock()/dataio_h5_unlock(). */
+ * dataio holds the process-wide lock of core/h5util.h (core_h5_lock); other
+ * code that calls HDF5 while a loader thread may be reading takes the same
+ * lock. */
 #ifndef SSPOSE_DATAIO_SHARD_H
 #define SSPOSE_DATAIO_SHARD_H
 
@@ -88,8 +88,5 @@ void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, d
 void dataio_shard_read(dataio_shard *r, long i, dataio_sample *s);
 /* Initialises s with the shard's S, grid and P. */
 void dataio_shard_sample_init(const dataio_shard *r, dataio_sample *s);
-
-void dataio_h5_lock(void);
-void dataio_h5_unlock(void);
 
 #endif
