@@ -78,8 +78,12 @@ long dataio_shard_count(const dataio_shard *r);
 const dataio_shard_attrs *dataio_shard_info(const dataio_shard *r);
 
 /* Copies sample i's stored bytes (no decompression, no decoding); takes the
- * HDF5 lock itself, so loader threads may call it concurrently. */
+ * HDF5 lock itself, so loader threads may call it concurrently. Target chunks
+ * of one-sample-chunked datasets are read with pread outside the lock. */
 void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out);
+/* The same for some parts only (the loader needs no keypoints or meta). */
+enum { DATAIO_PART_JPEG = 1, DATAIO_PART_TARGETS = 2, DATAIO_PART_KEYPOINTS = 4, DATAIO_PART_META = 8, DATAIO_PART_ALL = 15 };
+void dataio_shard_read_packed_parts(dataio_shard *r, long i, unsigned parts, dataio_packed *out);
 /* Inflates, dequantises and decodes the JPEG into s, which must have been
  * initialised with the shard's sizes (dataio_shard_sample_init). Thread-safe,
  * no HDF5. Dies on corrupt data, naming `what` (e.g. "shard.h5 sample 3"). */
