@@ -24,9 +24,9 @@ DS = [("heatmap", np.uint8, 19, 255.0), ("paf", np.int8, 38, 127.0), ("offset", 
       ("attention", np.uint8, 19, 255.0), ("mask", np.uint8, 1, 255.0)]
 
 
-def write_shard(path, n, seed, corrupt=None, fmt="sspose-shard"):
+def write_shard(path, n, seed, corrupt=None, fmt="sspose-shard", userblock=0):
     rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", userblock_size=userblock) as f:
         for k, v in dict(format=fmt, version=1, input_size=S, stride=FD, sigma=7.0, paf_width=1.0,
                          num_keypoints=18, num_limbs=19, source="h5py", seed=seed, augment="none").items():
             f.attrs[k] = v
@@ -260,8 +260,26 @@ def test_corrupt_chunk_in_worker():
                       glob=p)
 
 
+def test_userblock_file_reads_the_same():
+    """With a userblock, chunk addresses are not file offsets: the loader reads through HDF5, same output."""
+    d = os.path.join(H.TMP, "ub")
+    os.makedirs(d, exist_ok=True)
+    p = os.path.join(d, "ub.h5")
+    write_shard(p, 5, 1, userblock=512)
+    with open(p, "rb") as f:
+        assert f.read(512) == bytes(512) and f.read(8) == b"\x89HDF\r\n\x1a\n"
+    a, b = os.path.join(H.TMP, "plain.bin"), os.path.join(H.TMP, "ub.bin")
+    for glob, dump in ((os.path.join(H.TMP, "h5py-0.h5"), a), (p, b)):
+        run_tool("--batch", 5, "--steps", 3, "--seed", 6, "--flip", 0.5, "--threads", 2, "--dump", dump, glob=glob)
+    x, y = read_dump(a, 5, 3), read_dump(b, 5, 3)
+    assert 0 < x["flipped"].sum() < 15
+    assert np.array_equal(x["index"], y["index"]) and np.array_equal(x["flipped"], y["flipped"])
+    assert np.array_equal(x["data"], y["data"])
+
+
 for t in [test_matches_numpy_reference, test_rank_shares_union, test_resume_from_printed_state,
           test_bad_glob_no_match, test_glob_lists, test_too_few_samples, test_bad_resume_state, test_not_a_shard,
-          test_corrupt_jpeg_in_worker, test_file_scale_is_used, test_corrupt_chunk_in_worker]:
+          test_corrupt_jpeg_in_worker, test_file_scale_is_used, test_corrupt_chunk_in_worker,
+          test_userblock_file_reads_the_same]:
     H.run(t)
 H.end()
