@@ -8,9 +8,9 @@
  *    (sspose data decodes each image once for all its persons and copies);
  *    the decode cost per image is printed separately.
  * 2. The same with T threads (scaling).
- * 3. Loader samples/s: bench_loader() below points to bench/loader.c (branch synth).
- * Goals (issue 4): >= 300 crops/s per core, <= 150 KB per sample; the ratio
- * to each goal is printed (>= 1 is met). */
+ * 3. Loader samples/s per core and per thread on a shard of these crops.
+ * Goals (issue 4): >= 300 crops/s per core, <= 150 KB per sample, >= 1000
+ * loader samples/s per core; the ratio to each goal is printed (>= 1 is met). */
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,10 +23,12 @@
 #include "core/progress.h"
 #include "dataio/augment.h"
 #include "dataio/coco.h"
+#include "dataio/loader.h"
 #include "dataio/shard.h"
 
 #define GOAL_CROPS_PER_CORE 300.0
 #define GOAL_BYTES_PER_SAMPLE (150.0 * 1024)
+#define GOAL_SAMPLES_PER_CORE 1000.0
 
 typedef struct {
     const dataio_coco_image *ci;
@@ -117,13 +119,63 @@ static void *run_thread(void *arg)
     return NULL;
 }
 
-/* ---- LOADER: the streaming loader's samples/s. Branch synth measures it in
- * bench/loader.c (`build/bench/loader 'PREFIX-*.h5'` on this command's output);
- * a combined figure (preprocessing and loading in one run) would go here. */
-static void bench_loader(int threads)
+/* ---- LOADER: the streaming loader's samples/s on crops made here. The
+ * samples of the preprocessing run are written to a temporary shard (as
+ * sspose data would), then read back by the loader (368 crop, batch 8,
+ * flip 0.5, 3 batches prefetched): with 0 worker threads (the caller
+ * decodes: samples per CPU-second of one core) and with `threads` workers.
+ * Per core uses the decoding threads' CPU time, per thread their wall time
+ * (which includes waiting for a core on a loaded machine). */
+static void bench_loader(long samples, int threads)
 {
-    (void)threads;
-    printf("loader: see build/bench/loader (bench/loader.c, branch synth), e.g. on sspose data output\n");
+    char dir[] = "/tmp/sspose-bench-data-XXXXXX", path[600], pattern[600];
+    CHECK(mkdtemp(dir), "cannot create a temporary directory");
+    snprintf(path, sizeof path, "%s/bench-00000.h5", dir);
+    snprintf(pattern, sizeof pattern, "%s/bench-*.h5", dir);
+    int S = AP.size, g = S / AP.stride, maxp = 1;
+    for (int i = 0; i < nimgs; i++) {
+        int p = dataio_count_target_persons(imgs[i].ci);
+        maxp = p > maxp ? p : maxp;
+    }
+    long n = samples < 64 ? 64 : samples; /* at least 8 batches of 8 */
+    dataio_shard_attrs a = {.input_size = S, .stride = AP.stride, .sigma = AP.sigma, .paf_width = AP.paf_width, .seed = 1};
+    snprintf(a.source, sizeof a.source, "bench/data");
+    snprintf(a.augment, sizeof a.augment, "bench");
+    dataio_shard_writer *w = dataio_shard_writer_open(path, &a);
+    dataio_sample s;
+    dataio_sample_init(&s, S, g, g, maxp);
+    dataio_packed pk = {0};
+    for (long k = 0; k < n; k++) {
+        bench_image *b = &imgs[k % nimgs];
+        int mi = b->main[(k / nimgs) % b->nmain];
+        dataio_rng rng = dataio_rng_keyed(1, (uint64_t)b->ci->id, (uint64_t)b->ci->anns[mi].id, (uint64_t)k);
+        dataio_aug aug;
+        dataio_aug_draw(&AP, &b->ci->anns[mi], &rng, &aug);
+        dataio_make_sample(&AP, &b->img, b->mask, b->ci, mi, &aug, &s);
+        dataio_pack_sample(&s, 90, 1, &pk);
+        dataio_shard_writer_add(w, &pk);
+    }
+    dataio_packed_free(&pk);
+    dataio_sample_free(&s);
+    long long file_bytes = dataio_shard_writer_close(w);
+    printf("loader shard: %ld samples, %.1f KB per sample in the file (with HDF5 overhead)\n", n,
+           file_bytes / 1024.0 / n);
+    int counts[2] = {0, threads};
+    for (int t = 0; t < 2; t++) {
+        dataio_loader_opts o = {.pattern = pattern, .world = 1, .batch = 8, .seed = 1, .flip = 0.5,
+                                .threads = counts[t], .prefetch = 3};
+        dataio_loader *L = dataio_loader_open(&o, NULL);
+        long steps = 3 * n / 8; /* three epochs: chunk locations are learned in the first */
+        for (long k = 0; k < steps; k++) dataio_loader_release(L, dataio_loader_next(L));
+        dataio_loader_stats st;
+        dataio_loader_get_stats(L, &st);
+        dataio_loader_close(L);
+        printf("loader, %d worker thread%s: %.0f samples/s per core, %.0f per thread (wall)  goal %.0f per core -> "
+               "ratio %.2f\n", counts[t], counts[t] == 1 ? "" : "s", st.per_core, st.per_thread, GOAL_SAMPLES_PER_CORE,
+               st.per_core / GOAL_SAMPLES_PER_CORE);
+    }
+    unlink(path);
+    rmdir(dir);
 }
 
 int main(int argc, char **argv)
@@ -201,7 +253,7 @@ int main(int argc, char **argv)
     printf("preprocessing, %d threads: %.1f crops/s per core (CPU time), %.1f crops/s wall-clock total "
            "(load average %.1f on %ld CPUs: wall-clock scaling is only meaningful on an idle machine)\n",
            threads, cpu_rate, rate, load[0], sysconf(_SC_NPROCESSORS_ONLN));
-    bench_loader(threads);
+    bench_loader(samples, threads);
     free(ts);
     free(th);
     for (int i = 0; i < nimgs; i++) {

@@ -16,6 +16,8 @@
 #include "dataio/shard.h"
 #include "../tests/test_loader_fixture.h"
 
+#define GOAL_PER_CORE 1000.0 /* issue goal: loader samples/s per core */
+
 static double clock_s(clockid_t id)
 {
     struct timespec t;
@@ -86,8 +88,8 @@ int main(int argc, char **argv)
         dataio_loader_get_stats(L, &st);
         dataio_loader_close(L);
         printf("loader, %d thread%s     : %7.0f samples/s per core (%7.0f per thread wall), delivered %7.0f samples/s; "
-               "ratio to reader %.2f\n", threads[t], t ? "s" : " ", st.per_core, st.per_thread, steps * 8 / wall,
-               st.per_core / peer_cpu);
+               "ratio to reader %.2f, to the goal of %.0f per core %.2f\n", threads[t], t ? "s" : " ", st.per_core,
+               st.per_thread, steps * 8 / wall, st.per_core / peer_cpu, GOAL_PER_CORE, st.per_core / GOAL_PER_CORE);
     }
     if (!given) {
         unlink(path);

@@ -1,6 +1,7 @@
 #include "core/h5util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,32 @@
 
 #include "core/check.h"
 
-void core_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+static pthread_mutex_t h5_mutex;
+static pthread_once_t h5_mutex_once = PTHREAD_ONCE_INIT;
+
+static void h5_mutex_make(void)
+{
+    pthread_mutexattr_t at;
+    /* recursive: a checkpoint written by a caller that already holds the lock must not deadlock */
+    CHECK(pthread_mutexattr_init(&at) == 0 && pthread_mutexattr_settype(&at, PTHREAD_MUTEX_RECURSIVE) == 0 &&
+          pthread_mutex_init(&h5_mutex, &at) == 0, "cannot create the HDF5 lock");
+    pthread_mutexattr_destroy(&at);
+}
+
+void core_h5_lock(void)
+{
+    pthread_once(&h5_mutex_once, h5_mutex_make);
+    pthread_mutex_lock(&h5_mutex);
+}
+
+void core_h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
+
+void core_h5_quiet(void)
+{
+    core_h5_lock();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    core_h5_unlock();
+}
 
 void core_h5_attr_str(hid_t obj, const char *name, const char *value)
 {
@@ -143,7 +169,9 @@ int core_h5_read_f32(hid_t file, const char *path, int ndim, const int64_t *dims
 hid_t core_h5_create_tmp(const char *path, char *tmp_path, size_t tmp_len)
 {
     snprintf(tmp_path, tmp_len, "%s.tmp.%ld", path, (long)getpid());
+    core_h5_lock();
     hid_t f = H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    core_h5_unlock();
     CHECK(f >= 0, "cannot create '%s' (directory missing or not writable?)", tmp_path);
     return f;
 }
@@ -151,8 +179,11 @@ hid_t core_h5_create_tmp(const char *path, char *tmp_path, size_t tmp_len)
 void core_h5_commit(hid_t file, const char *tmp_path, const char *path)
 {
     /* flush to disk before the rename so a crash leaves either the old or the new file whole */
+    core_h5_lock();
     H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL), "cannot flush '%s' (disk full?)", tmp_path);
     H5_CHECK(H5Fclose(file), "cannot close '%s' (disk full?)", tmp_path);
+    /* fsync can take seconds on a big checkpoint; loader threads need not wait for it */
+    core_h5_unlock();
     FILE *f = fopen(tmp_path, "rb");
     if (f) {
         fsync(fileno(f));

@@ -23,6 +23,7 @@
 #include <jerror.h>
 
 #include "core/check.h"
+#include "core/h5util.h"
 #include "core/skeleton.h"
 #include "dataio/shard.h"
 
@@ -39,12 +40,15 @@ typedef struct {
 } slot_t;
 
 #define LOADER_JPEG_ROWS 16
+/* zlib >= 1.2.9 can leave the Adler-32 check to us (adler32_fast) */
+#define LOADER_OWN_ADLER (ZLIB_VERNUM >= 0x1290)
 
 typedef struct {
     dataio_packed packed; /* raw bytes of one sample, as read from the shard */
     uint8_t *inflated;    /* one target dataset, inflated */
     uint8_t *rows;        /* LOADER_JPEG_ROWS decoded RGB rows */
-    float *plane;         /* one target plane or one image row's three planes, before streaming out */
+    float *plane, *plane2; /* one target plane, dequantised and then mirrored, before streaming out */
+    z_stream zs;          /* inflate state, reused for every chunk */
 } scratch_t;
 
 typedef struct { struct dataio_loader *L; int id; } worker_arg;
@@ -177,7 +181,7 @@ static int shard_of(const dataio_loader *L, int64_t g)
  * then inside HDF5 while exit() runs HDF5's atexit clean-up, and a second
  * failing worker blocks there instead of printing a second line. */
 #define WORKER_CHECK(cond, ...) \
-    do { if (!(cond)) { dataio_h5_lock(); core_die_at(__FILE__, __LINE__, __VA_ARGS__); } } while (0)
+    do { if (!(cond)) { core_h5_lock(); core_die_at(__FILE__, __LINE__, __VA_ARGS__); } } while (0)
 
 /* Batch buffers are written once here and read next by the device copy, not
  * by this core: streaming stores skip reading each cold destination line into
@@ -193,26 +197,22 @@ static void stream_copy(float *dst, const float *src, size_t n)
     memcpy(dst, src, n * sizeof *dst);
 }
 
-/* The same, writing src reversed (a mirrored image row). */
-static void stream_copy_reversed(float *dst, const float *src, size_t n)
-{
-    size_t i = 0;
+/* Stores 4 floats at p: streaming when the caller says p is 16-byte aligned. */
 #ifdef __SSE2__
-    if ((uintptr_t)dst % 16 == 0 && n % 4 == 0) {
-        for (; i < n; i += 4) {
-            __m128 v = _mm_loadu_ps(src + n - 4 - i);
-            _mm_stream_ps(dst + i, _mm_shuffle_ps(v, v, _MM_SHUFFLE(0, 1, 2, 3)));
-        }
-        return;
-    }
-#endif
-    for (; i < n; i++) dst[i] = src[n - 1 - i];
+static inline void put4(float *p, __m128 v, int nt)
+{
+    if (nt) _mm_stream_ps(p, v);
+    else _mm_storeu_ps(p, v);
 }
+#endif
 
-/* One decoded RGB row to three float rows, pixel/255 - 0.5 with the very
- * operations of dataio_sample_image_chw (float multiply, then subtract), so the
- * result is bit-identical; SSE2 converts 16 pixels at a time and de-interleaves. */
-static void rgb_row_to_planes(const uint8_t *px, float *r, float *g, float *b, int S)
+/* One decoded RGB row to its three float rows of the batch, mirrored when
+ * flip: pixel/255 - 0.5 with the very operations of dataio_sample_image_chw
+ * (float multiply, then subtract), so the result is bit-identical. SSE2
+ * converts 16 pixels at a time, de-interleaves, and writes straight to the
+ * batch (streaming when nt: the rows are 16-byte aligned and S % 4 == 0, so
+ * mirrored groups of 4 stay aligned too). */
+static void rgb_row_out(const uint8_t *px, float *r, float *g, float *b, int S, int flip, int nt)
 {
     int x = 0;
 #ifdef __SSE2__
@@ -237,16 +237,24 @@ static void rgb_row_to_planes(const uint8_t *px, float *r, float *g, float *b, i
             __m128 t4 = _mm_shuffle_ps(a, bb, _MM_SHUFFLE(0, 1, 0, 2));  /* b0 . b1 . */
             __m128 t5 = _mm_shuffle_ps(c, c, _MM_SHUFFLE(0, 3, 0, 0));   /* b2 . b3 . */
             __m128 B = _mm_shuffle_ps(t4, t5, _MM_SHUFFLE(2, 0, 2, 0));
-            _mm_storeu_ps(r + x + 4 * p, R);
-            _mm_storeu_ps(g + x + 4 * p, G);
-            _mm_storeu_ps(b + x + 4 * p, B);
+            if (flip) {
+                int at = S - 4 - (x + 4 * p);
+                put4(r + at, _mm_shuffle_ps(R, R, _MM_SHUFFLE(0, 1, 2, 3)), nt);
+                put4(g + at, _mm_shuffle_ps(G, G, _MM_SHUFFLE(0, 1, 2, 3)), nt);
+                put4(b + at, _mm_shuffle_ps(B, B, _MM_SHUFFLE(0, 1, 2, 3)), nt);
+            } else {
+                put4(r + x + 4 * p, R, nt);
+                put4(g + x + 4 * p, G, nt);
+                put4(b + x + 4 * p, B, nt);
+            }
         }
     }
 #endif
     for (; x < S; x++) {
-        r[x] = px[3 * x] * (1.0f / 255.0f) - 0.5f;
-        g[x] = px[3 * x + 1] * (1.0f / 255.0f) - 0.5f;
-        b[x] = px[3 * x + 2] * (1.0f / 255.0f) - 0.5f;
+        int at = flip ? S - 1 - x : x;
+        r[at] = px[3 * x] * (1.0f / 255.0f) - 0.5f;
+        g[at] = px[3 * x + 1] * (1.0f / 255.0f) - 0.5f;
+        b[at] = px[3 * x + 2] * (1.0f / 255.0f) - 0.5f;
     }
 }
 
@@ -291,43 +299,153 @@ static void remaps_make(void)
     remap_init(&remaps[1], 1);
 }
 
+/* n stored bytes to floats: (float)q * sc with q the byte read as int8 or
+ * uint8, then negated where neg and nonzero, i.e. the expressions of
+ * dataio_unpack_sample and dataio_flip_* (so bit for bit, and no -0). SSE2
+ * does 16 at a time; nt = dst is 16-byte aligned and n % 4 == 0, so the
+ * batch rows are written with streaming stores. */
+static void dequantise(const uint8_t *src, size_t n, int is_signed, int neg, float sc, float *dst, int nt)
+{
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128 k = _mm_set1_ps(sc), minus = _mm_set1_ps(-0.0f), zero = _mm_setzero_ps();
+    const __m128i z = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + i)), h[2];
+        if (is_signed) { /* sign-extend by unpacking each byte with itself and shifting back */
+            h[0] = _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
+            h[1] = _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8);
+        } else {
+            h[0] = _mm_unpacklo_epi8(v, z);
+            h[1] = _mm_unpackhi_epi8(v, z);
+        }
+        for (int j = 0; j < 2; j++) {
+            __m128i q[2] = {_mm_srai_epi32(_mm_unpacklo_epi16(h[j], h[j]), 16),
+                            _mm_srai_epi32(_mm_unpackhi_epi16(h[j], h[j]), 16)};
+            for (int e = 0; e < 2; e++) {
+                __m128 f = _mm_mul_ps(_mm_cvtepi32_ps(q[e]), k);
+                if (neg) f = _mm_xor_ps(f, _mm_and_ps(minus, _mm_cmpneq_ps(f, zero)));
+                put4(dst + i + 8 * j + 4 * e, f, nt);
+            }
+        }
+    }
+#endif
+    for (; i < n; i++) {
+        float v = (is_signed ? (float)(int8_t)src[i] : (float)src[i]) * sc;
+        dst[i] = neg && v != 0 ? -v : v;
+    }
+}
+
+/* Adler-32 as zlib defines it. zlib's own loop took a third of the inflate
+ * time here (~8 % of the loader); with SSE2 it is 16 bytes per few
+ * instructions. Per 16-byte block starting with sums (s1, s2): s1 += sum b_i,
+ * s2 += 16 s1 + sum (16 - i) b_i. */
+#define ADLER_MOD 65521u
+#define ADLER_NMAX 5552 /* zlib's bound: s2 of a run this long fits in 32 bits before the modulo */
+static uint32_t adler32_fast(uint32_t adler, const uint8_t *p, size_t n)
+{
+    uint32_t s1 = adler & 0xffff, s2 = adler >> 16;
+    while (n) {
+        size_t run = n < ADLER_NMAX ? n : ADLER_NMAX;
+        n -= run;
+        size_t i = 0;
+#ifdef __SSE2__
+        size_t nv = run / 16;
+        if (nv) {
+            const __m128i z = _mm_setzero_si128();
+            const __m128i w_lo = _mm_setr_epi16(16, 15, 14, 13, 12, 11, 10, 9), w_hi = _mm_setr_epi16(8, 7, 6, 5, 4, 3, 2, 1);
+            __m128i v1 = z, v1acc = z, v2 = z; /* 32-bit lanes; none comes near overflow within one run */
+            for (size_t k = 0; k < nv; k++) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+                v1acc = _mm_add_epi32(v1acc, v1); /* the byte sum before this block, once per block */
+                v1 = _mm_add_epi32(v1, _mm_sad_epu8(v, z));
+                v2 = _mm_add_epi32(v2, _mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi8(v, z), w_lo),
+                                                     _mm_madd_epi16(_mm_unpackhi_epi8(v, z), w_hi)));
+            }
+            uint32_t a1[4], aa[4], a2[4];
+            _mm_storeu_si128((__m128i *)a1, v1);
+            _mm_storeu_si128((__m128i *)aa, v1acc);
+            _mm_storeu_si128((__m128i *)a2, v2);
+            uint64_t sum1 = (uint64_t)a1[0] + a1[2], acc = (uint64_t)aa[0] + aa[2];
+            uint64_t t2 = s2 + (uint64_t)s1 * 16 * nv + 16 * acc + a2[0] + a2[1] + a2[2] + a2[3];
+            s1 = (uint32_t)((s1 + sum1) % ADLER_MOD);
+            s2 = (uint32_t)(t2 % ADLER_MOD);
+            i = 16 * nv;
+        }
+#endif
+        for (; i < run; i++) {
+            s1 += p[i];
+            s2 += s1;
+        }
+        s1 %= ADLER_MOD;
+        s2 %= ADLER_MOD;
+        p += run;
+    }
+    return (s2 << 16) | s1;
+}
+
+/* Rows of w floats, each reversed (values moved, not computed). */
+static void reverse_rows(const float *src, float *dst, int h, int w)
+{
+    for (int y = 0; y < h; y++) {
+        const float *s = src + (size_t)y * w;
+        float *d = dst + (size_t)y * w;
+        int x = 0;
+#ifdef __SSE2__
+        for (; x + 4 <= w; x += 4) {
+            __m128 v = _mm_loadu_ps(s + w - 4 - x);
+            _mm_storeu_ps(d + x, _mm_shuffle_ps(v, v, _MM_SHUFFLE(0, 1, 2, 3)));
+        }
+#endif
+        for (; x < w; x++) d[x] = s[w - 1 - x];
+    }
+}
+
 /* Inflates and dequantises dataset d of one sample straight into its batch
- * rows, mirrored when flip: one pass, no intermediate float sample. */
-static void unpack_target(const dataio_loader *L, scratch_t *w, int d, int flip, float *out, const char *what)
+ * rows, mirrored when flip, with the shard's own scale. Unflipped planes go
+ * straight to the batch; mirrored ones are reversed in two cache-resident
+ * planes first (a mirrored row is not 16-byte aligned in the batch). */
+static void unpack_target(const dataio_loader *L, scratch_t *w, int d, int flip, float sc, float *out, const char *what)
 {
     int gh = L->grid_h, gw = L->grid_w, nc = dataio_ds_channels[d];
     size_t hw = (size_t)gh * gw, n = nc * hw;
     const dataio_packed *p = &w->packed;
     const uint8_t *q = p->chunk[d];
     if (!p->raw[d]) {
-        uLongf got = (uLongf)n;
-        int zr = uncompress(w->inflated, &got, p->chunk[d], (uLong)p->chunk_len[d]);
-        WORKER_CHECK(zr == Z_OK && got == n, "%s: corrupt %s chunk (zlib %d, %lu of %zu bytes)", what, dataio_ds_names[d], zr,
-              (unsigned long)got, n);
+        w->zs.next_in = p->chunk[d];
+        w->zs.avail_in = (uInt)p->chunk_len[d];
+        w->zs.next_out = w->inflated;
+        w->zs.avail_out = (uInt)n;
+        /* one inflate state per thread, reset per chunk: no allocation per target */
+        int zr = inflateReset(&w->zs);
+        if (zr == Z_OK) zr = inflate(&w->zs, Z_FINISH);
+        WORKER_CHECK(zr == Z_STREAM_END && w->zs.total_out == n, "%s: corrupt %s chunk (zlib %d, %lu of %zu bytes)", what,
+                     dataio_ds_names[d], zr, (unsigned long)w->zs.total_out, n);
+#if LOADER_OWN_ADLER
+        /* inflate consumed the big-endian Adler-32 trailer but left checking it to us */
+        const uint8_t *t = w->zs.next_in - 4;
+        uint32_t want = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3];
+        WORKER_CHECK(w->zs.next_in - p->chunk[d] >= 6 && adler32_fast(1, w->inflated, n) == want,
+                     "%s: corrupt %s chunk (Adler-32 mismatch)", what, dataio_ds_names[d]);
+#endif
         q = w->inflated;
     } else {
         WORKER_CHECK(p->chunk_len[d] == n, "%s: %s has %zu bytes, expected %zu", what, dataio_ds_names[d], p->chunk_len[d], n);
     }
     const remap_t *m = &remaps[flip];
     int is_signed = d == DATAIO_DS_PAF || d == DATAIO_DS_OFFSET;
-    float *plane = w->plane;
+    int nt = (uintptr_t)out % 16 == 0 && hw % 4 == 0;
     for (int c = 0; c < nc; c++) {
-        float sc = dataio_ds_scale[d];
         const uint8_t *src = q + (size_t)m->src[d][c] * hw;
         int neg = m->sign[d][c] < 0;
-        for (int i = 0; i < gh; i++) {
-            const uint8_t *sr = src + (size_t)i * gw;
-            float *dr = plane + (size_t)i * gw;
-            /* same expressions as dataio_unpack_sample and dataio_flip_* (no -0 either), so results match bit for bit */
-            if (is_signed) {
-                if (flip) for (int j = 0; j < gw; j++) { float v = (float)(int8_t)sr[gw - 1 - j] * sc; dr[j] = neg && v != 0 ? -v : v; }
-                else for (int j = 0; j < gw; j++) dr[j] = (float)(int8_t)sr[j] * sc;
-            } else {
-                if (flip) for (int j = 0; j < gw; j++) dr[j] = (float)sr[gw - 1 - j] * sc;
-                else for (int j = 0; j < gw; j++) dr[j] = (float)sr[j] * sc;
-            }
+        float *dst = out + (size_t)c * hw;
+        if (!flip) {
+            dequantise(src, hw, is_signed, neg, sc, dst, nt);
+        } else {
+            dequantise(src, hw, is_signed, neg, sc, w->plane, 0);
+            reverse_rows(w->plane, w->plane2, gh, gw);
+            stream_copy(dst, w->plane2, hw);
         }
-        stream_copy(out + (size_t)c * hw, plane, hw);
     }
 }
 
@@ -343,6 +461,20 @@ static void jerr_message(j_common_ptr ci, int level)
 {
     /* a premature end means invented pixels: refuse, like the reader does */
     if (level < 0 && ci->err->msg_code == JWRN_JPEG_EOF) ((jerr_t *)ci->err)->truncated = 1;
+}
+
+/* Row r of the decoder's output rows. libjpeg-turbo's SIMD colour conversion
+ * writes rows that start on a 16-byte boundary with non-temporal stores, which
+ * sends them to DRAM just before we read them back (measured: the float
+ * conversion then spent most of its time waiting on those loads, ~30 % of the
+ * loader). Rows that start 8 bytes past a 64-byte boundary take its ordinary
+ * store path and stay in cache; the pixels are the same either way. */
+static size_t jpeg_row_stride(int S) { return ((size_t)S * 3 + 63) & ~(size_t)63; }
+static size_t jpeg_rows_bytes(int S) { return LOADER_JPEG_ROWS * jpeg_row_stride(S) + 128; }
+static uint8_t *jpeg_row(uint8_t *buf, int S, int r)
+{
+    uint8_t *base = (uint8_t *)(((uintptr_t)buf + 63) & ~(uintptr_t)63) + 8;
+    return base + (size_t)r * jpeg_row_stride(S);
 }
 
 /* Decodes the crop's JPEG straight into normalised float CHW, mirrored when
@@ -375,19 +507,15 @@ static int decode_image(const dataio_loader *L, scratch_t *w, int flip, float *o
         jpeg_destroy_decompress(&ci);
         return -1;
     }
+    int nt = (uintptr_t)out % 16 == 0 && S % 4 == 0;
     JSAMPROW rows[LOADER_JPEG_ROWS];
-    for (int r = 0; r < LOADER_JPEG_ROWS; r++) rows[r] = w->rows + (size_t)r * S * 3;
+    for (int r = 0; r < LOADER_JPEG_ROWS; r++) rows[r] = jpeg_row(w->rows, S, r);
     while (ci.output_scanline < ci.output_height) {
         int y0 = (int)ci.output_scanline;
         int got = (int)jpeg_read_scanlines(&ci, rows, LOADER_JPEG_ROWS);
         for (int r = 0; r < got; r++) {
-            float *row[3] = {w->plane, w->plane + S, w->plane + 2 * S};
-            rgb_row_to_planes(rows[r], row[0], row[1], row[2], S);
-            for (int c = 0; c < 3; c++) {
-                float *dst = out + c * plane + (size_t)(y0 + r) * S;
-                if (flip) stream_copy_reversed(dst, row[c], S);
-                else stream_copy(dst, row[c], S);
-            }
+            float *dst = out + (size_t)(y0 + r) * S;
+            rgb_row_out(rows[r], dst, dst + plane, dst + 2 * plane, S, flip, nt);
         }
         if (!got) break;
     }
@@ -406,7 +534,8 @@ static void decode_item(dataio_loader *L, scratch_t *w, slot_t *s, int j)
     int64_t g = s->b.index[j];
     int f = shard_of(L, g);
     long local = (long)(g - L->first[f]);
-    dataio_shard_read_packed(L->shards[f], local, &w->packed); /* the only step under the HDF5 lock */
+    /* only the JPEG is read under the HDF5 lock; keypoints and meta are not needed here */
+    dataio_shard_read_packed_parts(L->shards[f], local, DATAIO_PART_JPEG | DATAIO_PART_TARGETS, &w->packed);
     char what[1100], msg[JMSG_LENGTH_MAX];
     snprintf(what, sizeof what, "%s sample %ld", L->paths[f], local);
     int flip = s->b.flipped[j];
@@ -416,7 +545,8 @@ static void decode_item(dataio_loader *L, scratch_t *w, slot_t *s, int j)
     float *outs[DATAIO_NDS] = {s->b.mask + (size_t)j * hw, s->b.heatmap + (size_t)j * 19 * hw,
                                s->b.paf + (size_t)j * 38 * hw, s->b.offset + (size_t)j * 36 * hw,
                                s->b.attention + (size_t)j * 19 * hw};
-    for (int d = 0; d < DATAIO_NDS; d++) unpack_target(L, w, d, flip, outs[d], what);
+    const float *scale = dataio_shard_info(L->shards[f])->scale;
+    for (int d = 0; d < DATAIO_NDS; d++) unpack_target(L, w, d, flip, scale[d], outs[d], what);
     stream_fence();
 }
 
@@ -598,8 +728,13 @@ dataio_loader *dataio_loader_open(const dataio_loader_opts *opts, const dataio_l
     L->scratch = core_calloc(L->nthreads + 1, sizeof *L->scratch);
     for (int i = 0; i <= L->nthreads; i++) {
         L->scratch[i].inflated = core_malloc((size_t)DATAIO_PAF_CH * hw);
-        L->scratch[i].rows = core_malloc((size_t)LOADER_JPEG_ROWS * L->size * 3);
-        L->scratch[i].plane = core_malloc(sizeof(float) * (hw > 3 * (size_t)L->size ? hw : 3 * (size_t)L->size));
+        L->scratch[i].rows = core_malloc(jpeg_rows_bytes(L->size));
+        L->scratch[i].plane = core_malloc(sizeof(float) * hw);
+        L->scratch[i].plane2 = core_malloc(sizeof(float) * hw);
+        CHECK(inflateInit(&L->scratch[i].zs) == Z_OK, "zlib: inflateInit failed");
+#if LOADER_OWN_ADLER
+        CHECK(inflateValidate(&L->scratch[i].zs, 0) == Z_OK, "zlib: inflateValidate failed");
+#endif
     }
     pthread_once(&remaps_once, remaps_make);
     L->threads = core_calloc(L->nthreads ? L->nthreads : 1, sizeof *L->threads);
@@ -704,6 +839,8 @@ void dataio_loader_close(dataio_loader *L)
         free(L->scratch[i].inflated);
         free(L->scratch[i].rows);
         free(L->scratch[i].plane);
+        free(L->scratch[i].plane2);
+        inflateEnd(&L->scratch[i].zs);
     }
     for (int i = 0; i < L->nslots; i++) {
         dataio_batch *b = &L->slots[i].b;

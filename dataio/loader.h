@@ -10,9 +10,10 @@
  * (seed, epoch, sample index). So the global batch, its flips and therefore
  * the whole run are the same on 1 or 64 ranks, and on any thread count.
  *
- * Worker threads read raw chunk bytes under the HDF5 lock (dataio_h5_lock)
- * and do everything else (inflate, JPEG decode, flip, dequantise, NCHW)
- * outside it, `prefetch` batches ahead of the trainer.
+ * Worker threads read each sample's JPEG bytes under the HDF5 lock
+ * (core_h5_lock), its raw target chunks with pread, and do everything else
+ * (inflate, JPEG decode, flip, dequantise, NCHW) outside the lock,
+ * `prefetch` batches ahead of the trainer.
  *
  * Usage:
  *   dataio_loader *L = dataio_loader_open(&opts, resume_or_NULL);

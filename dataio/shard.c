@@ -1,8 +1,9 @@
 #include "dataio/shard.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,16 +12,13 @@
 #include <zlib.h>
 
 #include "core/check.h"
+#include "core/h5util.h"
 #include "dataio/image.h"
 
 const char *const dataio_ds_names[DATAIO_NDS] = {"mask", "heatmap", "paf", "offset", "attention"};
 const int dataio_ds_channels[DATAIO_NDS] = {1, DATAIO_HEAT_CH, DATAIO_PAF_CH, DATAIO_OFF_CH, DATAIO_ATT_CH};
 const float dataio_ds_scale[DATAIO_NDS] = {1.0f / 255, 1.0f / 255, 1.0f / 127, 1.0f / 254, 1.0f / 255};
 static const int ds_signed[DATAIO_NDS] = {0, 0, 1, 1, 0};
-
-static pthread_mutex_t h5_mutex = PTHREAD_MUTEX_INITIALIZER;
-void dataio_h5_lock(void) { pthread_mutex_lock(&h5_mutex); }
-void dataio_h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
 
 static void grow(uint8_t **buf, size_t *cap, size_t need)
 {
@@ -209,11 +207,11 @@ dataio_shard_writer *dataio_shard_writer_open(const char *path, const dataio_sha
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
     w->grid_h = w->grid_w = a->input_size / a->stride;
-    dataio_h5_lock();
+    core_h5_lock();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w->file < 0) {
-        dataio_h5_unlock();
+        core_h5_unlock();
         CORE_DIE("cannot create shard '%s' (directory missing or not writable?)", w->tmp);
     }
     hid_t root = w->file;
@@ -240,14 +238,14 @@ dataio_shard_writer *dataio_shard_writer_open(const char *path, const dataio_sha
         w->ds[d] = make_dataset(w->file, dataio_ds_names[d], type, rank, d == DATAIO_DS_MASK ? sd + 1 : sd, 1);
         attr_write(w->ds[d], "scale", H5T_NATIVE_FLOAT, 0, NULL, &dataio_ds_scale[d]);
     }
-    dataio_h5_unlock();
+    core_h5_unlock();
     return w;
 }
 
 void dataio_shard_writer_add(dataio_shard_writer *w, const dataio_packed *p)
 {
     size_t hw = (size_t)w->grid_h * w->grid_w;
-    dataio_h5_lock();
+    core_h5_lock();
     hsize_t n = (hsize_t)w->n;
     hsize_t ext[4] = {n + 1, 1, (hsize_t)w->grid_h, (hsize_t)w->grid_w};
     for (int d = 0; d < DATAIO_NDS; d++) {
@@ -270,7 +268,7 @@ void dataio_shard_writer_add(dataio_shard_writer *w, const dataio_packed *p)
     H5_CHECK(H5Dwrite(w->jpeg, w->vlen, ms, fs, H5P_DEFAULT, &v), "cannot write jpeg %ld to '%s'", w->n, w->tmp);
     H5Sclose(ms);
     H5Sclose(fs);
-    dataio_h5_unlock();
+    core_h5_unlock();
     /* keypoints/meta kept in memory: ragged rows of p->npersons persons */
     if (w->n == w->cap) {
         w->cap = w->cap ? w->cap * 2 : 64;
@@ -308,7 +306,7 @@ long long dataio_shard_writer_close(dataio_shard_writer *w)
         memcpy(all + i * row, w->kps + at, sizeof(float) * m);
         at += m;
     }
-    dataio_h5_lock();
+    core_h5_lock();
     hsize_t sd[3] = {(hsize_t)P, SKEL_NUM_KP, 3};
     hid_t kd = make_dataset(w->file, "keypoints", H5T_IEEE_F32LE, 4, sd, 0);
     hsize_t e4[4] = {(hsize_t)w->n, (hsize_t)P, SKEL_NUM_KP, 3};
@@ -327,7 +325,7 @@ long long dataio_shard_writer_close(dataio_shard_writer *w)
     H5Tclose(mt);
     close_handles(w);
     H5_CHECK(H5Fclose(w->file), "cannot close shard '%s' (disk full?)", w->tmp);
-    dataio_h5_unlock();
+    core_h5_unlock();
     free(all);
     CHECK(rename(w->tmp, w->path) == 0, "cannot rename '%s' to '%s'", w->tmp, w->path);
     struct stat st;
@@ -342,10 +340,10 @@ long long dataio_shard_writer_close(dataio_shard_writer *w)
 void dataio_shard_writer_abort(dataio_shard_writer *w)
 {
     if (!w) return;
-    dataio_h5_lock();
+    core_h5_lock();
     close_handles(w);
     H5Fclose(w->file);
-    dataio_h5_unlock();
+    core_h5_unlock();
     unlink(w->tmp);
     free(w->kps);
     free(w->kp_n);
@@ -355,14 +353,40 @@ void dataio_shard_writer_abort(dataio_shard_writer *w)
 
 /* ---------------------------------------------------------------- reader */
 
+/* Where one stored target chunk lies in the file; size 0 = read it through HDF5. */
+typedef struct {
+    uint64_t addr;
+    uint32_t size;
+    uint32_t filter_mask;
+} chunk_loc;
+
+#define SHARD_XFER_BUF 4096
+
 struct dataio_shard {
     char path[4096];
     hid_t file, ds[DATAIO_NDS], jpeg, kps, meta, vlen, meta_t;
-    int chunked[DATAIO_NDS]; /* one-sample chunks with deflate or nothing: raw chunk reads */
+    int chunked[DATAIO_NDS];  /* one-sample chunks with deflate or nothing: raw chunk reads */
+    int filtered[DATAIO_NDS]; /* the dataset has a filter (deflate): chunks are deflated unless their mask says not */
     dataio_shard_attrs a;
+    /* Target chunks are read with pread on our own descriptor, outside the
+     * HDF5 lock: HDF5 only tells where they are, once per sample, and the
+     * loader's threads no longer queue for the lock to copy bytes. */
+    int fd;           /* -1: every chunk goes through HDF5 */
+    uint8_t *located; /* [N] loc of this sample filled in (written and read under the HDF5 lock) */
+    chunk_loc *loc;   /* [N][DATAIO_NDS] */
+    dataio_meta *metas; /* [N], read at open: 32 bytes a sample, and one H5Dread less per sample */
+    /* One transfer list with our own conversion buffers and a vlen allocator
+     * that reads the JPEG straight into the caller's buffer: HDF5 otherwise
+     * callocs a 1 MiB conversion buffer on every vlen read, and mallocs,
+     * copies and frees the JPEG bytes. */
+    hid_t dxpl, jpeg_fs, one_ms;
+    uint8_t *tconv, *bkg;
+    dataio_packed *vl_out; /* target of the vlen allocator during one read (under the lock) */
 };
 
-#define RCHECK(r, cond, ...) do { if (!(cond)) { dataio_h5_unlock(); \
+/* Dies still holding the HDF5 lock: no loader thread may enter HDF5 while
+ * exit() runs the library's clean-up. */
+#define RCHECK(r, cond, ...) do { if (!(cond)) { \
     char m_[600]; snprintf(m_, sizeof m_, __VA_ARGS__); CORE_DIE("shard '%s': %s", (r)->path, m_); } } while (0)
 
 static int attr_read_num(hid_t obj, const char *name, hid_t memtype, void *out)
@@ -461,11 +485,82 @@ static int one_sample_chunks(hid_t d)
     return ok;
 }
 
+static void *vl_alloc(size_t size, void *info)
+{
+    dataio_packed *p = ((dataio_shard *)info)->vl_out;
+    grow(&p->jpeg, &p->jpeg_cap, size ? size : 1);
+    return p->jpeg;
+}
+
+static void vl_free(void *ptr, void *info)
+{
+    (void)ptr; /* the buffer is the caller's dataio_packed.jpeg */
+    (void)info;
+}
+
+/* Transfer list, cached spaces and meta, chunk locations (HDF5 lock held). */
+static void open_fast_path(dataio_shard *r)
+{
+    long n = r->a.count;
+    r->tconv = core_malloc(SHARD_XFER_BUF);
+    r->bkg = core_malloc(SHARD_XFER_BUF);
+    r->dxpl = H5Pcreate(H5P_DATASET_XFER);
+    RCHECK(r, r->dxpl >= 0, "H5Pcreate failed");
+    RCHECK(r, H5Pset_buffer(r->dxpl, SHARD_XFER_BUF, r->tconv, r->bkg) >= 0, "H5Pset_buffer failed");
+    RCHECK(r, H5Pset_vlen_mem_manager(r->dxpl, vl_alloc, r, vl_free, r) >= 0, "H5Pset_vlen_mem_manager failed");
+    r->jpeg_fs = H5Dget_space(r->jpeg);
+    hsize_t one = 1;
+    r->one_ms = H5Screate_simple(1, &one, NULL);
+    RCHECK(r, r->jpeg_fs >= 0 && r->one_ms >= 0, "cannot create dataspaces");
+    r->metas = core_calloc(n ? (size_t)n : 1, sizeof *r->metas);
+    if (n) RCHECK(r, H5Dread(r->meta, r->meta_t, H5S_ALL, H5S_ALL, r->dxpl, r->metas) >= 0, "cannot read dataset 'meta'");
+    r->located = core_calloc(n ? (size_t)n : 1, 1);
+    r->loc = core_calloc((n ? (size_t)n : 1) * DATAIO_NDS, sizeof *r->loc);
+    r->fd = -1;
+    for (int d = 0; d < DATAIO_NDS; d++) {
+        hid_t pl = H5Dget_create_plist(r->ds[d]);
+        RCHECK(r, pl >= 0, "cannot get the creation properties of '%s'", dataio_ds_names[d]);
+        int nf = H5Pget_nfilters(pl);
+        RCHECK(r, nf >= 0 && H5Pclose(pl) >= 0, "cannot get the filters of '%s'", dataio_ds_names[d]);
+        r->filtered[d] = nf > 0;
+    }
+    /* Chunk addresses are relative to the userblock; neither our writer nor
+     * h5py writes one, and a file that has one simply reads through HDF5. */
+    hid_t fcpl = H5Fget_create_plist(r->file);
+    hsize_t ub = 1;
+    RCHECK(r, fcpl >= 0 && H5Pget_userblock(fcpl, &ub) >= 0 && H5Pclose(fcpl) >= 0, "cannot get the file creation properties");
+    if (ub == 0) {
+        r->fd = open(r->path, O_RDONLY | O_CLOEXEC);
+        RCHECK(r, r->fd >= 0, "cannot open the file for reading: %s", strerror(errno));
+    }
+}
+
+/* Sample i's chunk addresses (HDF5 lock held). */
+static void locate(dataio_shard *r, long i)
+{
+    for (int d = 0; d < DATAIO_NDS; d++) {
+        chunk_loc *c = &r->loc[(size_t)i * DATAIO_NDS + d];
+        c->size = 0;
+        if (!r->chunked[d] || r->fd < 0) continue;
+        hsize_t off[4] = {(hsize_t)i, 0, 0, 0}, size = 0;
+        haddr_t addr = HADDR_UNDEF;
+        unsigned fm = 0;
+        RCHECK(r, H5Dget_chunk_info_by_coord(r->ds[d], off, &fm, &addr, &size) >= 0, "cannot locate the %s chunk of sample %ld",
+               dataio_ds_names[d], i);
+        /* an unwritten chunk (fill value) and absurd sizes take the HDF5 path */
+        if (addr == HADDR_UNDEF || size == 0 || size > UINT32_MAX) continue;
+        c->addr = addr;
+        c->size = (uint32_t)size;
+        c->filter_mask = fm;
+    }
+    r->located[i] = 1;
+}
+
 dataio_shard *dataio_shard_open(const char *path)
 {
     dataio_shard *r = core_calloc(1, sizeof *r);
     snprintf(r->path, sizeof r->path, "%s", path);
-    dataio_h5_lock();
+    core_h5_lock();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     RCHECK(r, access(path, R_OK) == 0, "cannot read the file");
     RCHECK(r, H5Fis_hdf5(path) > 0, "not an HDF5 file");
@@ -544,23 +639,31 @@ dataio_shard *dataio_shard_open(const char *path)
         H5Tclose(ft);
     }
     r->vlen = H5Tvlen_create(H5T_NATIVE_UINT8);
+    RCHECK(r, r->vlen >= 0, "H5Tvlen_create failed");
     a->count = n;
-    dataio_h5_unlock();
+    open_fast_path(r);
+    core_h5_unlock();
     return r;
 }
 
 void dataio_shard_close(dataio_shard *r)
 {
     if (!r) return;
-    dataio_h5_lock();
-    for (int d = 0; d < DATAIO_NDS; d++) H5Dclose(r->ds[d]);
-    H5Dclose(r->jpeg);
-    H5Dclose(r->kps);
-    H5Dclose(r->meta);
-    H5Tclose(r->vlen);
-    H5Tclose(r->meta_t);
-    H5Fclose(r->file);
-    dataio_h5_unlock();
+    core_h5_lock();
+    int ok = 1;
+    for (int d = 0; d < DATAIO_NDS; d++) ok &= H5Dclose(r->ds[d]) >= 0;
+    ok &= H5Dclose(r->jpeg) >= 0 && H5Dclose(r->kps) >= 0 && H5Dclose(r->meta) >= 0;
+    ok &= H5Tclose(r->vlen) >= 0 && H5Tclose(r->meta_t) >= 0;
+    ok &= H5Pclose(r->dxpl) >= 0 && H5Sclose(r->jpeg_fs) >= 0 && H5Sclose(r->one_ms) >= 0;
+    ok &= H5Fclose(r->file) >= 0;
+    RCHECK(r, ok, "cannot close the file");
+    core_h5_unlock();
+    if (r->fd >= 0) close(r->fd);
+    free(r->metas);
+    free(r->located);
+    free(r->loc);
+    free(r->tconv);
+    free(r->bkg);
     free(r);
 }
 
@@ -586,68 +689,82 @@ static hid_t select_row(dataio_shard *r, hid_t d, long i, hid_t *mem)
     return fs;
 }
 
-void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out)
+static void pread_full(dataio_shard *r, const chunk_loc *c, uint8_t *dst, int d, long i)
+{
+    size_t got = 0;
+    while (got < c->size) {
+        ssize_t k = pread(r->fd, dst + got, c->size - got, (off_t)(c->addr + got));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            /* as RCHECK: no other thread enters HDF5 while exit() cleans it up */
+            core_h5_lock();
+            CORE_DIE("shard '%s': cannot read the %s chunk of sample %ld (%s)", r->path, dataio_ds_names[d], i,
+                     k < 0 ? strerror(errno) : "file truncated?");
+        }
+        got += (size_t)k;
+    }
+}
+
+void dataio_shard_read_packed_parts(dataio_shard *r, long i, unsigned parts, dataio_packed *out)
 {
     const dataio_shard_attrs *a = &r->a;
     CHECK(i >= 0 && i < a->count, "shard '%s': sample %ld out of range [0, %ld)", r->path, i, a->count);
     size_t hw = (size_t)a->grid_h * a->grid_w;
-    dataio_h5_lock();
-    for (int d = 0; d < DATAIO_NDS; d++) {
-        size_t raw_len = dataio_ds_channels[d] * hw;
-        hsize_t off[4] = {(hsize_t)i, 0, 0, 0}, nbytes = 0;
-        if (r->chunked[d] && H5Dget_chunk_storage_size(r->ds[d], off, &nbytes) >= 0 && nbytes > 0) {
-            grow(&out->chunk[d], &out->chunk_cap[d], nbytes);
-            uint32_t fm = 0;
-            RCHECK(r, H5Dread_chunk(r->ds[d], H5P_DEFAULT, off, &fm, out->chunk[d]) >= 0,
-                   "cannot read %s chunk of sample %ld", dataio_ds_names[d], i);
-            out->chunk_len[d] = nbytes;
-            /* a filter that was skipped for this chunk (or no filter at all) leaves raw bytes */
-            hid_t pl = H5Dget_create_plist(r->ds[d]);
-            int nf = H5Pget_nfilters(pl);
-            H5Pclose(pl);
-            out->raw[d] = nf == 0 || (fm & 1u);
-        } else {
+    const chunk_loc *loc = &r->loc[(size_t)i * DATAIO_NDS];
+    core_h5_lock();
+    if (parts & DATAIO_PART_TARGETS) {
+        if (!r->located[i]) locate(r, i);
+        for (int d = 0; d < DATAIO_NDS; d++) {
+            if (loc[d].size) continue; /* read below, outside the lock */
+            size_t raw_len = dataio_ds_channels[d] * hw;
             grow(&out->chunk[d], &out->chunk_cap[d], raw_len);
             hid_t ms, fs = select_row(r, r->ds[d], i, &ms);
             /* the memory type must keep the sign, or HDF5 clips negatives to 0 */
             hid_t mt = ds_signed[d] ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8;
-            RCHECK(r, H5Dread(r->ds[d], mt, ms, fs, H5P_DEFAULT, out->chunk[d]) >= 0,
-                   "cannot read %s of sample %ld", dataio_ds_names[d], i);
-            H5Sclose(ms);
-            H5Sclose(fs);
+            RCHECK(r, H5Dread(r->ds[d], mt, ms, fs, r->dxpl, out->chunk[d]) >= 0, "cannot read %s of sample %ld",
+                   dataio_ds_names[d], i);
+            RCHECK(r, H5Sclose(ms) >= 0 && H5Sclose(fs) >= 0, "H5Sclose failed");
             out->chunk_len[d] = raw_len;
             out->raw[d] = 1;
         }
     }
-    {
-        hid_t ms, fs = select_row(r, r->jpeg, i, &ms);
+    if (parts & DATAIO_PART_JPEG) {
+        hsize_t start = (hsize_t)i, cnt = 1;
+        RCHECK(r, H5Sselect_hyperslab(r->jpeg_fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL) >= 0, "cannot select sample %ld", i);
         hvl_t v = {0, NULL};
-        RCHECK(r, H5Dread(r->jpeg, r->vlen, ms, fs, H5P_DEFAULT, &v) >= 0, "cannot read jpeg of sample %ld", i);
-        grow(&out->jpeg, &out->jpeg_cap, v.len);
-        memcpy(out->jpeg, v.p, v.len);
+        r->vl_out = out;
+        RCHECK(r, H5Dread(r->jpeg, r->vlen, r->one_ms, r->jpeg_fs, r->dxpl, &v) >= 0, "cannot read jpeg of sample %ld", i);
+        r->vl_out = NULL;
         out->jpeg_len = v.len;
-        H5Dvlen_reclaim(r->vlen, ms, H5P_DEFAULT, &v);
-        H5Sclose(ms);
-        H5Sclose(fs);
     }
-    {
+    if (parts & DATAIO_PART_KEYPOINTS) {
         int P = a->max_persons;
         if (P > out->kp_cap) {
             out->keypoints = core_realloc(out->keypoints, sizeof(float) * P * SKEL_NUM_KP * 3);
             out->kp_cap = P;
         }
         hid_t ms, fs = select_row(r, r->kps, i, &ms);
-        RCHECK(r, H5Dread(r->kps, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out->keypoints) >= 0,
+        RCHECK(r, H5Dread(r->kps, H5T_NATIVE_FLOAT, ms, fs, r->dxpl, out->keypoints) >= 0,
                "cannot read keypoints of sample %ld", i);
-        H5Sclose(ms);
-        H5Sclose(fs);
+        RCHECK(r, H5Sclose(ms) >= 0 && H5Sclose(fs) >= 0, "H5Sclose failed");
         out->npersons = P;
-        fs = select_row(r, r->meta, i, &ms);
-        RCHECK(r, H5Dread(r->meta, r->meta_t, ms, fs, H5P_DEFAULT, &out->meta) >= 0, "cannot read meta of sample %ld", i);
-        H5Sclose(ms);
-        H5Sclose(fs);
     }
-    dataio_h5_unlock();
+    core_h5_unlock();
+    if (parts & DATAIO_PART_META) out->meta = r->metas[i];
+    if (parts & DATAIO_PART_TARGETS)
+        for (int d = 0; d < DATAIO_NDS; d++) {
+            if (!loc[d].size) continue;
+            grow(&out->chunk[d], &out->chunk_cap[d], loc[d].size);
+            pread_full(r, &loc[d], out->chunk[d], d, i);
+            out->chunk_len[d] = loc[d].size;
+            /* filter mask bit 0: deflate was skipped for this chunk */
+            out->raw[d] = !r->filtered[d] || (loc[d].filter_mask & 1u);
+        }
+}
+
+void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out)
+{
+    dataio_shard_read_packed_parts(r, i, DATAIO_PART_ALL, out);
 }
 
 void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, dataio_sample *s, const char *what)

@@ -4,9 +4,9 @@
  * (quantise + deflate + JPEG-encode: dataio_pack_sample; inflate + dequantise
  * + JPEG-decode: dataio_unpack_sample) and an HDF5 part (writer, reader) that
  * copies raw chunk bytes. HDF5 is not thread-safe, so every HDF5 call in
- * dataio holds one process-wide lock; other code that calls HDF5 while a
- * loader thread may be reading (checkpoints, forward outputs) takes the same
- * lock with dataio_h5_lock()/dataio_h5_unlock(). */
+ * dataio holds the process-wide lock of core/h5util.h (core_h5_lock); other
+ * code that calls HDF5 while a loader thread may be reading takes the same
+ * lock. */
 #ifndef SSPOSE_DATAIO_SHARD_H
 #define SSPOSE_DATAIO_SHARD_H
 
@@ -78,8 +78,12 @@ long dataio_shard_count(const dataio_shard *r);
 const dataio_shard_attrs *dataio_shard_info(const dataio_shard *r);
 
 /* Copies sample i's stored bytes (no decompression, no decoding); takes the
- * HDF5 lock itself, so loader threads may call it concurrently. */
+ * HDF5 lock itself, so loader threads may call it concurrently. Target chunks
+ * of one-sample-chunked datasets are read with pread outside the lock. */
 void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out);
+/* The same for some parts only (the loader needs no keypoints or meta). */
+enum { DATAIO_PART_JPEG = 1, DATAIO_PART_TARGETS = 2, DATAIO_PART_KEYPOINTS = 4, DATAIO_PART_META = 8, DATAIO_PART_ALL = 15 };
+void dataio_shard_read_packed_parts(dataio_shard *r, long i, unsigned parts, dataio_packed *out);
 /* Inflates, dequantises and decodes the JPEG into s, which must have been
  * initialised with the shard's sizes (dataio_shard_sample_init). Thread-safe,
  * no HDF5. Dies on corrupt data, naming `what` (e.g. "shard.h5 sample 3"). */
@@ -88,8 +92,5 @@ void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, d
 void dataio_shard_read(dataio_shard *r, long i, dataio_sample *s);
 /* Initialises s with the shard's S, grid and P. */
 void dataio_shard_sample_init(const dataio_shard *r, dataio_sample *s);
-
-void dataio_h5_lock(void);
-void dataio_h5_unlock(void);
 
 #endif

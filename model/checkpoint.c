@@ -33,31 +33,36 @@ void model_ckpt_save(const char *path, model_net *net, const float *momentum, in
     size_t n = model_num_floats(net);
     float *host = core_malloc(n * sizeof(float));
     char tmp[4200];
+    /* The trainer saves while loader threads read shards: HDF5 calls hold the
+     * process-wide lock, device copies and the final fsync do not, so the
+     * loader keeps decoding through most of a save. */
+    model_params_to_host(net, host);
     hid_t f = core_h5_create_tmp(path, tmp, sizeof tmp);
+    core_h5_lock();
     core_h5_attr_str(f, "format", MODEL_CKPT_FORMAT);
     core_h5_attr_i64(f, "version", MODEL_CKPT_VERSION);
     core_h5_attr_i64(f, "step", step);
     core_h5_attr_str(f, "config", config_text);
-
-    model_params_to_host(net, host);
     write_tensors(f, net, "/params", host);
+    core_h5_unlock();
     if (momentum)
         be->download(be, host, momentum, n);
     else
         memset(host, 0, n * sizeof(float));
+    core_h5_lock();
     write_tensors(f, net, "/optim/momentum", host);
-    free(host);
-
     if (write_state) {
         hid_t g = H5Gcreate2(f, "/state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         H5_CHECK(g, "cannot create /state in '%s'", tmp);
         write_state(g, ctx);
-        H5Gclose(g);
+        H5_CHECK(H5Gclose(g), "cannot close /state in '%s'", tmp);
     }
+    core_h5_unlock();
+    free(host);
     core_h5_commit(f, tmp, path);
 }
 
-/* Opens and checks the header; -1 with a reason otherwise. */
+/* Opens and checks the header; -1 with a reason otherwise. The caller holds the HDF5 lock. */
 static hid_t open_checked(const char *path, char *err, size_t errlen)
 {
     core_h5_quiet();
@@ -95,10 +100,12 @@ static hid_t open_checked(const char *path, char *err, size_t errlen)
 char *model_ckpt_read_config(const char *path)
 {
     char err[512];
+    core_h5_lock();
     hid_t f = open_checked(path, err, sizeof err);
+    char *cfg = f >= 0 ? core_h5_attr_read_str(f, "config") : NULL;
+    if (f >= 0) H5_CHECK(H5Fclose(f), "cannot close checkpoint '%s'", path);
+    core_h5_unlock();
     CHECK(f >= 0, "%s", err);
-    char *cfg = core_h5_attr_read_str(f, "config");
-    H5Fclose(f);
     CHECK(cfg, "checkpoint '%s' has no config attribute", path);
     return cfg;
 }
@@ -123,8 +130,12 @@ static int read_tensors(hid_t f, model_net *net, const char *prefix, float *host
 int model_ckpt_try_load(const char *path, model_net *net, float *momentum, int64_t *step,
                         model_ckpt_state_fn read_state, void *ctx, char *err, size_t errlen)
 {
+    core_h5_lock();
     hid_t f = open_checked(path, err, errlen);
-    if (f < 0) return -1;
+    if (f < 0) {
+        core_h5_unlock();
+        return -1;
+    }
     size_t n = model_num_floats(net);
     /* calloc: the alignment padding between tensors must load as zeros */
     float *w = core_calloc(n, sizeof(float)), *mom = momentum ? core_calloc(n, sizeof(float)) : NULL;
@@ -147,11 +158,23 @@ int model_ckpt_try_load(const char *path, model_net *net, float *momentum, int64
             rc = -1;
         } else {
             hid_t g = H5Gopen2(f, "/state", H5P_DEFAULT);
-            read_state(g, ctx);
-            H5Gclose(g);
+            if (g < 0) {
+                snprintf(err, errlen, "checkpoint '%s': cannot open /state (corrupt?)", path);
+                rc = -1;
+            } else {
+                read_state(g, ctx);
+                if (H5Gclose(g) < 0 && !rc) {
+                    snprintf(err, errlen, "checkpoint '%s': cannot close /state (corrupt?)", path);
+                    rc = -1;
+                }
+            }
         }
     }
-    H5Fclose(f);
+    if (H5Fclose(f) < 0 && !rc) {
+        snprintf(err, errlen, "cannot close checkpoint '%s' (corrupt?)", path);
+        rc = -1;
+    }
+    core_h5_unlock();
     if (!rc) {
         model_params_from_host(net, w);
         if (mom) {

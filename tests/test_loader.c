@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "core/config.h"
+#include "core/h5util.h"
 #include "dataio/loader.h"
 #include "dataio/shard.h"
 #include "test_loader_fixture.h"
@@ -334,6 +335,56 @@ static void alloc_hooks_own_the_buffers(void)
     T_CHECK(n_free == n_alloc);
 }
 
+/* Checkpoint-style HDF5 writes and reads on the caller's thread while three
+ * workers read shards: every HDF5 call holds core_h5_lock, which is recursive
+ * (taken twice here, as by a caller that already holds it), so nothing
+ * deadlocks and the batches equal those of a run without the writes. */
+static void hdf5_writes_while_loading(void)
+{
+    rec_t ref;
+    record(1, 5, 8, 11, 0.5, 3, 4, NULL, &ref);
+    dataio_loader_opts o = opts_for(0, 1, 5, 11, 0.5, 3, 4);
+    dataio_loader *L = dataio_loader_open(&o, NULL);
+    enum { NV = 50000 };
+    float *vals = core_malloc(NV * sizeof(float)), *back = core_malloc(NV * sizeof(float));
+    float *one = core_malloc(SAMPLE_FLOATS * sizeof(float));
+    for (int t = 0; t < 8; t++) {
+        const dataio_batch *b = dataio_loader_next(L);
+        for (int i = 0; i < NV; i++) vals[i] = (float)(t * NV + i);
+        char path[600], tmp[700], err[300];
+        snprintf(path, sizeof path, "%s/ckpt-%d.h5", t_tmpdir(), t);
+        hid_t f = core_h5_create_tmp(path, tmp, sizeof tmp);
+        core_h5_lock();
+        core_h5_lock();
+        int64_t dims[1] = {NV};
+        core_h5_write_f32(f, "/params/w", 1, dims, vals);
+        core_h5_attr_i64(f, "step", t);
+        core_h5_unlock();
+        core_h5_unlock();
+        core_h5_commit(f, tmp, path);
+        core_h5_lock();
+        hid_t g = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        int64_t step = -1;
+        int ok = g >= 0 && core_h5_read_f32(g, "/params/w", 1, dims, back, err, sizeof err) == 0 &&
+                 core_h5_attr_read_i64(g, "step", &step) == 0;
+        if (g >= 0) ok &= H5Fclose(g) >= 0;
+        core_h5_unlock();
+        T_CHECKF(ok && step == t && !memcmp(vals, back, NV * sizeof(float)), "step %d: file written under load differs", t);
+        for (int j = 0; j < 5; j++) {
+            size_t at = (size_t)t * 5 + j;
+            pack_sample(b, j, one);
+            T_CHECKF(b->index[j] == ref.index[at] && !memcmp(one, ref.data + at * SAMPLE_FLOATS, SAMPLE_FLOATS * sizeof(float)),
+                     "step %d sample %d differs from the run without HDF5 writes", t, j);
+        }
+        dataio_loader_release(L, b);
+    }
+    dataio_loader_close(L);
+    free(vals);
+    free(back);
+    free(one);
+    rec_free(&ref);
+}
+
 static void opts_from_config(void)
 {
     core_config cfg;
@@ -367,6 +418,7 @@ int main(void)
     T_RUN(flip_twice_is_identity);
     T_RUN(epoch_drops_incomplete_batch);
     T_RUN(alloc_hooks_own_the_buffers);
+    T_RUN(hdf5_writes_while_loading);
     T_RUN(opts_from_config);
     T_EXIT();
 }

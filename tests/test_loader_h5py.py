@@ -2,6 +2,7 @@
 dequantisation, the SPEC's left/right mirror tables, rank shares, and bad input."""
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -23,9 +24,9 @@ DS = [("heatmap", np.uint8, 19, 255.0), ("paf", np.int8, 38, 127.0), ("offset", 
       ("attention", np.uint8, 19, 255.0), ("mask", np.uint8, 1, 255.0)]
 
 
-def write_shard(path, n, seed, corrupt=None, fmt="sspose-shard"):
+def write_shard(path, n, seed, corrupt=None, fmt="sspose-shard", userblock=0):
     rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", userblock_size=userblock) as f:
         for k, v in dict(format=fmt, version=1, input_size=S, stride=FD, sigma=7.0, paf_width=1.0,
                          num_keypoints=18, num_limbs=19, source="h5py", seed=seed, augment="none").items():
             f.attrs[k] = v
@@ -214,8 +215,71 @@ def test_corrupt_jpeg_in_worker():
         bad_input("corrupt JPEG", "--batch", 12, "--steps", 1, "--threads", 4, "--prefetch", 3, glob=p)
 
 
+def test_file_scale_is_used():
+    """Targets are dequantised with each file's own scale attribute, as the reader does."""
+    p = os.path.join(H.TMP, "scaled.h5")
+    shutil.copy(os.path.join(H.TMP, "h5py-0.h5"), p)
+    with h5py.File(p, "r+") as f:
+        f["heatmap"].attrs["scale"] = np.float32(0.5 / 255)
+        f["paf"].attrs["scale"] = np.float32(2.0 / 127)
+    dump = os.path.join(H.TMP, "scaled.bin")
+    run_tool("--batch", 5, "--steps", 2, "--seed", 3, "--flip", 0.5, "--dump", dump, glob=p)
+    d = read_dump(dump, 5, 2)
+    assert 0 < d["flipped"].sum() < 10
+    for rec in d:
+        g, fl = int(rec["index"]), rec["flipped"]
+        got, ref = split(rec["data"]), reference(g, fl)
+        arrays = SHARDS[0][0]
+        hm = arrays["heatmap"][g].astype(np.float32) * np.float32(0.5 / 255)
+        pf = arrays["paf"][g].astype(np.float32) * np.float32(2.0 / 127)
+        if fl:
+            hm = hm[KP_MIRROR + [18], :, ::-1]
+            pf = pf[[2 * LIMB_MIRROR[c // 2] + c % 2 for c in range(38)], :, ::-1]
+            pf[0::2] *= -1
+        assert np.array_equal(got["heatmap"], hm.ravel()), g
+        assert np.array_equal(got["paf"], pf.ravel()), g
+        assert np.allclose(got["offset"], ref["offset"].ravel(), rtol=1e-6, atol=1e-7)
+
+
+def test_corrupt_chunk_in_worker():
+    """A target chunk whose Adler-32 trailer or deflate data is damaged ends the run with one line."""
+    for what in ("trailer", "data"):
+        p = os.path.join(H.TMP, f"badz-{what}.h5")
+        shutil.copy(os.path.join(H.TMP, "h5py-0.h5"), p)
+        with h5py.File(p, "r+") as f:
+            d = f["heatmap"]
+            fm, raw = d.id.read_direct_chunk((3, 0, 0, 0))
+            raw = bytearray(raw)
+            if what == "trailer":
+                raw[-1] ^= 0x01  # inflates fine, only the checksum tells
+            else:
+                raw[2:len(raw) - 4] = bytes(len(raw) - 6)
+            d.id.write_direct_chunk((3, 0, 0, 0), bytes(raw), fm)
+        for threads in (0, 3):
+            bad_input(f"badz-{what}.h5 sample 3: corrupt heatmap chunk", "--batch", 5, "--steps", 2, "--threads", threads,
+                      glob=p)
+
+
+def test_userblock_file_reads_the_same():
+    """With a userblock, chunk addresses are not file offsets: the loader reads through HDF5, same output."""
+    d = os.path.join(H.TMP, "ub")
+    os.makedirs(d, exist_ok=True)
+    p = os.path.join(d, "ub.h5")
+    write_shard(p, 5, 1, userblock=512)
+    with open(p, "rb") as f:
+        assert f.read(512) == bytes(512) and f.read(8) == b"\x89HDF\r\n\x1a\n"
+    a, b = os.path.join(H.TMP, "plain.bin"), os.path.join(H.TMP, "ub.bin")
+    for glob, dump in ((os.path.join(H.TMP, "h5py-0.h5"), a), (p, b)):
+        run_tool("--batch", 5, "--steps", 3, "--seed", 6, "--flip", 0.5, "--threads", 2, "--dump", dump, glob=glob)
+    x, y = read_dump(a, 5, 3), read_dump(b, 5, 3)
+    assert 0 < x["flipped"].sum() < 15
+    assert np.array_equal(x["index"], y["index"]) and np.array_equal(x["flipped"], y["flipped"])
+    assert np.array_equal(x["data"], y["data"])
+
+
 for t in [test_matches_numpy_reference, test_rank_shares_union, test_resume_from_printed_state,
           test_bad_glob_no_match, test_glob_lists, test_too_few_samples, test_bad_resume_state, test_not_a_shard,
-          test_corrupt_jpeg_in_worker]:
+          test_corrupt_jpeg_in_worker, test_file_scale_is_used, test_corrupt_chunk_in_worker,
+          test_userblock_file_reads_the_same]:
     H.run(t)
 H.end()

@@ -167,11 +167,11 @@ static char *peek_config(const char *path)
 {
     core_h5_quiet();
     if (H5Fis_hdf5(path) <= 0) return NULL;
-    dataio_h5_lock();
+    core_h5_lock();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     char *text = f >= 0 ? core_h5_attr_read_str(f, "config") : NULL;
     if (f >= 0) H5Fclose(f);
-    dataio_h5_unlock();
+    core_h5_unlock();
     return text;
 }
 
@@ -322,10 +322,7 @@ static void save_checkpoint(run_ctx *r)
         trainer_ckpt_path(r->rundir, (long)r->st.step, path, sizeof path);
         trainer_batches_state(r->data, &r->st.loader);
         double t0 = now_s();
-        /* HDF5 is not thread-safe; the loader's threads read shards under this lock. */
-        dataio_h5_lock();
         model_ckpt_save(path, r->net, r->momentum, r->st.step, r->config_text, write_state, &r->st);
-        dataio_h5_unlock();
         trainer_ckpt_prune(r->rundir, r->cfg->train.keep);
         core_info("checkpoint %s (%.1f s)", path, now_s() - t0);
     }
@@ -354,9 +351,7 @@ static int resume_from_rundir(run_ctx *r)
                 check_model_keys(then, r->config_text, path);
                 free(then);
             }
-            dataio_h5_lock();
             int rc = model_ckpt_try_load(path, r->net, r->momentum, &step, read_state, &io, err, sizeof err);
-            dataio_h5_unlock();
             if (rc == 0 && io.err[0]) {
                 snprintf(err, sizeof err, "checkpoint '%s': %s", path, io.err);
                 rc = -1;
