@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/check.h"
@@ -70,7 +71,7 @@ static cJSON *axis_json(const trainer_plot_axis *a)
 
 /* The layout as JSON, in output pixels (points for SVG/PDF), so that tests and
  * scripts can map values to positions: docs/plot.md. */
-static void dump_layout(const char *path, const trainer_plot_figure *fig, int fmt, double k,
+static void dump_layout(FILE *f, const char *path, const trainer_plot_figure *fig, int fmt, double k,
                         const trainer_plot_select *sel)
 {
     cJSON *j = cJSON_CreateObject();
@@ -144,19 +145,10 @@ static void dump_layout(const char *path, const trainer_plot_figure *fig, int fm
     char *text = cJSON_Print(j);
     CHECK(text, "plot: cannot format the layout JSON");
     cJSON_Delete(j);
-    if (!strcmp(path, "-")) {
-        fputs(text, stdout);
-        fputc('\n', stdout);
-        fflush(stdout);
-        CHECK(!ferror(stdout), "plot: cannot write the layout to stdout");
-    } else {
-        FILE *f = fopen(path, "w");
-        CHECK(f, "plot: cannot write %s: %s", path, strerror(errno));
-        int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-        ok &= fclose(f) == 0;
-        CHECK(ok, "plot: cannot write %s: %s", path, strerror(errno));
-    }
+    int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
     free(text);
+    ok &= f == stdout ? fflush(f) == 0 : fclose(f) == 0;
+    CHECK(ok, "plot: cannot write %s: %s", f == stdout ? "the layout to stdout" : path, strerror(errno));
 }
 
 static void default_title(const trainer_plot_run *runs, int n, char *out, size_t len)
@@ -171,6 +163,9 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
     CHECK(nruns > 0, "plot: no RUNDIR given (see 'sspose plot --help')");
     CHECK(o->out, "plot: --out FILE.png|svg|pdf is required (see 'sspose plot --help')");
     const int fmt = trainer_plot_format(o->out);
+    struct stat ost;
+    /* the rename at the end would fail only after all the drawing */
+    CHECK(stat(o->out, &ost) != 0 || !S_ISDIR(ost.st_mode), "plot: cannot write %s: Is a directory", o->out);
 
     trainer_plot_run *runs = core_calloc(nruns, sizeof *runs);
     for (int i = 0; i < nruns; i++) trainer_plot_run_load(&runs[i], rundirs[i]);
@@ -197,6 +192,7 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
     }
     if (sel.x_time) snprintf(fig.x_label, sizeof fig.x_label, "training time (%s)", sel.x_unit);
     else snprintf(fig.x_label, sizeof fig.x_label, "step");
+    fig.x_integer = !sel.x_time;
 
     /* Open the output before any warning, so that bad input still ends in exactly one line. */
     size_t len = strlen(o->out) + 32;
@@ -204,6 +200,18 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
     snprintf(tmp, len, "%s.tmp%d", o->out, (int)getpid());
     FILE *f = fopen(tmp, "wb");
     CHECK(f, "plot: cannot write %s: %s", o->out, strerror(errno));
+    FILE *lf = NULL;
+    if (o->dump_layout && strcmp(o->dump_layout, "-")) {
+        lf = fopen(o->dump_layout, "w");
+        if (!lf) {
+            int e = errno;
+            fclose(f);
+            unlink(tmp);
+            CORE_DIE("plot: cannot write %s: %s", o->dump_layout, strerror(e));
+        }
+    } else if (o->dump_layout) {
+        lf = stdout;
+    }
 
     for (int i = 0; i < nruns; i++) trainer_plot_run_warn(&runs[i]);
     for (int i = 0; i < np; i++) {
@@ -251,7 +259,7 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
     }
     free(tmp);
 
-    if (o->dump_layout) dump_layout(o->dump_layout, &fig, fmt, k, &sel);
+    if (lf) dump_layout(lf, o->dump_layout, &fig, fmt, k, &sel);
 
     trainer_plot_figure_free(&fig);
     trainer_plot_panels_free(panels, np);

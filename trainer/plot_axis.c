@@ -91,6 +91,8 @@ static void linear_ticks(trainer_plot_axis *a, int target)
 {
     double step = trainer_plot_nice_step((a->hi - a->lo) / target);
     while ((a->hi - a->lo) / step > TRAINER_PLOT_MAX_TICKS - 1) step = trainer_plot_nice_step(step * 1.01);
+    if (a->integer && step < 1) step = 1;
+    if (a->integer && step == 2.5) step = 2; /* 2.5 steps would land between whole numbers */
     /* Multiples of an integer index, not repeated additions, so 0.1 steps stay round. */
     double i0 = ceil(a->lo / step - 1e-9);
     a->nticks = 0;
@@ -154,7 +156,12 @@ static void log_ticks(trainer_plot_axis *a, int target)
         }
         return;
     }
-    /* Under two decades: round mantissas, then every digit, then plain linear ticks. */
+    /* Under a decade, linear round ticks cover the axis best (6000, 8000, .. 14000 where
+     * mantissas would stop at 10000); up to two decades, round mantissas, then every digit. */
+    if (lhi - llo < 1) {
+        linear_ticks(a, target);
+        return;
+    }
     int n = mantissa_ticks(a, d125, 3, all, TRAINER_PLOT_MAX_TICKS);
     if (n < 3 || n > target + 2) {
         n = mantissa_ticks(a, d19, 9, all, TRAINER_PLOT_MAX_TICKS);

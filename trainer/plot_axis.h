@@ -11,6 +11,7 @@
 typedef struct trainer_plot_axis {
     double lo, hi; /* shown range, in data units (not logs); lo < hi, both > 0 on a log axis */
     int log;
+    int integer; /* ticks only at whole numbers (steps): set before trainer_plot_axis_ticks */
     int nticks;
     double ticks[TRAINER_PLOT_MAX_TICKS]; /* labelled, inside [lo, hi] */
     char labels[TRAINER_PLOT_MAX_TICKS][TRAINER_PLOT_LABEL];

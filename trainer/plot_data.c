@@ -80,7 +80,7 @@ static void flatten(flat_ctx *f, const cJSON *node, char *path, size_t len)
 static char *nan_tokens_to_null(const char *s)
 {
     size_t n = strlen(s);
-    char *out = core_malloc(n + 1);
+    char *out = core_malloc(2 * n + 1); /* "nan" -> "null" grows: at most 4 bytes for 3 */
     size_t o = 0;
     int in_str = 0;
     for (size_t i = 0; i < n;) {
@@ -408,13 +408,16 @@ void trainer_plot_runs_label(trainer_plot_run *runs, int n, int max_keys)
         runs[i].name = core_strdup(base);
     }
     /* Sweeps often nest as sweep/lr1/run, sweep/lr2/run: same names need the path. */
+    char *clash = core_calloc(n, 1);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++)
-            if (i != j && !strcmp(runs[i].name, runs[j].name) && strcmp(runs[i].dir, runs[j].dir)) {
-                free(runs[i].name);
-                runs[i].name = core_strdup(runs[i].dir);
-                break;
-            }
+            clash[i] |= i != j && !strcmp(runs[i].name, runs[j].name) && strcmp(runs[i].dir, runs[j].dir);
+    for (int i = 0; i < n; i++)
+        if (clash[i]) {
+            free(runs[i].name);
+            runs[i].name = core_strdup(runs[i].dir);
+        }
+    free(clash);
 
     /* Keys whose values differ, in the order of the first run that has a config. */
     int nkeys = 0, capk = 0;

@@ -260,6 +260,7 @@ void trainer_plot_layout(trainer_plot_figure *fig, cairo_t *cr)
         }
     trainer_plot_axis xa;
     trainer_plot_axis_range(&xa, xlo, xhi, 0, 0.02);
+    xa.integer = fig->x_integer;
 
     const double cw = (W - 2 * PAD) / fig->cols, ch = (H - top - PAD) / fig->rows;
     for (int i = 0; i < np; i++) {

@@ -17,6 +17,7 @@ typedef struct trainer_plot_figure {
     double width, height;
     char title[512];
     char x_label[32];
+    int x_integer; /* x is the step: ticks at whole numbers */
     int cols, rows;
     const trainer_plot_run *runs;
     int nruns;
@@ -32,8 +33,8 @@ typedef struct trainer_plot_figure {
 /* Default figure size for n panels in `cols` columns (0: automatic); sets *cols. */
 void trainer_plot_default_size(int npanels, int *cols, double *w, double *h);
 
-/* Lays the figure out on `cr` (for text sizes); fig->width/height/cols/title/x_label,
- * runs and panels must be set. */
+/* Lays the figure out on `cr` (for text sizes); fig->width/height/cols/title/x_label/
+ * x_integer, runs and panels must be set. */
 void trainer_plot_layout(trainer_plot_figure *fig, cairo_t *cr);
 void trainer_plot_render(const trainer_plot_figure *fig, cairo_t *cr);
 void trainer_plot_figure_free(trainer_plot_figure *fig);
