@@ -127,6 +127,8 @@ static void test_range_and_frac(void)
     T_NEAR(trainer_plot_axis_frac(&a, 1e-5), 0.5, 1e-9, 0);
     trainer_plot_axis_range(&a, 0, 0, 0, 0);
     T_CHECK(a.lo < 0 && a.hi > 0);
+    trainer_plot_axis_range(&a, 1e-5, 1e-5 * (1 + 1e-13), 0, 0); /* rounding noise: shown as a constant */
+    T_CHECK(a.lo < 0.95e-5 && a.hi > 1.05e-5);
     trainer_plot_axis_range(&a, NAN, NAN, 0, 0); /* no data */
     T_CHECK(a.lo == 0 && a.hi == 1);
     trainer_plot_axis_range(&a, 0, 5, 1, 0); /* zero on a log axis: the caller filters, the axis stays sane */
@@ -158,6 +160,17 @@ static void test_smooth(void)
     T_NEAR(out[1], 1, 0, 1e-12);
     T_NEAR(out[2], 2, 0, 1e-12);
     T_NEAR(out[4], 0, 0, 1e-12);
+    enum { LONG = 100000 };
+    double *c = malloc(LONG * sizeof *c), *co = malloc(LONG * sizeof *co);
+    for (int i = 0; i < LONG; i++) c[i] = 1e-5 * (i < LONG / 2 ? 1 : 1.0 / 3);
+    trainer_plot_smooth(c, co, LONG, 50, 0);
+    double worst = 0; /* a constant lr stays constant over a long run, not rounding noise */
+    for (int i = 0; i < LONG; i++)
+        if (i < LONG / 2 - 25 || i > LONG / 2 + 25) worst = fmax(worst, fabs(co[i] / c[i] - 1));
+    T_CHECKF(worst < 1e-13, "relative drift %g", worst);
+    for (int i = 0; i < LONG / 2 - 25; i++) T_CHECKF(co[i] == c[i], "first stretch not exact at %d", i);
+    free(c);
+    free(co);
     double neg[4] = {4, -1, 4, 4};
     trainer_plot_smooth(neg, out, 4, 3, 1); /* <= 0 is a gap on a log axis */
     T_NEAR(out[1], -1, 0, 0);

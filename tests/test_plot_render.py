@@ -225,17 +225,20 @@ def test_known_curve_pixels():
 
 def test_two_runs_legend_and_colours():
     a = write_run(os.path.join(T, "sweep", "alpha5"), [row(s, 500 * 0.99 ** s) for s in STEPS],
-                  {"train.steps": 500, "loss.alpha": 5, "train.lr": "1.0000000000000001e-05", "train.seed": 1})
+                  {"data.train": "/a/*.h5", "train.steps": 500, "loss.alpha": 5, "train.lr": "1.0000000000000001e-05",
+                   "train.seed": 1})
     b = write_run(os.path.join(T, "sweep", "alpha10"), [row(s, 2000 * 0.97 ** s) for s in STEPS[:30]],
-                  {"train.steps": 500, "loss.alpha": 10, "train.lr": "1e-5", "train.seed": 1})
+                  {"data.train": "/b/*.h5", "train.steps": 500, "loss.alpha": 10, "train.lr": "1e-5", "train.seed": 1})
     out, lay = os.path.join(T, "two.png"), os.path.join(T, "two.json")
     plot(a, b, "--out", out, "--metric", "loss,terms", "--size", "1100x420", "--dump-layout", lay)
     L = json.load(open(lay))
     _, _, img = read_png(out)
     runs = L["runs"]
     assert [r["name"] for r in runs] == ["alpha5", "alpha10"], runs
-    # the legend names the value that differs, not the ones that agree (lr written two ways is one value)
-    assert runs[0]["config_diff"] == ["alpha=5"] and runs[1]["config_diff"] == ["alpha=10"], runs
+    # the legend names the values that differ, not the ones that agree (lr written two ways is one
+    # value), loss keys before data paths
+    assert runs[0]["config_diff"] == ["alpha=5", "train=/a/*.h5"], runs[0]
+    assert runs[1]["config_diff"] == ["alpha=10", "train=/b/*.h5"], runs[1]
     assert "alpha=5" in runs[0]["label"] and "lr" not in runs[0]["label"], runs[0]["label"]
     c0, c1 = runs[0]["colour"], runs[1]["colour"]
     assert c0 != c1 and np.abs(rgb(c0) - rgb(c1)).sum() > 150, (c0, c1)
@@ -414,6 +417,24 @@ def test_steps_range_and_names():
     plot(os.path.join(d1, "metrics.jsonl"), "--out", os.path.join(T, "direct.svg"), "--metric", "time.step,stage2,paf")
 
 
+def test_long_run_decimated():
+    """A long run: 20000 points; what falls in one pixel column is thinned, extremes kept."""
+    steps = list(range(1, 20001))
+    ys = [100.0 + (i % 7) for i in range(len(steps))]
+    spike = 12345
+    ys[spike - 1] = 1000.0
+    d = write_run(os.path.join(T, "long"), [{"step": s, "loss": y} for s, y in zip(steps, ys)])
+    svg, out, lay = os.path.join(T, "long.svg"), os.path.join(T, "long.png"), os.path.join(T, "long.json")
+    plot(d, "--out", svg, "--metric", "loss", "--linear", "--size", "600x360")
+    assert os.path.getsize(svg) < 400_000, f"SVG of {os.path.getsize(svg)} bytes for 20000 points"
+    plot(d, "--out", out, "--metric", "loss", "--linear", "--size", "600x360", "--dump-layout", lay)
+    p = panel_of(json.load(open(lay)), "loss")
+    _, _, img = read_png(out)
+    mask = colour_mask(img, rgb(series_of(p)["colour"]))
+    assert near(mask, *to_px(p, spike, 1000.0)), "the one-step spike was lost"
+    assert near(mask, *to_px(p, 5000, 106.0)) and near(mask, *to_px(p, 5000, 100.0)), "the band's edges were lost"
+
+
 def test_real_training_run():
     """A metrics.jsonl from a real (tiny, 10-step) `sspose train`, plotted whole and mid-line."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -459,6 +480,7 @@ def test_real_training_run():
 
 for t in [test_known_curve_pixels, test_two_runs_legend_and_colours, test_nan_gap_and_marker,
           test_log_scale_zero_and_negative, test_partial_and_malformed_lines, test_default_panels_real_layout,
-          test_svg_and_pdf, test_smooth_and_time_axis, test_steps_range_and_names, test_real_training_run]:
+          test_svg_and_pdf, test_smooth_and_time_axis, test_steps_range_and_names, test_long_run_decimated,
+          test_real_training_run]:
     H.run(t)
 H.end()

@@ -180,10 +180,6 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
     trainer_plot_default_size(np, &fig.cols, &fig.width, &fig.height);
     if (o->width > 0) fig.width = o->width;
     if (o->height > 0) fig.height = o->height;
-    int rows = (np + fig.cols - 1) / fig.cols;
-    CHECK(fig.width / fig.cols >= MIN_CELL_W && fig.height / rows >= MIN_CELL_H,
-          "plot: a %gx%g figure is too small for %d panel%s in %d column%s (each needs %dx%d)", fig.width, fig.height, np,
-          np == 1 ? "" : "s", fig.cols, fig.cols == 1 ? "" : "s", MIN_CELL_W, MIN_CELL_H);
     if (o->title) snprintf(fig.title, sizeof fig.title, "%s", o->title);
     else default_title(runs, nruns, fig.title, sizeof fig.title);
     if (!o->title && sel.smooth > 1) {
@@ -193,6 +189,24 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
     if (sel.x_time) snprintf(fig.x_label, sizeof fig.x_label, "training time (%s)", sel.x_unit);
     else snprintf(fig.x_label, sizeof fig.x_label, "step");
     fig.x_integer = !sel.x_time;
+
+    /* A first layout on a scratch surface measures the title and the run legend: the
+     * default height grows with the legend, and a given size must leave room for the panels. */
+    {
+        cairo_surface_t *scratch = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1);
+        cairo_t *cr = cairo_create(scratch);
+        fig.auto_height = o->height <= 0;
+        trainer_plot_layout(&fig, cr);
+        double cw = fig.cell[0].x1 - fig.cell[0].x0, ch = fig.cell[0].y1 - fig.cell[0].y0;
+        trainer_plot_figure_free(&fig);
+        cairo_destroy(cr);
+        cairo_surface_destroy(scratch);
+        fig.auto_height = 0;
+        CHECK(cw >= MIN_CELL_W && ch >= MIN_CELL_H,
+              "plot: a %gx%g figure is too small for %d panel%s in %d column%s%s (each needs %dx%d; see --size, --cols)",
+              fig.width, fig.height, np, np == 1 ? "" : "s", fig.cols, fig.cols == 1 ? "" : "s",
+              nruns > 1 ? " under the legend" : "", MIN_CELL_W, MIN_CELL_H);
+    }
 
     /* Open the output before any warning, so that bad input still ends in exactly one line. */
     size_t len = strlen(o->out) + 32;

@@ -71,12 +71,13 @@ void trainer_plot_axis_range(trainer_plot_axis *a, double vmin, double vmax, int
     }
     if (log) {
         double l0 = log10(vmin), l1 = log10(vmax), span = l1 - l0;
-        if (span < 1e-9) { l0 -= 0.25; l1 += 0.25; span = 0.5; }
+        if (span < 1e-9) { l0 = (l0 + l1) / 2 - 0.25; l1 = l0 + 0.5; span = 0.5; }
         a->lo = pow(10, l0 - margin * span);
         a->hi = pow(10, l1 + margin * span);
     } else {
         double span = vmax - vmin;
-        if (span <= 1e-12 * fmax(fabs(vmin), fabs(vmax))) {
+        /* relative wiggles below 1e-9 are rounding, not signal: show such data as constant */
+        if (span <= 1e-9 * fmax(fabs(vmin), fabs(vmax))) {
             double w = vmin != 0 ? 0.1 * fabs(vmin) : 1;
             vmin -= w;
             vmax += w;

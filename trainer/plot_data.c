@@ -394,6 +394,14 @@ static void short_value(const char *v, char *out, size_t len)
     else snprintf(out, len, "%s", v ? v : "-");
 }
 
+static int key_rank(const char *key)
+{
+    static const char *order[] = {"loss.", "train.", "model.", "data.", "eval.", "comm."};
+    for (int i = 0; i < 6; i++)
+        if (!strncmp(key, order[i], strlen(order[i]))) return i;
+    return 6;
+}
+
 void trainer_plot_runs_label(trainer_plot_run *runs, int n, int max_keys)
 {
     for (int i = 0; i < n; i++) {
@@ -437,6 +445,14 @@ void trainer_plot_runs_label(trainer_plot_run *runs, int n, int max_keys)
             if (nkeys == capk) keys = core_realloc(keys, (capk = capk ? 2 * capk : 16) * sizeof *keys);
             keys[nkeys++] = key;
         }
+    /* Sweeps vary the loss and the schedule; paths and devices differ too, but say less:
+     * name the telling keys first (a stable sort, config order within a section). */
+    for (int i = 1; i < nkeys; i++) {
+        const char *k = keys[i];
+        int j = i;
+        while (j > 0 && key_rank(keys[j - 1]) > key_rank(k)) { keys[j] = keys[j - 1]; j--; }
+        keys[j] = k;
+    }
     for (int i = 0; i < n; i++) {
         trainer_plot_run *r = &runs[i];
         size_t cap = strlen(r->name) + 64, len = 0;
@@ -652,13 +668,16 @@ static double *run_time(const trainer_plot_run *r)
 void trainer_plot_smooth(const double *y, double *out, long n, int w, int log)
 {
     const long half = w / 2;
-    double *pre = core_malloc((n + 1) * sizeof *pre);
+    long double *pre = core_malloc((n + 1) * sizeof *pre);
     for (long a = 0; a < n;) {
         if (!isfinite(y[a]) || (log && y[a] <= 0)) { out[a] = y[a]; a++; continue; }
         long b = a; /* [a, b): a stretch without gaps */
+        /* sums of differences from the stretch's first value: a constant (an lr) stays
+         * exactly constant instead of picking up the rounding of a long running sum */
+        const double base = log ? log10(y[a]) : y[a];
         pre[0] = 0;
         while (b < n && isfinite(y[b]) && (!log || y[b] > 0)) {
-            pre[b - a + 1] = pre[b - a] + (log ? log10(y[b]) : y[b]);
+            pre[b - a + 1] = pre[b - a] + ((log ? log10(y[b]) : y[b]) - base);
             b++;
         }
         for (long i = a; i < b; i++) {
@@ -667,8 +686,8 @@ void trainer_plot_smooth(const double *y, double *out, long n, int w, int log)
             if (i - a < h) h = i - a;
             if (b - 1 - i < h) h = b - 1 - i;
             long lo = i - h, hi = i + h;
-            double m = (pre[hi - a + 1] - pre[lo - a]) / (double)(hi - lo + 1);
-            out[i] = log ? pow(10, m) : m;
+            double m = (double)((pre[hi - a + 1] - pre[lo - a]) / (hi - lo + 1));
+            out[i] = log ? pow(10, base + m) : base + m;
         }
         a = b;
     }

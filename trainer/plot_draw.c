@@ -232,7 +232,7 @@ void trainer_plot_layout(trainer_plot_figure *fig, cairo_t *cr)
     if (fig->cols < 1) fig->cols = 1;
     if (fig->cols > np) fig->cols = np;
     fig->rows = (np + fig->cols - 1) / fig->cols;
-    const double W = fig->width, H = fig->height;
+    const double W = fig->width;
 
     double top = PAD + (fig->title[0] ? TITLE_H : 0);
     fig->has_run_legend = fig->nruns > 1;
@@ -262,7 +262,8 @@ void trainer_plot_layout(trainer_plot_figure *fig, cairo_t *cr)
     trainer_plot_axis_range(&xa, xlo, xhi, 0, 0.02);
     xa.integer = fig->x_integer;
 
-    const double cw = (W - 2 * PAD) / fig->cols, ch = (H - top - PAD) / fig->rows;
+    if (fig->auto_height) fig->height = top + fig->rows * CELL_H + PAD;
+    const double cw = (W - 2 * PAD) / fig->cols, ch = (fig->height - top - PAD) / fig->rows;
     for (int i = 0; i < np; i++) {
         const trainer_plot_panel *p = &fig->panels[i];
         int col = i % fig->cols, row = i / fig->cols;
@@ -306,30 +307,91 @@ static void set_dash(cairo_t *cr, int dash)
     cairo_set_dash(cr, DASHES[dash % NDASH], NDASH_VALUES[dash % NDASH], 0);
 }
 
+/* Polyline output that keeps, of all points falling in one half-pixel column, only
+ * the first, the lowest, the highest and the last (M4 aggregation): the same
+ * picture as every point, at a size that does not grow with the run's length. */
+typedef struct {
+    cairo_t *cr;
+    int open;      /* a bucket holds points */
+    int started;   /* the current polyline has its first point */
+    long npts;     /* points in the current polyline */
+    double key;
+    double fx, fy, lx, ly, nx, ny, xx, xy; /* first, last, min-y, max-y points */
+    long ni, xi;   /* order of min and max within the bucket */
+    long count;
+} m4_path;
+
+static void m4_emit(m4_path *m, double x, double y)
+{
+    if (!m->started) {
+        cairo_move_to(m->cr, x, y);
+        m->started = 1;
+    } else {
+        cairo_line_to(m->cr, x, y);
+    }
+    m->npts++;
+}
+
+static void m4_flush(m4_path *m)
+{
+    if (!m->open) return;
+    m4_emit(m, m->fx, m->fy);
+    if (m->count > 1) {
+        int min_first = m->ni <= m->xi;
+        double ax = min_first ? m->nx : m->xx, ay = min_first ? m->ny : m->xy;
+        double bx = min_first ? m->xx : m->nx, by = min_first ? m->xy : m->ny;
+        m4_emit(m, ax, ay);
+        m4_emit(m, bx, by);
+        m4_emit(m, m->lx, m->ly);
+    }
+    m->open = 0;
+}
+
+static void m4_add(m4_path *m, double x, double y)
+{
+    double key = floor(x * 2);
+    if (m->open && key != m->key) m4_flush(m);
+    if (!m->open) {
+        m->open = 1;
+        m->key = key;
+        m->count = 0;
+        m->fx = m->nx = m->xx = x;
+        m->fy = m->ny = m->xy = y;
+        m->ni = m->xi = 0;
+    }
+    if (y < m->ny) { m->nx = x; m->ny = y; m->ni = m->count; }
+    if (y > m->xy) { m->xx = x; m->xy = y; m->xi = m->count; }
+    m->lx = x;
+    m->ly = y;
+    m->count++;
+}
+
 /* One series as polylines through its drawable points; a lone point between gaps becomes a dot. */
 static void draw_line(cairo_t *cr, const trainer_plot_axis *xa, const trainer_plot_axis *ya, const trainer_plot_box *b,
                       const trainer_plot_series *s, const double *y, int log, double width)
 {
+    m4_path m = {.cr = cr};
     long seg = 0;
     double lx = 0, ly = 0;
     cairo_set_line_width(cr, width);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
     cairo_new_path(cr);
     for (long i = 0; i <= s->n; i++) {
-        int ok = i < s->n && valid_y(y[i], log);
-        if (ok) {
-            double px = map_x(xa, b, s->x[i]), py = map_y(ya, b, y[i]);
-            if (seg++ == 0) cairo_move_to(cr, px, py);
-            else cairo_line_to(cr, px, py);
-            lx = px;
-            ly = py;
+        if (i < s->n && valid_y(y[i], log)) {
+            lx = map_x(xa, b, s->x[i]);
+            ly = map_y(ya, b, y[i]);
+            m4_add(&m, lx, ly);
+            seg++;
             continue;
         }
+        m4_flush(&m);
         if (seg == 1) {
             cairo_new_sub_path(cr);
             cairo_arc(cr, lx, ly, width, 0, 2 * M_PI);
         }
         seg = 0;
+        m.started = 0;
+        m.npts = 0;
     }
     cairo_stroke(cr);
 }

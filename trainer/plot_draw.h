@@ -15,6 +15,7 @@ typedef struct trainer_plot_box {
 
 typedef struct trainer_plot_figure {
     double width, height;
+    int auto_height; /* layout sets height: the title and run legend plus the default panel height */
     char title[512];
     char x_label[32];
     int x_integer; /* x is the step: ticks at whole numbers */
@@ -30,7 +31,8 @@ typedef struct trainer_plot_figure {
     trainer_plot_box *entry; /* per run: its legend entry */
 } trainer_plot_figure;
 
-/* Default figure size for n panels in `cols` columns (0: automatic); sets *cols. */
+/* Default figure size for n panels in `cols` columns (0: automatic); sets *cols.
+ * The height leaves out the run legend (auto_height adds it). */
 void trainer_plot_default_size(int npanels, int *cols, double *w, double *h);
 
 /* Lays the figure out on `cr` (for text sizes); fig->width/height/cols/title/x_label/
