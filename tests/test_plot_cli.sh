@@ -35,6 +35,13 @@ if "$SSPOSE" plot "$M" --out "$T_TMP/m.pdf" >/dev/null 2>"$T_TMP/m.err" &&
    grep -q 'warning: .*skipped 2 malformed lines (the first at line 2)' "$T_TMP/m.err"; then t_ok plot_malformed_counted
 else t_fail plot_malformed_counted "$(head -c 300 "$T_TMP/m.err")"; fi
 
+U=$T_TMP/unordered
+mkdir -p "$U" && { line 10 5; line 30 4; line 20 6; line 30 3; } >"$U/metrics.jsonl"
+if "$SSPOSE" plot "$U" --out "$T_TMP/u.png" --dump-layout "$T_TMP/u.json" >/dev/null 2>"$T_TMP/u.err" &&
+   grep -q 'warning: .*1 logged step appeared twice; kept the later line' "$T_TMP/u.err" &&
+   grep -q '"rows":	3' "$T_TMP/u.json" && grep -q '"last_step":	30' "$T_TMP/u.json"; then t_ok plot_unordered_steps
+else t_fail plot_unordered_steps "$(head -c 300 "$T_TMP/u.err")"; fi
+
 # --- bad input: one line each
 mkdir -p "$T_TMP/norun" "$T_TMP/empty" "$T_TMP/blank" "$T_TMP/junk" "$T_TMP/torn" "$T_TMP/dirfile/metrics.jsonl" \
          "$T_TMP/sweep/a" "$T_TMP/lossonly" "$T_TMP/notime"

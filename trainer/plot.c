@@ -95,7 +95,7 @@ static void dump_layout(FILE *f, const char *path, const trainer_plot_figure *fi
         cJSON_AddStringToObject(o, "name", run->name);
         cJSON_AddStringToObject(o, "label", run->label);
         cJSON_AddStringToObject(o, "dir", run->dir);
-        cJSON_AddStringToObject(o, "colour", fig->nruns > 1 ? hex : "");
+        cJSON_AddStringToObject(o, "colour", hex);
         cJSON_AddNumberToObject(o, "rows", (double)run->nrows);
         cJSON_AddNumberToObject(o, "first_step", (double)run->step[0]);
         cJSON_AddNumberToObject(o, "last_step", (double)run->step[run->nrows - 1]);
