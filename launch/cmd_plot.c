@@ -136,9 +136,11 @@ int cmd_plot(int argc, char **argv)
     trainer_plot_format(o.out); /* a wrong extension fails before reading any run */
     CHECK(optind < argc, "plot: no RUNDIR given (see 'sspose plot --help')");
     int np = trainer_plot((const char *const *)argv + optind, argc - optind, &o);
-    printf("wrote %s: %d panel%s, %d run%s\n", o.out, np, np == 1 ? "" : "s", argc - optind,
-           argc - optind == 1 ? "" : "s");
-    fflush(stdout);
+    /* with --dump-layout -, stdout carries the JSON alone */
+    FILE *say = o.dump_layout && !strcmp(o.dump_layout, "-") ? stderr : stdout;
+    fprintf(say, "wrote %s: %d panel%s, %d run%s\n", o.out, np, np == 1 ? "" : "s", argc - optind,
+            argc - optind == 1 ? "" : "s");
+    fflush(say);
     CHECK(!ferror(stdout), "plot: cannot write to stdout");
     free(metrics);
     release_font_caches();

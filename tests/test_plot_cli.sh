@@ -42,6 +42,12 @@ if "$SSPOSE" plot "$U" --out "$T_TMP/u.png" --dump-layout "$T_TMP/u.json" >/dev/
    grep -q '"rows":	3' "$T_TMP/u.json" && grep -q '"last_step":	30' "$T_TMP/u.json"; then t_ok plot_unordered_steps
 else t_fail plot_unordered_steps "$(head -c 300 "$T_TMP/u.err")"; fi
 
+# --dump-layout -: stdout is the JSON alone
+if "$SSPOSE" plot "$R" --out "$T_TMP/s.png" --dump-layout - 2>"$T_TMP/s.err" | /usr/bin/python3 -c \
+     'import json, sys; d = json.load(sys.stdin); assert len(d["panels"]) == 7' &&
+   grep -q "wrote $T_TMP/s.png" "$T_TMP/s.err"; then t_ok plot_layout_to_stdout
+else t_fail plot_layout_to_stdout "$(head -c 300 "$T_TMP/s.err")"; fi
+
 # --- bad input: one line each
 mkdir -p "$T_TMP/norun" "$T_TMP/empty" "$T_TMP/blank" "$T_TMP/junk" "$T_TMP/torn" "$T_TMP/dirfile/metrics.jsonl" \
          "$T_TMP/sweep/a" "$T_TMP/lossonly" "$T_TMP/notime"
@@ -83,6 +89,7 @@ t_bad_input plot_steps_empty_range "no run has data within --steps" "$SSPOSE" pl
 t_bad_input plot_bad_smooth "bad value for --smooth: 'x'" "$SSPOSE" plot "$R" --out "$T_TMP/x.png" --smooth x
 t_bad_input plot_bad_size "bad value for --size: '10x'" "$SSPOSE" plot "$R" --out "$T_TMP/x.png" --size 10x
 t_bad_input plot_size_too_small "too small for 7 panels" "$SSPOSE" plot "$R" --out "$T_TMP/x.png" --size 400x300
+t_bad_input plot_png_too_large "beyond cairo's 32767-pixel limit" "$SSPOSE" plot "$R" --out "$T_TMP/x.png" --size 20000x20000 --scale 2
 t_bad_input plot_log_and_linear "give --log or --linear, not both" "$SSPOSE" plot "$R" --out "$T_TMP/x.png" --log --linear
 t_bad_input plot_bad_scale "bad value for --scale" "$SSPOSE" plot "$R" --out "$T_TMP/x.png" --scale 100
 # a failed run leaves neither the output nor a temporary file

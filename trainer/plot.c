@@ -208,6 +208,11 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
               nruns > 1 ? " under the legend" : "", MIN_CELL_W, MIN_CELL_H);
     }
 
+    const double k = fmt == TRAINER_PLOT_PNG ? o->scale : 1;
+    CHECK(fig.width * k <= 32767 && fig.height * k <= 32767,
+          "plot: a %.0fx%.0f image is beyond cairo's 32767-pixel limit (lower --size, --scale or the panel count)",
+          ceil(fig.width * k), ceil(fig.height * k));
+
     /* Open the output before any warning, so that bad input still ends in exactly one line. */
     size_t len = strlen(o->out) + 32;
     char *tmp = core_malloc(len);
@@ -236,7 +241,6 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
                       panels[i].log_hidden, panels[i].log_hidden == 1 ? "" : "s");
     }
 
-    const double k = fmt == TRAINER_PLOT_PNG ? o->scale : 1;
     cairo_surface_t *s;
     if (fmt == TRAINER_PLOT_PNG)
         s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, (int)ceil(fig.width * k), (int)ceil(fig.height * k));
