@@ -371,8 +371,9 @@ static void draw_line(cairo_t *cr, const trainer_plot_axis *xa, const trainer_pl
                       const trainer_plot_series *s, const double *y, int log, double width)
 {
     m4_path m = {.cr = cr};
-    long seg = 0;
+    long seg = 0, ndots = 0;
     double lx = 0, ly = 0;
+    double *dots = NULL; /* lone points, filled after the lines are stroked */
     cairo_set_line_width(cr, width);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
     cairo_new_path(cr);
@@ -386,14 +387,21 @@ static void draw_line(cairo_t *cr, const trainer_plot_axis *xa, const trainer_pl
         }
         m4_flush(&m);
         if (seg == 1) {
-            cairo_new_sub_path(cr);
-            cairo_arc(cr, lx, ly, width, 0, 2 * M_PI);
+            dots = core_realloc(dots, (ndots + 1) * 2 * sizeof *dots);
+            dots[2 * ndots] = lx;
+            dots[2 * ndots++ + 1] = ly;
         }
         seg = 0;
         m.started = 0;
         m.npts = 0;
     }
     cairo_stroke(cr);
+    for (long i = 0; i < ndots; i++) {
+        cairo_new_sub_path(cr);
+        cairo_arc(cr, dots[2 * i], dots[2 * i + 1], 1.4 * width, 0, 2 * M_PI);
+    }
+    cairo_fill(cr);
+    free(dots);
 }
 
 static void draw_panel(const trainer_plot_figure *fig, int pi, cairo_t *cr)
