@@ -314,7 +314,6 @@ typedef struct {
     cairo_t *cr;
     int open;      /* a bucket holds points */
     int started;   /* the current polyline has its first point */
-    long npts;     /* points in the current polyline */
     double key;
     double fx, fy, lx, ly, nx, ny, xx, xy; /* first, last, min-y, max-y points */
     long ni, xi;   /* order of min and max within the bucket */
@@ -329,7 +328,6 @@ static void m4_emit(m4_path *m, double x, double y)
     } else {
         cairo_line_to(m->cr, x, y);
     }
-    m->npts++;
 }
 
 static void m4_flush(m4_path *m)
@@ -393,7 +391,6 @@ static void draw_line(cairo_t *cr, const trainer_plot_axis *xa, const trainer_pl
         }
         seg = 0;
         m.started = 0;
-        m.npts = 0;
     }
     cairo_stroke(cr);
     for (long i = 0; i < ndots; i++) {
