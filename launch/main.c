@@ -18,6 +18,7 @@ static const struct {
     {"data", cmd_data, "COCO keypoints JSON + images -> training shards"},
     {"init", cmd_init, "write a fresh checkpoint from a config"},
     {"train", cmd_train, "train under mpirun/srun or alone (data-parallel, resumable)"},
+    {"plot", cmd_plot, "training curves of run directories as PNG/SVG/PDF (sweeps overlaid)"},
     {"forward", cmd_forward, "outputs, losses and gradients of a checkpoint on shard samples"},
     {"eval", cmd_eval, "COCO keypoint AP of a results file (pycocotools numbers)"},
     {"infer", cmd_infer, "images -> keypoints JSON and skeleton overlay PNG"},
