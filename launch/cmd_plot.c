@@ -1,6 +1,5 @@
 /* sspose plot: training curves of one or more run directories as PNG/SVG/PDF. */
 #include <cairo.h>
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,18 +77,6 @@ static void parse_size(const char *v, int *w, int *h)
     *h = (int)cli_long("--size", x + 1, 100, 20000);
 }
 
-/* cairo and fontconfig keep their font caches for the life of the process; dropping
- * them once the figure is written leaves leak checkers (make test SANITIZE=1) with
- * only our own allocations to report. fontconfig comes in through cairo and is not
- * linked directly, hence dlsym. */
-static void release_font_caches(void)
-{
-    cairo_debug_reset_static_data();
-    void (*fc_fini)(void);
-    *(void **)&fc_fini = dlsym(RTLD_DEFAULT, "FcFini");
-    if (fc_fini) fc_fini();
-}
-
 int cmd_plot(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -143,6 +130,5 @@ int cmd_plot(int argc, char **argv)
     fflush(say);
     CHECK(!ferror(stdout), "plot: cannot write to stdout");
     free(metrics);
-    release_font_caches();
     return 0;
 }
