@@ -25,9 +25,10 @@ if ! ls "$R"/shards/train-*.h5 >/dev/null 2>&1; then
   $S data --config configs/tiny.ini --ann "$R/synth/annotations.json" --images "$R/synth/images" \
           --out "$R/shards/train" --copies 2 --seed 1
 fi
-echo "== 3/5 training: configs/tiny.ini, 2 ranks (mpirun), metrics in $R/run/metrics.jsonl"
+echo "== 3/5 training: configs/tiny.ini, 2 ranks (mpirun), metrics in $R/run/metrics.jsonl, curves in $R/run/curves.png"
 mpirun -np 2 --bind-to none -x OMP_WAIT_POLICY $S train --config configs/tiny.ini \
        --set data.train="$R/shards/train-*.h5" --out "$R/run" --resume
+$S plot "$R/run" --out "$R/run/curves.png"
 CK=$(ls -t "$R"/run/ckpt-*.h5 | head -n 1)
 echo "== 4/5 inference on two validation images -> $R/infer"
 $S infer --checkpoint "$CK" --out "$R/infer" $(ls "$R"/val/images/*.jpg | head -n 2)
