@@ -3,7 +3,8 @@
  *   cpu_conv [paper|tiny] [INPUT] [BATCH] [THREADS] [ITERS]
  * defaults: paper 368 1 2 3. One line per distinct shape:
  *   count (how many convs of the network have it), forward and backward ms of
- *   each path (median of ITERS after a warm-up), dnnl/gemm ratios, the pick;
+ *   each path (the fastest of ITERS after a warm-up: other jobs on a shared
+ *   machine only ever add time), dnnl/gemm ratios, the pick;
  * then the network totals (count-weighted) per path, for the auto rule and for
  * the per-shape best. docs/design.md "CPU convolutions" records the results. */
 #include <cblas.h>
@@ -110,8 +111,8 @@ static void time_path(core_cpu_conv_path path, core_cpu_gemm *g, core_cpu_dnnl *
     }
     qsort(tf + 1, iters, sizeof(double), cmp_d);
     qsort(tb + 1, iters, sizeof(double), cmp_d);
-    *fwd_ms = tf[1 + iters / 2];
-    *bwd_ms = tb[1 + iters / 2];
+    *fwd_ms = tf[1];
+    *bwd_ms = tb[1];
     free(tf);
     free(tb);
 }
@@ -133,7 +134,7 @@ int main(int argc, char **argv)
     core_cpu_dnnl *d = have_dnnl ? core_cpu_dnnl_create() : NULL;
     core_rng r;
     core_rng_seed(&r, 7);
-    printf("# cpu_conv %s %dx%d batch %d, %d threads, median of %d after a warm-up; ms per call\n", net, in, in, n,
+    printf("# cpu_conv %s %dx%d batch %d, %d threads, fastest of %d after a warm-up; ms per call\n", net, in, in, n,
            threads, iters);
     printf("# %-22s %5s %-26s %9s %9s %9s %9s %6s %6s %5s\n", "shape", "count", "n,cin,h,w,cout,k,relu", "gemm_f",
            "gemm_b", "dnnl_f", "dnnl_b", "f_rat", "b_rat", "pick");
