@@ -27,9 +27,21 @@ else
   BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
   BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null)
 endif
+# oneDNN (Debian's libdnnl-dev, OpenMP runtime) for CPU convolutions: pkg-config when it
+# ships a .pc, else the header and library files; DNNL=0 builds without it.
+DNNL ?= 1
+ifeq ($(DNNL),1)
+  ifneq ($(shell pkg-config --exists dnnl 2>/dev/null && echo y),)
+    DNNL_CFLAGS := -DSSPOSE_DNNL=1 $(shell pkg-config --cflags dnnl)
+    DNNL_LIBS   := $(shell pkg-config --libs dnnl)
+  else ifneq ($(and $(wildcard /usr/include/oneapi/dnnl/dnnl.h),$(wildcard /usr/lib/*/libdnnl.so /usr/lib/libdnnl.so)),)
+    DNNL_CFLAGS := -DSSPOSE_DNNL=1
+    DNNL_LIBS   := -ldnnl
+  endif
+endif
 PKGS := hdf5-serial libcjson cairo libjpeg libpng zlib
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_CFLAGS)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(BLAS_LIBS)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_CFLAGS) $(DNNL_CFLAGS)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(BLAS_LIBS) $(DNNL_LIBS)
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
 

@@ -1,6 +1,9 @@
 /* Forward+backward time of the network on the CPU backend.
  *   cpu_step CONFIG INPUT BATCH THREADS ITERS
- * Prints one JSON line: {"config":..., "input":..., "batch":..., "threads":..., "ms": median of ITERS}.
+ * Prints one JSON line: {"config":..., "input":..., "batch":..., "threads":..., "conv": SSPOSE_CPU_CONV,
+ * "ms": median of ITERS, "cpu_ms": median process CPU time of ITERS (all threads)}. CPU time
+ * is what the step costs whatever else runs on the machine (with OMP_WAIT_POLICY=passive,
+ * where waiting threads sleep instead of spinning); wall time is what counts on an idle one.
  * bench/cpu_step.py runs it beside the PyTorch peer and prints the ratio. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,13 @@ static double now_ms(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static double cpu_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
@@ -39,9 +49,9 @@ int main(int argc, char **argv)
     core_rng_seed(&r, 3);
     size_t n = (size_t)batch * 3 * input * input;
     for (size_t i = 0; i < n; i++) model_input(net)[i] = (float)(core_rng_uniform(&r) - 0.5);
-    double *t = malloc((iters + 1) * sizeof(double));
+    double *t = malloc((iters + 1) * sizeof(double)), *c = malloc((iters + 1) * sizeof(double));
     for (int it = 0; it <= iters; it++) { /* iteration 0 warms up */
-        double t0 = now_ms();
+        double t0 = now_ms(), c0 = cpu_ms();
         model_forward(net, 1);
         for (int s = 0; s < cfg.model.stages; s++)
             for (int o = 0; o < MODEL_NUM_OUT; o++) {
@@ -51,11 +61,17 @@ int main(int argc, char **argv)
         model_zero_grads(net);
         model_backward(net);
         t[it] = now_ms() - t0;
+        c[it] = cpu_ms() - c0;
     }
     qsort(t + 1, iters, sizeof(double), cmp);
-    printf("{\"config\": \"%s\", \"input\": %d, \"batch\": %d, \"threads\": %d, \"ms\": %.2f, \"params\": %zu}\n", argv[1],
-           input, batch, threads, t[1 + iters / 2], model_num_floats(net));
+    qsort(c + 1, iters, sizeof(double), cmp);
+    const char *conv = getenv("SSPOSE_CPU_CONV");
+    printf("{\"config\": \"%s\", \"input\": %d, \"batch\": %d, \"threads\": %d, \"conv\": \"%s\", \"ms\": %.2f, "
+           "\"cpu_ms\": %.2f, \"params\": %zu}\n",
+           argv[1], input, batch, threads, conv && *conv ? conv : "auto", t[1 + iters / 2], c[1 + iters / 2],
+           model_num_floats(net));
     free(t);
+    free(c);
     model_destroy(net);
     core_backend_destroy(be);
     return 0;

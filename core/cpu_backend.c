@@ -1,6 +1,6 @@
-/* CPU backend: convolutions as im2col + OpenBLAS sgemm, everything else as
- * OpenMP loops. Chosen over oneDNN by measurement on this project's shapes
- * (see bench/cpu_step and docs/design.md). */
+/* CPU backend: convolutions through oneDNN or im2col + OpenBLAS sgemm, picked
+ * per shape (core/cpu_conv.h, docs/design.md "CPU convolutions"); everything
+ * else as OpenMP loops. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -9,10 +9,14 @@
 
 #include "core/backend.h"
 #include "core/check.h"
+#include "core/cpu_conv.h"
+
+typedef enum { MODE_AUTO, MODE_GEMM, MODE_DNNL } conv_mode;
 
 typedef struct {
-    float *col;      /* im2col scratch, grown on demand */
-    size_t col_cap;  /* floats */
+    conv_mode mode;       /* SSPOSE_CPU_CONV at create time */
+    core_cpu_gemm *gemm;
+    core_cpu_dnnl *dnnl;  /* NULL when oneDNN is not built or the mode is gemm */
 } cpu_state;
 
 static float *cpu_alloc(core_backend *be, size_t n)
@@ -60,133 +64,24 @@ static double cpu_sumsq(core_backend *be, const float *x, size_t n)
     return s;
 }
 
-static float *scratch(core_backend *be, size_t n)
-{
-    cpu_state *st = be->impl;
-    if (n > st->col_cap) {
-        free(st->col);
-        st->col = cpu_alloc(be, n);
-        st->col_cap = n;
-    }
-    return st->col;
-}
-
-/* col[(c*k*k + ky*k + kx), (y*w + x)] = in[c, y+ky-p, x+kx-p] (0 outside) */
-static void im2col(const float *in, int c, int h, int w, int k, float *col)
-{
-    int p = k / 2, hw = h * w;
-#pragma omp parallel for schedule(static) collapse(2)
-    for (int ci = 0; ci < c; ci++)
-        for (int kk = 0; kk < k * k; kk++) {
-            int ky = kk / k, kx = kk % k;
-            float *dst = col + ((size_t)ci * k * k + kk) * hw;
-            const float *src = in + (size_t)ci * hw;
-            for (int y = 0; y < h; y++) {
-                int sy = y + ky - p;
-                float *drow = dst + (size_t)y * w;
-                if (sy < 0 || sy >= h) { memset(drow, 0, w * sizeof(float)); continue; }
-                const float *srow = src + (size_t)sy * w;
-                int x0 = p - kx > 0 ? p - kx : 0;                /* first x with sx >= 0 */
-                int x1 = w - (kx - p) < w ? w - (kx - p) : w;    /* one past last x with sx < w */
-                for (int x = 0; x < x0; x++) drow[x] = 0;
-                if (x1 > x0) memcpy(drow + x0, srow + x0 + kx - p, (x1 - x0) * sizeof(float));
-                for (int x = x1 > x0 ? x1 : x0; x < w; x++) drow[x] = 0;
-            }
-        }
-}
-
-/* in[c, y+ky-p, x+kx-p] += col[...]: parallel over input channels so no two threads touch one plane. */
-static void col2im_add(const float *col, int c, int h, int w, int k, float *in)
-{
-    int p = k / 2, hw = h * w;
-#pragma omp parallel for schedule(static)
-    for (int ci = 0; ci < c; ci++) {
-        float *dst = in + (size_t)ci * hw;
-        for (int kk = 0; kk < k * k; kk++) {
-            int ky = kk / k, kx = kk % k;
-            const float *src = col + ((size_t)ci * k * k + kk) * hw;
-            for (int y = 0; y < h; y++) {
-                int sy = y + ky - p;
-                if (sy < 0 || sy >= h) continue;
-                const float *crow = src + (size_t)y * w;
-                float *drow = dst + (size_t)sy * w;
-                int x0 = p - kx > 0 ? p - kx : 0;
-                int x1 = w - (kx - p) < w ? w - (kx - p) : w;
-                for (int x = x0; x < x1; x++) drow[x + kx - p] += crow[x];
-            }
-        }
-    }
-}
-
 static void cpu_conv_forward(core_backend *be, const core_conv_shape *s, const float *x, const float *w,
                              const float *b, float *y)
 {
-    int hw = s->h * s->w, kdim = s->cin * s->k * s->k;
-    for (int n = 0; n < s->n; n++) {
-        const float *xn = x + (size_t)n * s->cin * hw;
-        float *yn = y + (size_t)n * s->cout * hw;
-        const float *col = xn;
-        if (s->k != 1) {
-            float *c = scratch(be, (size_t)kdim * hw);
-            im2col(xn, s->cin, s->h, s->w, s->k, c);
-            col = c;
-        }
-        /* y[cout, hw] = W[cout, kdim] * col[kdim, hw] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->cout, hw, kdim, 1.0f, w, kdim, col, hw, 0.0f, yn,
-                    hw);
-#pragma omp parallel for schedule(static)
-        for (int co = 0; co < s->cout; co++) {
-            float *row = yn + (size_t)co * hw, bv = b[co];
-            if (s->relu)
-                for (int i = 0; i < hw; i++) { float v = row[i] + bv; row[i] = v > 0 ? v : 0; }
-            else
-                for (int i = 0; i < hw; i++) row[i] += bv;
-        }
-    }
+    cpu_state *st = be->impl;
+    if (core_cpu_conv_pick(be, s) == CORE_CPU_CONV_DNNL)
+        core_cpu_dnnl_conv_forward(st->dnnl, s, x, w, b, y);
+    else
+        core_cpu_gemm_conv_forward(st->gemm, s, x, w, b, y);
 }
 
 static void cpu_conv_backward(core_backend *be, const core_conv_shape *s, const float *x, const float *w,
                               const float *y, float *dy, float *dx, float *dw, float *db)
 {
-    int hw = s->h * s->w, kdim = s->cin * s->k * s->k;
-    size_t ysz = (size_t)s->n * s->cout * hw;
-    if (s->relu) {
-#pragma omp parallel for schedule(static) if (ysz > 65536)
-        for (size_t i = 0; i < ysz; i++)
-            if (!(y[i] > 0)) dy[i] = 0;
-    }
-    for (int n = 0; n < s->n; n++) {
-        const float *xn = x + (size_t)n * s->cin * hw;
-        const float *dyn = dy + (size_t)n * s->cout * hw;
-#pragma omp parallel for schedule(static)
-        for (int co = 0; co < s->cout; co++) {
-            const float *row = dyn + (size_t)co * hw;
-            double acc = 0;
-            for (int i = 0; i < hw; i++) acc += row[i];
-            db[co] += (float)acc;
-        }
-        const float *col = xn;
-        if (s->k != 1) {
-            float *c = scratch(be, (size_t)kdim * hw);
-            im2col(xn, s->cin, s->h, s->w, s->k, c);
-            col = c;
-        }
-        /* dW[cout, kdim] += dy[cout, hw] * col[kdim, hw]^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->cout, kdim, hw, 1.0f, dyn, hw, col, hw, 1.0f, dw,
-                    kdim);
-        if (!dx) continue;
-        float *dxn = dx + (size_t)n * s->cin * hw;
-        if (s->k == 1) {
-            /* dx[cin, hw] += W^T[cin, cout] * dy[cout, hw] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->cin, hw, s->cout, 1.0f, w, kdim, dyn, hw, 1.0f,
-                        dxn, hw);
-        } else {
-            float *dcol = scratch(be, (size_t)kdim * hw);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, hw, s->cout, 1.0f, w, kdim, dyn, hw, 0.0f,
-                        dcol, hw);
-            col2im_add(dcol, s->cin, s->h, s->w, s->k, dxn);
-        }
-    }
+    cpu_state *st = be->impl;
+    if (core_cpu_conv_pick(be, s) == CORE_CPU_CONV_DNNL)
+        core_cpu_dnnl_conv_backward(st->dnnl, s, x, w, y, dy, dx, dw, db);
+    else
+        core_cpu_gemm_conv_backward(st->gemm, s, x, w, y, dy, dx, dw, db);
 }
 
 static void cpu_pool_forward(core_backend *be, int n, int c, int h, int w, const float *x, float *y)
@@ -259,9 +154,34 @@ static void cpu_sgd_step(core_backend *be, size_t n, float *w, const float *g, f
 static void cpu_destroy(core_backend *be)
 {
     cpu_state *st = be->impl;
-    free(st->col);
+    core_cpu_gemm_destroy(st->gemm);
+    core_cpu_dnnl_destroy(st->dnnl);
     free(st);
     free(be);
+}
+
+const char *core_cpu_conv_path_name(core_cpu_conv_path p) { return p == CORE_CPU_CONV_DNNL ? "dnnl" : "gemm"; }
+
+/* From bench/cpu_conv (docs/design.md, "CPU convolutions"): oneDNN's blocked
+ * direct kernels win on every 3x3 and 7x7 shape of the network, forward and
+ * backward together; on 1x1 convolutions its batch-1 backward-weights kernel
+ * and its per-call reorders cost more than one sgemm on the layers with few
+ * outputs or small maps, and all 1x1 layers together are under 1% of the conv
+ * time. A fixed rule, not run-time timing, so that a resumed run or another
+ * rank never picks differently; it depends on k alone, so every batch size
+ * runs the same arithmetic per layer (DP equivalence, exact resume). */
+core_cpu_conv_path core_cpu_conv_auto_rule(const core_conv_shape *s)
+{
+    return s->k == 1 ? CORE_CPU_CONV_GEMM : CORE_CPU_CONV_DNNL;
+}
+
+core_cpu_conv_path core_cpu_conv_pick(core_backend *be, const core_conv_shape *s)
+{
+    CHECK(be->dev == CORE_DEV_CPU, "core_cpu_conv_pick called on the %s backend", be->name);
+    const cpu_state *st = be->impl;
+    if (!st->dnnl) return CORE_CPU_CONV_GEMM;
+    if (st->mode == MODE_DNNL) return CORE_CPU_CONV_DNNL;
+    return core_cpu_conv_auto_rule(s);
 }
 
 core_backend *core_cpu_backend_create(int threads)
@@ -273,7 +193,17 @@ core_backend *core_cpu_backend_create(int threads)
     core_backend *be = core_calloc(1, sizeof *be);
     be->name = "cpu";
     be->dev = CORE_DEV_CPU;
-    be->impl = core_calloc(1, sizeof(cpu_state));
+    cpu_state *st = core_calloc(1, sizeof *st);
+    be->impl = st;
+    const char *env = getenv("SSPOSE_CPU_CONV");
+    if (!env || !*env || !strcmp(env, "auto")) st->mode = MODE_AUTO;
+    else if (!strcmp(env, "gemm")) st->mode = MODE_GEMM;
+    else if (!strcmp(env, "dnnl")) st->mode = MODE_DNNL;
+    else CORE_DIE("SSPOSE_CPU_CONV must be gemm, dnnl or auto, got '%s'", env);
+    CHECK(st->mode != MODE_DNNL || core_cpu_dnnl_built(),
+          "SSPOSE_CPU_CONV=dnnl but this binary was built without oneDNN (install libdnnl-dev and rebuild)");
+    st->gemm = core_cpu_gemm_create();
+    if (st->mode != MODE_GEMM && core_cpu_dnnl_built()) st->dnnl = core_cpu_dnnl_create();
     be->alloc = cpu_alloc;
     be->free = cpu_free;
     be->upload = cpu_copy;
