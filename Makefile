@@ -9,6 +9,7 @@
 #   make bench      build the benchmark programs under bench/
 #   make demo       the main job on built-in defaults: synth -> data -> train (2 ranks) -> infer -> eval
 #   make CUDA=0     force a CPU-only build
+#   make DNNL=0     CPU convolutions through im2col + OpenBLAS only (no oneDNN)
 
 CC      ?= gcc
 NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
