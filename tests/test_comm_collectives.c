@@ -16,6 +16,7 @@
 #include "comm/comm.h"
 #include "core/backend.h"
 #include "tests/test.h"
+#include "tests/test_mpi.h"
 
 static core_backend *be;
 
@@ -168,28 +169,6 @@ static void test_single_rank_identity(void)
     comm_reducer_destroy(r);
 }
 
-/* Every rank runs the test; any rank's failure is reported by that rank, and
- * rank 0 reports success only when all passed. */
-static void run(const char *name, void (*fn)(void))
-{
-    char full[96];
-    snprintf(full, sizeof full, "%s[np%d]", name, comm_size());
-    t_cur_failed = 0;
-    t_cur_msg[0] = 0;
-    fn();
-    long long any = comm_allreduce_ll(t_cur_failed, COMM_MAX);
-    if (t_cur_failed) {
-        printf("FAIL - %s: rank %d: %s\n", full, comm_rank(), t_cur_msg);
-        t_total_failed++;
-    } else if (any) {
-        t_total_failed++;
-    } else if (comm_rank() == 0) {
-        printf("ok - %s\n", full);
-    }
-    fflush(stdout);
-}
-#define RUN(fn) run(#fn, fn)
-
 static void fault(const char *mode, int victim)
 {
     comm_set_timeout(2);
@@ -216,13 +195,13 @@ int main(int argc, char **argv)
     if (argc == 3) {
         fault(argv[1], atoi(argv[2]));
     } else {
-        RUN(test_ranks);
-        RUN(test_bucketed_allreduce_is_the_sum);
-        RUN(test_bucketed_equals_single_bucket);
-        RUN(test_broadcast_from_last_rank);
-        RUN(test_scalar_reductions);
-        RUN(test_replica_hash);
-        RUN(test_single_rank_identity);
+        T_MPI_RUN(test_ranks);
+        T_MPI_RUN(test_bucketed_allreduce_is_the_sum);
+        T_MPI_RUN(test_bucketed_equals_single_bucket);
+        T_MPI_RUN(test_broadcast_from_last_rank);
+        T_MPI_RUN(test_scalar_reductions);
+        T_MPI_RUN(test_replica_hash);
+        T_MPI_RUN(test_single_rank_identity);
     }
     core_backend_destroy(be);
     comm_finalize();

@@ -29,6 +29,7 @@
 #include "core/rng.h"
 #include "model/net.h"
 #include "tests/test.h"
+#include "tests/test_mpi.h"
 
 static core_backend *be;
 #define BUCKET_MB 0.002 /* 524 floats: hundreds of buckets on the small net */
@@ -345,28 +346,6 @@ static void test_launch_order(void)
     comm_reducer_destroy(r);
 }
 
-/* Every rank runs the test; any rank's failure is reported by that rank, and
- * rank 0 reports success only when all passed. */
-static void run(const char *name, void (*fn)(void))
-{
-    char full[96];
-    snprintf(full, sizeof full, "%s[np%d]", name, comm_size());
-    t_cur_failed = 0;
-    t_cur_msg[0] = 0;
-    fn();
-    long long any = comm_allreduce_ll(t_cur_failed, COMM_MAX);
-    if (t_cur_failed) {
-        printf("FAIL - %s: rank %d: %s\n", full, comm_rank(), t_cur_msg);
-        t_total_failed++;
-    } else if (any) {
-        t_total_failed++;
-    } else if (comm_rank() == 0) {
-        printf("ok - %s\n", full);
-    }
-    fflush(stdout);
-}
-#define RUN(fn) run(#fn, fn)
-
 /* ---- a peer that stalls or dies while buckets are in flight ---------------- */
 typedef struct { comm_reducer *r; int kill_at; } fault_ctx;
 
@@ -410,11 +389,11 @@ int main(int argc, char **argv)
     if (argc == 3) {
         fault(argv[1], atoi(argv[2]));
     } else {
-        RUN(test_final_positions_p2h);
-        RUN(test_final_positions_both);
-        RUN(test_launch_order);
-        RUN(test_overlap_p2h);
-        RUN(test_overlap_both);
+        T_MPI_RUN(test_final_positions_p2h);
+        T_MPI_RUN(test_final_positions_both);
+        T_MPI_RUN(test_launch_order);
+        T_MPI_RUN(test_overlap_p2h);
+        T_MPI_RUN(test_overlap_both);
     }
     core_backend_destroy(be);
     comm_finalize();

@@ -10,35 +10,10 @@
 . tests/test_train_common.bash
 BIN=${SSPOSE_BUILD:-build}/tests/test_comm_overlap
 if ! command -v mpirun >/dev/null; then t_skip comm_overlap "no mpirun"; t_end; fi
-MPIRUN="mpirun --oversubscribe --bind-to none"
+t_mpi_program comm_overlap "$BIN" 5 2 3
 
-for np in 2 3; do
-  out=$T_TMP/np$np.out
-  timeout 120 $MPIRUN -np $np "$BIN" >"$out" 2>&1; rc=$?
-  grep -E '^(ok|FAIL|skip) - ' "$out"
-  n_ok=$(grep -c '^ok - ' "$out")
-  if [ $rc -ne 0 ] || [ "$n_ok" -lt 5 ]; then
-    t_fail "comm_overlap_np$np" "rc=$rc, $n_ok ok lines: $(tail -n 5 "$out" | tr '\n' '|')"
-  else
-    t_ok "comm_overlap_np$np"
-  fi
-done
-
-# fault MODE VICTIM MAX_SECONDS PATTERN (as in tests/test_comm_mpi.sh)
-fault() {
-  local mode=$1 victim=$2 max=$3 pat=$4 out=$T_TMP/fault_$1.out
-  local t0=$SECONDS
-  timeout 60 $MPIRUN -np 3 "$BIN" "$mode" "$victim" >"$out" 2>&1; local rc=$?
-  local dt=$((SECONDS - t0))
-  if [ $rc -eq 0 ]; then t_fail "overlap_fault_$mode" "job exited 0"
-  elif [ $rc -eq 124 ]; then t_fail "overlap_fault_$mode" "job hung (killed by timeout after 60 s)"
-  elif [ $dt -gt "$max" ]; then t_fail "overlap_fault_$mode" "took ${dt}s (limit ${max}s)"
-  elif grep -q 'passed the collective' "$out"; then t_fail "overlap_fault_$mode" "a rank got past the collective"
-  elif ! grep -qE "$pat" "$out"; then t_fail "overlap_fault_$mode" "output does not match '$pat': $(head -c 400 "$out" | tr '\n' '|')"
-  else t_ok "overlap_fault_$mode (${dt}s)"; fi
-}
-fault stall 2 20 '\[rank [01]\] sspose: error: gradient all-reduce: the other ranks did not join within 2 s at the overlap fault test'
-fault kill 1 15 'process rank 1 .*(signal 9|Killed)'
+t_mpi_fault overlap_fault_stall "$BIN" stall 2 20 '\[rank [01]\] sspose: error: gradient all-reduce: the other ranks did not join within 2 s at the overlap fault test'
+t_mpi_fault overlap_fault_kill "$BIN" kill 1 15 'process rank 1 .*(signal 9|Killed)'
 
 # Training: overlapped and not, bit for bit.
 tr_fixture || { t_fail comm_overlap_fixture "synth/data failed"; t_end; }

@@ -27,28 +27,6 @@ static double dot(const float *a, const float *b, size_t n)
     return s;
 }
 
-/* direct convolution in double: stride 1, same padding */
-static void conv_ref(const core_conv_shape *s, const float *x, const float *w, const float *b, double *y)
-{
-    int p = s->k / 2;
-    for (int n = 0; n < s->n; n++)
-        for (int co = 0; co < s->cout; co++)
-            for (int i = 0; i < s->h; i++)
-                for (int j = 0; j < s->w; j++) {
-                    double acc = b[co];
-                    for (int ci = 0; ci < s->cin; ci++)
-                        for (int ky = 0; ky < s->k; ky++)
-                            for (int kx = 0; kx < s->k; kx++) {
-                                int yy = i + ky - p, xx = j + kx - p;
-                                if (yy < 0 || yy >= s->h || xx < 0 || xx >= s->w) continue;
-                                acc += (double)w[((co * s->cin + ci) * s->k + ky) * s->k + kx] *
-                                       x[((n * s->cin + ci) * s->h + yy) * s->w + xx];
-                            }
-                    if (s->relu && acc < 0) acc = 0;
-                    y[((n * s->cout + co) * s->h + i) * s->w + j] = acc;
-                }
-}
-
 static void check_conv_forward(int n, int cin, int h, int w, int cout, int k, int relu)
 {
     core_conv_shape s = {n, cin, h, w, cout, k, relu};
@@ -56,7 +34,7 @@ static void check_conv_forward(int n, int cin, int h, int w, int cout, int k, in
     float *x = randv(xs, 1), *wt = randv(ws, 0.5), *b = randv(cout, 0.5), *y = be->alloc(be, ys);
     double *yr = malloc(ys * sizeof(double));
     be->conv_forward(be, &s, x, wt, b, y);
-    conv_ref(&s, x, wt, b, yr);
+    t_conv_ref(&s, x, wt, b, yr);
     double maxerr = 0;
     for (size_t i = 0; i < ys; i++) maxerr = fmax(maxerr, fabs(y[i] - yr[i]) / (1 + fabs(yr[i])));
     T_CHECKF(maxerr < 1e-5, "conv k=%d relu=%d forward max rel err %.3g", k, relu, maxerr);
@@ -77,7 +55,7 @@ static double conv_objective(const core_conv_shape *s, const float *x, const flo
 {
     size_t ys = (size_t)s->n * s->cout * s->h * s->w;
     double *y = malloc(ys * sizeof(double));
-    conv_ref(s, x, w, b, y);
+    t_conv_ref(s, x, w, b, y);
     double l = 0;
     for (size_t i = 0; i < ys; i++) l += y[i] * r[i];
     free(y);

@@ -57,28 +57,6 @@ static size_t xsize(const core_conv_shape *s) { return (size_t)s->n * s->cin * s
 static size_t ysize(const core_conv_shape *s) { return (size_t)s->n * s->cout * s->h * s->w; }
 static size_t wsize(const core_conv_shape *s) { return (size_t)s->cout * s->cin * s->k * s->k; }
 
-/* Direct convolution in double, bias and ReLU included. */
-static void ref_forward(const core_conv_shape *s, const float *x, const float *w, const float *b, double *y)
-{
-    int p = s->k / 2;
-    for (int n = 0; n < s->n; n++)
-        for (int co = 0; co < s->cout; co++)
-            for (int i = 0; i < s->h; i++)
-                for (int j = 0; j < s->w; j++) {
-                    double acc = b[co];
-                    for (int ci = 0; ci < s->cin; ci++)
-                        for (int ky = 0; ky < s->k; ky++)
-                            for (int kx = 0; kx < s->k; kx++) {
-                                int yy = i + ky - p, xx = j + kx - p;
-                                if (yy < 0 || yy >= s->h || xx < 0 || xx >= s->w) continue;
-                                acc += (double)w[((co * s->cin + ci) * s->k + ky) * s->k + kx] *
-                                       x[((n * s->cin + ci) * s->h + yy) * s->w + xx];
-                            }
-                    if (s->relu && acc < 0) acc = 0;
-                    y[((n * s->cout + co) * s->h + i) * s->w + j] = acc;
-                }
-}
-
 /* Gradients of sum(g * y_lin) for an already-masked g: dx, dw, db (overwritten). */
 static void ref_backward(const core_conv_shape *s, const float *x, const float *w, const float *g, double *dx,
                          double *dw, double *db)
@@ -147,7 +125,7 @@ static void check_path(core_cpu_conv_path path, const core_conv_shape *s)
     float *x = randv(xs, 1), *w = randv(ws, 0.5), *b = randv(s->cout, 0.5), *y = randv(ys, 9);
     double *yr = core_malloc(ys * sizeof(double));
     forward(path, s, x, w, b, y);
-    ref_forward(s, x, w, b, yr);
+    t_conv_ref(s, x, w, b, yr);
     double e = rel_err(y, NULL, yr, ys);
     T_CHECKF(e <= TOL, "%s forward n%d cin%d %dx%d cout%d k%d relu%d: rel err %.3g", pn, s->n, s->cin, s->h, s->w,
              s->cout, s->k, s->relu, e);
@@ -408,39 +386,16 @@ static void auto_rule_by_kernel_size(void)
 static const char *child_mode;
 static void child_create(void) { backend_with(child_mode); }
 
-static int run_child(void (*fn)(void), char *err, size_t cap)
-{
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t r;
-    while (len < cap - 1 && (r = read(fds[0], err + len, cap - 1 - len)) > 0) len += (size_t)r;
-    err[len] = 0;
-    close(fds[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static void env_override_bad_value_dies(void)
 {
     char err[1024];
     child_mode = "fast";
-    int rc = run_child(child_create, err, sizeof err);
+    int rc = t_run_child(child_create, err, sizeof err);
     T_CHECKF(rc != 0 && strstr(err, "SSPOSE_CPU_CONV must be gemm, dnnl or auto") && strchr(err, '\n') == strrchr(err, '\n'),
              "exit %d, stderr '%.200s'", rc, err);
     if (!dnnl) {
         child_mode = "dnnl";
-        rc = run_child(child_create, err, sizeof err);
+        rc = t_run_child(child_create, err, sizeof err);
         T_CHECKF(rc != 0 && strstr(err, "built without oneDNN"), "dnnl without oneDNN: exit %d, stderr '%.200s'", rc, err);
     }
 }

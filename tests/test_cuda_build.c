@@ -23,31 +23,6 @@ static int ngpu;
 #define NEED_CUDA_BUILD() T_SKIP("sspose was built without CUDA (no nvcc, or make CUDA=0)")
 #endif
 
-/* Runs fn in a child (no CUDA context exists in the parent on a GPU-less
- * machine, so fork is safe) and captures its stderr; returns the exit status. */
-static int run_child(void (*fn)(void), char *err, size_t cap)
-{
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t r;
-    while (len < cap - 1 && (r = read(fds[0], err + len, cap - 1 - len)) > 0) len += (size_t)r;
-    err[len] = 0;
-    close(fds[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static int count_lines(const char *s)
 {
     int n = 0;
@@ -88,11 +63,11 @@ static void cuda_create_without_gpu_is_one_line(void)
     NEED_CUDA_BUILD();
     if (ngpu > 0) T_SKIP("a GPU is present (the failure path needs a GPU-less machine)");
     char err[2048];
-    int st = run_child(child_create_direct, err, sizeof err);
+    int st = t_run_child(child_create_direct, err, sizeof err);
     T_CHECKF(st == 1, "core_cuda_backend_create exited %d without a GPU", st);
     T_CHECKF(count_lines(err) == 1, "expected one error line, got: %.300s", err);
     T_CHECKF(strstr(err, "sspose: error: no usable GPU for the CUDA backend") != NULL, "message: %.300s", err);
-    st = run_child(child_create_via_config, err, sizeof err);
+    st = t_run_child(child_create_via_config, err, sizeof err);
     T_CHECKF(st == 1, "comm.device=cuda exited %d without a GPU", st);
     T_CHECKF(count_lines(err) == 1, "expected one error line, got: %.300s", err);
     T_CHECKF(strstr(err, "comm.device = cuda but no usable GPU") != NULL, "message: %.300s", err);
