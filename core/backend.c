@@ -6,11 +6,17 @@
 
 const char *core_backends_built(void)
 {
-#ifdef SSPOSE_CUDA
-    return "cpu cuda";
+#if defined(SSPOSE_DNNL)
+#define CORE_CPU_DESC "cpu (convolutions: oneDNN + OpenBLAS)"
 #else
-    return "cpu";
+#define CORE_CPU_DESC "cpu (convolutions: OpenBLAS)"
 #endif
+#ifdef SSPOSE_CUDA
+    return CORE_CPU_DESC " cuda (cuDNN, NCCL)";
+#else
+    return CORE_CPU_DESC;
+#endif
+#undef CORE_CPU_DESC
 }
 
 core_backend *core_backend_create(const char *device, int local_rank, int threads)

@@ -76,7 +76,7 @@ core_backend *core_cpu_backend_create(int threads);
 core_backend *core_cuda_backend_create(int device);
 /* Number of CUDA devices usable (0 when not built or none present). */
 int core_cuda_device_count(void);
-/* "cpu" or "cpu cuda", for --version. */
+/* The backends built and their libraries, for --version ("cpu (...) cuda (...)"). */
 const char *core_backends_built(void);
 /* Picks a backend for comm.device = auto|cpu|cuda and a local rank. */
 core_backend *core_backend_create(const char *device, int local_rank, int threads);
