@@ -211,6 +211,15 @@ static const dnnl_memory_desc_t *pd_md(dnnl_primitive_desc_t pd, dnnl_query_t wh
 
 static const dnnl_dims_t STRIDES = {1, 1};
 
+/* The same tensor with the layout left to the primitive (format_tag any), so
+ * oneDNN can pick its blocked format; xfer_new converts between the two. */
+static dnnl_memory_desc_t any_layout(const dnnl_memory_desc_t *plain)
+{
+    dnnl_memory_desc_t md;
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&md, plain->ndims, plain->dims, dnnl_f32, dnnl_format_tag_any));
+    return md;
+}
+
 static entry *entry_get(core_cpu_dnnl *d, const core_conv_shape *s)
 {
     for (entry *e = d->entries; e; e = e->next)
@@ -226,10 +235,7 @@ static entry *entry_get(core_cpu_dnnl *d, const core_conv_shape *s)
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(&e->w_md, 4, wd, dnnl_f32, dnnl_oihw));
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(&e->b_md, 1, bd, dnnl_f32, dnnl_x));
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(&e->y_md, 4, yd, dnnl_f32, dnnl_nchw));
-    dnnl_memory_desc_t xa, wa, ya;
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&xa, 4, xd, dnnl_f32, dnnl_format_tag_any));
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wa, 4, wd, dnnl_f32, dnnl_format_tag_any));
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&ya, 4, yd, dnnl_f32, dnnl_format_tag_any));
+    dnnl_memory_desc_t xa = any_layout(&e->x_md), wa = any_layout(&e->w_md), ya = any_layout(&e->y_md);
     dnnl_dims_t pad = {s->k / 2, s->k / 2};
     dnnl_convolution_desc_t cd;
     /* direct, never Winograd: its rounding differs from every other path's */
@@ -256,11 +262,7 @@ static entry *entry_get(core_cpu_dnnl *d, const core_conv_shape *s)
 static void entry_make_bw(core_cpu_dnnl *d, entry *e)
 {
     const core_conv_shape *s = &e->s;
-    dnnl_dims_t xd = {s->n, s->cin, s->h, s->w}, wd = {s->cout, s->cin, s->k, s->k}, yd = {s->n, s->cout, s->h, s->w};
-    dnnl_memory_desc_t xa, wa, ya;
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&xa, 4, xd, dnnl_f32, dnnl_format_tag_any));
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wa, 4, wd, dnnl_f32, dnnl_format_tag_any));
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&ya, 4, yd, dnnl_f32, dnnl_format_tag_any));
+    dnnl_memory_desc_t xa = any_layout(&e->x_md), wa = any_layout(&e->w_md), ya = any_layout(&e->y_md);
     dnnl_dims_t pad = {s->k / 2, s->k / 2};
     dnnl_convolution_desc_t cd;
     DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xa, &wa, &e->b_md, &ya,
@@ -286,11 +288,7 @@ static void entry_make_bw(core_cpu_dnnl *d, entry *e)
 static void entry_make_bd(core_cpu_dnnl *d, entry *e)
 {
     const core_conv_shape *s = &e->s;
-    dnnl_dims_t xd = {s->n, s->cin, s->h, s->w}, wd = {s->cout, s->cin, s->k, s->k}, yd = {s->n, s->cout, s->h, s->w};
-    dnnl_memory_desc_t xa, wa, ya;
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&xa, 4, xd, dnnl_f32, dnnl_format_tag_any));
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wa, 4, wd, dnnl_f32, dnnl_format_tag_any));
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&ya, 4, yd, dnnl_f32, dnnl_format_tag_any));
+    dnnl_memory_desc_t xa = any_layout(&e->x_md), wa = any_layout(&e->w_md), ya = any_layout(&e->y_md);
     dnnl_dims_t pad = {s->k / 2, s->k / 2};
     dnnl_convolution_desc_t cd;
     DNNL_CHECK(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &xa, &wa, &ya, STRIDES, pad,

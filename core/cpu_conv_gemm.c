@@ -90,6 +90,16 @@ void core_cpu_conv_relu_mask(const core_conv_shape *s, const float *y, float *dy
         if (!(y[i] > 0)) dy[i] = 0;
 }
 
+/* The sgemm operand [cin*k*k, h*w] of one sample: the input itself for 1x1,
+ * otherwise its im2col expansion in the scratch buffer. */
+static const float *columns(core_cpu_gemm *g, const core_conv_shape *s, const float *xn)
+{
+    if (s->k == 1) return xn;
+    float *c = scratch(g, (size_t)s->cin * s->k * s->k * s->h * s->w);
+    im2col(xn, s->cin, s->h, s->w, s->k, c);
+    return c;
+}
+
 void core_cpu_gemm_conv_forward(core_cpu_gemm *g, const core_conv_shape *s, const float *x, const float *w,
                                 const float *b, float *y)
 {
@@ -97,12 +107,7 @@ void core_cpu_gemm_conv_forward(core_cpu_gemm *g, const core_conv_shape *s, cons
     for (int n = 0; n < s->n; n++) {
         const float *xn = x + (size_t)n * s->cin * hw;
         float *yn = y + (size_t)n * s->cout * hw;
-        const float *col = xn;
-        if (s->k != 1) {
-            float *c = scratch(g, (size_t)kdim * hw);
-            im2col(xn, s->cin, s->h, s->w, s->k, c);
-            col = c;
-        }
+        const float *col = columns(g, s, xn);
         /* y[cout, hw] = W[cout, kdim] * col[kdim, hw] */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->cout, hw, kdim, 1.0f, w, kdim, col, hw, 0.0f, yn,
                     hw);
@@ -132,12 +137,7 @@ void core_cpu_gemm_conv_backward(core_cpu_gemm *g, const core_conv_shape *s, con
             for (int i = 0; i < hw; i++) acc += row[i];
             db[co] += (float)acc;
         }
-        const float *col = xn;
-        if (s->k != 1) {
-            float *c = scratch(g, (size_t)kdim * hw);
-            im2col(xn, s->cin, s->h, s->w, s->k, c);
-            col = c;
-        }
+        const float *col = columns(g, s, xn);
         /* dW[cout, kdim] += dy[cout, hw] * col[kdim, hw]^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->cout, kdim, hw, 1.0f, dyn, hw, col, hw, 1.0f, dw,
                     kdim);

@@ -188,7 +188,7 @@ static void fault(const char *mode, int victim)
 
 int main(int argc, char **argv)
 {
-    (void)t_run; /* this program reports through run() */
+    (void)t_run; /* this program reports through t_mpi_run (tests/test_mpi.h) */
     comm_init(&argc, &argv);
     core_set_quiet(1);
     be = core_cpu_backend_create(1);
