@@ -16,7 +16,7 @@ NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/loca
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
-MODULES := core model loss dataio eval comm trainer
+MODULES := core model loss dataio eval comm trainer report
 
 # OpenBLAS: prefer its OpenMP build, so that sgemm and our OpenMP loops share one thread
 # pool (the pthread build's threads and libgomp's spin-waiting workers fight over the cores).
@@ -116,7 +116,8 @@ $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/%.c $(LIB) tests/test.h
+# Test-only headers (tests/*.h) are tracked through the programs' .d files, included below.
+$(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
@@ -160,4 +161,4 @@ deps:
 clean:
 	rm -rf build build-san bin
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

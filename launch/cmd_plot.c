@@ -6,7 +6,7 @@
 
 #include "core/check.h"
 #include "launch/cli.h"
-#include "trainer/plot.h"
+#include "report/plot.h"
 
 static const char USAGE[] =
     "usage: sspose plot RUNDIR... --out FILE.png|svg|pdf [options]\n"
@@ -89,8 +89,8 @@ int cmd_plot(int argc, char **argv)
         {"dump-layout", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    trainer_plot_opts o;
-    trainer_plot_opts_init(&o);
+    report_plot_opts o;
+    report_plot_opts_init(&o);
     const char **metrics = core_calloc(argc, sizeof *metrics);
     int c, nm = 0, log = 0, linear = 0;
     optind = 1;
@@ -120,9 +120,9 @@ int cmd_plot(int argc, char **argv)
     o.metrics = metrics;
     o.nmetrics = nm;
     CHECK(o.out, "plot: --out FILE.png|svg|pdf is required (see 'sspose plot --help')");
-    trainer_plot_format(o.out); /* a wrong extension fails before reading any run */
+    report_plot_format(o.out); /* a wrong extension fails before reading any run */
     CHECK(optind < argc, "plot: no RUNDIR given (see 'sspose plot --help')");
-    int np = trainer_plot((const char *const *)argv + optind, argc - optind, &o);
+    int np = report_plot((const char *const *)argv + optind, argc - optind, &o);
     /* with --dump-layout -, stdout carries the JSON alone */
     FILE *say = o.dump_layout && !strcmp(o.dump_layout, "-") ? stderr : stdout;
     fprintf(say, "wrote %s: %d panel%s, %d run%s\n", o.out, np, np == 1 ? "" : "s", argc - optind,

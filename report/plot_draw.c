@@ -1,4 +1,4 @@
-#include "trainer/plot_draw.h"
+#include "report/plot_draw.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -37,7 +37,7 @@ static const double DASHES[][6] = {{0}, {6, 3}, {1.5, 2.5}, {7, 2.5, 1.5, 2.5}, 
 static const int NDASH_VALUES[] = {0, 2, 2, 4, 2, 6, 2};
 #define NDASH 7
 
-void trainer_plot_run_colour(int run, int nruns, double rgb[3])
+void report_plot_run_colour(int run, int nruns, double rgb[3])
 {
     if (nruns <= 10) {
         memcpy(rgb, TAB10[run % 10], 3 * sizeof(double));
@@ -50,8 +50,8 @@ void trainer_plot_run_colour(int run, int nruns, double rgb[3])
     memcpy(rgb, t[(int)h % 6], 3 * sizeof(double));
 }
 
-void trainer_plot_series_style(const trainer_plot_figure *fig, const trainer_plot_panel *p,
-                               const trainer_plot_series *s, double rgb[3], int *dash)
+void report_plot_series_style(const report_plot_figure *fig, const report_plot_panel *p,
+                               const report_plot_series *s, double rgb[3], int *dash)
 {
     if (fig->nruns == 1) {
         /* one run: colour tells the quantities apart */
@@ -59,12 +59,12 @@ void trainer_plot_series_style(const trainer_plot_figure *fig, const trainer_plo
         *dash = (s->qty / 10) % NDASH;
     } else {
         /* several runs: colour is the run (the figure legend), dashes the quantity (the panel's) */
-        trainer_plot_run_colour(s->run, fig->nruns, rgb);
+        report_plot_run_colour(s->run, fig->nruns, rgb);
         *dash = p->nqty > 1 ? s->qty % NDASH : 0;
     }
 }
 
-void trainer_plot_default_size(int npanels, int *cols, double *w, double *h)
+void report_plot_default_size(int npanels, int *cols, double *w, double *h)
 {
     if (*cols <= 0) *cols = npanels == 1 ? 1 : npanels <= 8 ? 2 : 3;
     if (*cols > npanels) *cols = npanels;
@@ -116,23 +116,23 @@ static void fit_text(cairo_t *cr, const char *s, double maxw, char *out, size_t 
 
 static int valid_y(double y, int log) { return isfinite(y) && (!log || y > 0); }
 
-static double map_x(const trainer_plot_axis *a, const trainer_plot_box *b, double v)
+static double map_x(const report_plot_axis *a, const report_plot_box *b, double v)
 {
-    double f = trainer_plot_axis_frac(a, v);
+    double f = report_plot_axis_frac(a, v);
     /* far-off points still give a line in the right direction; cairo dislikes huge coordinates */
     f = fmax(-10, fmin(11, f));
     return b->x0 + f * (b->x1 - b->x0);
 }
 
-static double map_y(const trainer_plot_axis *a, const trainer_plot_box *b, double v)
+static double map_y(const report_plot_axis *a, const report_plot_box *b, double v)
 {
-    double f = trainer_plot_axis_frac(a, v);
+    double f = report_plot_axis_frac(a, v);
     f = fmax(-10, fmin(11, f));
     return b->y1 - f * (b->y1 - b->y0);
 }
 
 /* Which quantities of the panel have a series (its legend lists those). */
-static int present_qty(const trainer_plot_panel *p, int *which)
+static int present_qty(const report_plot_panel *p, int *which)
 {
     int n = 0;
     for (int q = 0; q < p->nqty; q++) {
@@ -144,9 +144,9 @@ static int present_qty(const trainer_plot_panel *p, int *which)
 }
 
 /* How much of a series' line lies in box c: samples every few pixels along each segment. */
-static long covered(const trainer_plot_figure *fig, int pi, const trainer_plot_series *s, const trainer_plot_box *c)
+static long covered(const report_plot_figure *fig, int pi, const report_plot_series *s, const report_plot_box *c)
 {
-    const trainer_plot_box *b = &fig->plot[pi];
+    const report_plot_box *b = &fig->plot[pi];
     const int log = fig->panels[pi].log;
     long hits = 0;
     int have = 0;
@@ -166,13 +166,13 @@ static long covered(const trainer_plot_figure *fig, int pi, const trainer_plot_s
     return hits;
 }
 
-static void panel_legend(trainer_plot_figure *fig, int pi, cairo_t *cr)
+static void panel_legend(report_plot_figure *fig, int pi, cairo_t *cr)
 {
-    const trainer_plot_panel *p = &fig->panels[pi];
-    const trainer_plot_box *b = &fig->plot[pi];
-    trainer_plot_box *lg = &fig->legend[pi];
-    *lg = (trainer_plot_box){b->x0, b->y0, b->x0, b->y0};
-    int which[TRAINER_PLOT_MAX_QTY], n = present_qty(p, which);
+    const report_plot_panel *p = &fig->panels[pi];
+    const report_plot_box *b = &fig->plot[pi];
+    report_plot_box *lg = &fig->legend[pi];
+    *lg = (report_plot_box){b->x0, b->y0, b->x0, b->y0};
+    int which[REPORT_PLOT_MAX_QTY], n = present_qty(p, which);
     if (n < 2 && !(n == 1 && p->nqty > 1)) return; /* a lone quantity of a group is still named */
     set_font(cr, TICK_FONT, 0);
     double tw = 0;
@@ -183,8 +183,8 @@ static void panel_legend(trainer_plot_figure *fig, int pi, cairo_t *cr)
     const double l = b->x0 + 4, r = b->x1 - 4 - w, cx = (b->x0 + b->x1 - w) / 2;
     const double t = b->y0 + 4, bo = b->y1 - 4 - h, cy = (b->y0 + b->y1 - h) / 2;
     const double pos[9][2] = {{r, t}, {l, t}, {l, bo}, {r, bo}, {r, cy}, {l, cy}, {cx, bo}, {cx, t}, {cx, cy}};
-    trainer_plot_box c[9];
-    for (int k = 0; k < 9; k++) c[k] = (trainer_plot_box){pos[k][0], pos[k][1], pos[k][0] + w, pos[k][1] + h};
+    report_plot_box c[9];
+    for (int k = 0; k < 9; k++) c[k] = (report_plot_box){pos[k][0], pos[k][1], pos[k][0] + w, pos[k][1] + h};
     long best = -1;
     for (int k = 0; k < 9; k++) {
         long hits = 0;
@@ -193,12 +193,12 @@ static void panel_legend(trainer_plot_figure *fig, int pi, cairo_t *cr)
     }
 }
 
-static void y_range(const trainer_plot_panel *p, double *lo, double *hi)
+static void y_range(const report_plot_panel *p, double *lo, double *hi)
 {
     *lo = INFINITY;
     *hi = -INFINITY;
     for (int s = 0; s < p->nseries; s++) {
-        const trainer_plot_series *se = &p->series[s];
+        const report_plot_series *se = &p->series[s];
         for (int pass = 0; pass < 2; pass++) {
             const double *y = pass ? se->raw : se->y;
             if (!y) continue;
@@ -208,11 +208,11 @@ static void y_range(const trainer_plot_panel *p, double *lo, double *hi)
     }
 }
 
-static void x_ticks(trainer_plot_axis *a, double width, cairo_t *cr)
+static void x_ticks(report_plot_axis *a, double width, cairo_t *cr)
 {
     int target = (int)fmax(2, fmin(8, width / 90));
     for (;;) {
-        trainer_plot_axis_ticks(a, target);
+        report_plot_axis_ticks(a, target);
         double lw = 0;
         for (int i = 0; i < a->nticks; i++) lw = fmax(lw, text_w(cr, a->labels[i]));
         if (target <= 2 || (lw + 12) * a->nticks <= width) return;
@@ -220,7 +220,7 @@ static void x_ticks(trainer_plot_axis *a, double width, cairo_t *cr)
     }
 }
 
-void trainer_plot_layout(trainer_plot_figure *fig, cairo_t *cr)
+void report_plot_layout(report_plot_figure *fig, cairo_t *cr)
 {
     int np = fig->npanels;
     fig->x = core_calloc(np, sizeof *fig->x);
@@ -244,10 +244,10 @@ void trainer_plot_layout(trainer_plot_figure *fig, cairo_t *cr)
             fit_text(cr, fig->runs[r].label, W - 2 * PAD - SWATCH - 6, s, sizeof s);
             double ew = SWATCH + 6 + text_w(cr, s);
             if (x > PAD && x + ew > W - PAD) { x = PAD; y += LEGEND_ROW; }
-            fig->entry[r] = (trainer_plot_box){x, y, x + ew, y + LEGEND_ROW};
+            fig->entry[r] = (report_plot_box){x, y, x + ew, y + LEGEND_ROW};
             x += ew + 22;
         }
-        fig->run_legend = (trainer_plot_box){PAD, top, W - PAD, y + LEGEND_ROW};
+        fig->run_legend = (report_plot_box){PAD, top, W - PAD, y + LEGEND_ROW};
         top = y + LEGEND_ROW + 8;
     }
 
@@ -255,27 +255,27 @@ void trainer_plot_layout(trainer_plot_figure *fig, cairo_t *cr)
     double xlo = INFINITY, xhi = -INFINITY;
     for (int i = 0; i < np; i++)
         for (int s = 0; s < fig->panels[i].nseries; s++) {
-            const trainer_plot_series *se = &fig->panels[i].series[s];
+            const report_plot_series *se = &fig->panels[i].series[s];
             for (long k = 0; k < se->n; k++) { xlo = fmin(xlo, se->x[k]); xhi = fmax(xhi, se->x[k]); }
         }
-    trainer_plot_axis xa;
-    trainer_plot_axis_range(&xa, xlo, xhi, 0, 0.02);
+    report_plot_axis xa;
+    report_plot_axis_range(&xa, xlo, xhi, 0, 0.02);
     xa.integer = fig->x_integer;
 
     if (fig->auto_height) fig->height = top + fig->rows * CELL_H + PAD;
     const double cw = (W - 2 * PAD) / fig->cols, ch = (fig->height - top - PAD) / fig->rows;
     for (int i = 0; i < np; i++) {
-        const trainer_plot_panel *p = &fig->panels[i];
+        const report_plot_panel *p = &fig->panels[i];
         int col = i % fig->cols, row = i / fig->cols;
-        trainer_plot_box *c = &fig->cell[i], *b = &fig->plot[i];
-        *c = (trainer_plot_box){PAD + col * cw, top + row * ch, PAD + (col + 1) * cw, top + (row + 1) * ch};
+        report_plot_box *c = &fig->cell[i], *b = &fig->plot[i];
+        *c = (report_plot_box){PAD + col * cw, top + row * ch, PAD + (col + 1) * cw, top + (row + 1) * ch};
         b->y0 = c->y0 + PANEL_TITLE_H;
         b->y1 = c->y1 - XTICK_H - XLABEL_H - 6;
 
         double lo, hi;
         y_range(p, &lo, &hi);
-        trainer_plot_axis_range(&fig->y[i], lo, hi, p->log, 0.05);
-        trainer_plot_axis_ticks(&fig->y[i], (int)fmax(3, fmin(8, (b->y1 - b->y0) / 40)));
+        report_plot_axis_range(&fig->y[i], lo, hi, p->log, 0.05);
+        report_plot_axis_ticks(&fig->y[i], (int)fmax(3, fmin(8, (b->y1 - b->y0) / 40)));
         set_font(cr, TICK_FONT, 0);
         double lw = 0;
         for (int k = 0; k < fig->y[i].nticks; k++) lw = fmax(lw, text_w(cr, fig->y[i].labels[k]));
@@ -288,7 +288,7 @@ void trainer_plot_layout(trainer_plot_figure *fig, cairo_t *cr)
     }
 }
 
-void trainer_plot_figure_free(trainer_plot_figure *fig)
+void report_plot_figure_free(report_plot_figure *fig)
 {
     free(fig->x);
     free(fig->y);
@@ -365,8 +365,8 @@ static void m4_add(m4_path *m, double x, double y)
 }
 
 /* One series as polylines through its drawable points; a lone point between gaps becomes a dot. */
-static void draw_line(cairo_t *cr, const trainer_plot_axis *xa, const trainer_plot_axis *ya, const trainer_plot_box *b,
-                      const trainer_plot_series *s, const double *y, int log, double width)
+static void draw_line(cairo_t *cr, const report_plot_axis *xa, const report_plot_axis *ya, const report_plot_box *b,
+                      const report_plot_series *s, const double *y, int log, double width)
 {
     m4_path m = {.cr = cr};
     long seg = 0, ndots = 0;
@@ -401,11 +401,11 @@ static void draw_line(cairo_t *cr, const trainer_plot_axis *xa, const trainer_pl
     free(dots);
 }
 
-static void draw_panel(const trainer_plot_figure *fig, int pi, cairo_t *cr)
+static void draw_panel(const report_plot_figure *fig, int pi, cairo_t *cr)
 {
-    const trainer_plot_panel *p = &fig->panels[pi];
-    const trainer_plot_box *b = &fig->plot[pi], *c = &fig->cell[pi];
-    const trainer_plot_axis *xa = &fig->x[pi], *ya = &fig->y[pi];
+    const report_plot_panel *p = &fig->panels[pi];
+    const report_plot_box *b = &fig->plot[pi], *c = &fig->cell[pi];
+    const report_plot_axis *xa = &fig->x[pi], *ya = &fig->y[pi];
     const double bw = b->x1 - b->x0, bh = b->y1 - b->y0;
 
     /* grid: minor lines of log axes faint, ticks darker */
@@ -438,10 +438,10 @@ static void draw_panel(const trainer_plot_figure *fig, int pi, cairo_t *cr)
     cairo_clip(cr);
     int any_finite = 0;
     for (int si = 0; si < p->nseries; si++) {
-        const trainer_plot_series *s = &p->series[si];
+        const report_plot_series *s = &p->series[si];
         double rgb[3];
         int dash;
-        trainer_plot_series_style(fig, p, s, rgb, &dash);
+        report_plot_series_style(fig, p, s, rgb, &dash);
         set_dash(cr, dash);
         if (s->raw) {
             cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], 0.25);
@@ -466,7 +466,7 @@ static void draw_panel(const trainer_plot_figure *fig, int pi, cairo_t *cr)
         cairo_stroke(cr);
 
         /* a run that ended before train.steps (stopped, diverged, or still running): a dot at its end */
-        const trainer_plot_run *r = &fig->runs[s->run];
+        const report_plot_run *r = &fig->runs[s->run];
         if (r->config_steps > 0 && r->nrows && r->step[r->nrows - 1] < r->config_steps) {
             for (long i = s->n - 1; i >= 0; i--) {
                 if (!valid_y(s->y[i], p->log)) continue;
@@ -519,7 +519,7 @@ static void draw_panel(const trainer_plot_figure *fig, int pi, cairo_t *cr)
     text_at(cr, (b->x0 + b->x1) / 2, c->y0 + 4, title, 0.5, 0);
 
     /* the panel's own legend: which line is which quantity */
-    const trainer_plot_box *lg = &fig->legend[pi];
+    const report_plot_box *lg = &fig->legend[pi];
     if (lg->x1 > lg->x0) {
         cairo_rectangle(cr, lg->x0, lg->y0, lg->x1 - lg->x0, lg->y1 - lg->y0);
         cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
@@ -527,14 +527,14 @@ static void draw_panel(const trainer_plot_figure *fig, int pi, cairo_t *cr)
         cairo_set_source_rgb(cr, 0.8, 0.8, 0.8);
         cairo_set_line_width(cr, 1);
         cairo_stroke(cr);
-        int which[TRAINER_PLOT_MAX_QTY], n = present_qty(p, which);
+        int which[REPORT_PLOT_MAX_QTY], n = present_qty(p, which);
         set_font(cr, TICK_FONT, 0);
         for (int i = 0; i < n; i++) {
             double y = lg->y0 + 4 + i * 15.0 + 7.5;
-            trainer_plot_series probe = {.run = 0, .qty = which[i]};
+            report_plot_series probe = {.run = 0, .qty = which[i]};
             double rgb[3] = {0.3, 0.3, 0.3};
             int dash = 0;
-            if (fig->nruns == 1) trainer_plot_series_style(fig, p, &probe, rgb, &dash);
+            if (fig->nruns == 1) report_plot_series_style(fig, p, &probe, rgb, &dash);
             else dash = which[i] % NDASH;
             cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
             set_dash(cr, dash);
@@ -549,7 +549,7 @@ static void draw_panel(const trainer_plot_figure *fig, int pi, cairo_t *cr)
     }
 }
 
-void trainer_plot_render(const trainer_plot_figure *fig, cairo_t *cr)
+void report_plot_render(const report_plot_figure *fig, cairo_t *cr)
 {
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
@@ -563,9 +563,9 @@ void trainer_plot_render(const trainer_plot_figure *fig, cairo_t *cr)
     if (fig->has_run_legend) {
         set_font(cr, LEGEND_FONT, 0);
         for (int r = 0; r < fig->nruns; r++) {
-            const trainer_plot_box *e = &fig->entry[r];
+            const report_plot_box *e = &fig->entry[r];
             double rgb[3], y = (e->y0 + e->y1) / 2;
-            trainer_plot_run_colour(r, fig->nruns, rgb);
+            report_plot_run_colour(r, fig->nruns, rgb);
             cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
             cairo_set_line_width(cr, 3);
             cairo_move_to(cr, e->x0, y);

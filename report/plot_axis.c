@@ -1,11 +1,11 @@
-#include "trainer/plot_axis.h"
+#include "report/plot_axis.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-double trainer_plot_nice_step(double raw)
+double report_plot_nice_step(double raw)
 {
     if (!(raw > 0) || !isfinite(raw)) return 1;
     double e = floor(log10(raw)), p = pow(10, e), f = raw / p;
@@ -27,7 +27,7 @@ static void compact_exponent(char *s)
     memmove(dst, src, strlen(src) + 1);
 }
 
-void trainer_plot_format_ticks(const double *v, int n, double step, char (*out)[TRAINER_PLOT_LABEL])
+void report_plot_format_ticks(const double *v, int n, double step, char (*out)[REPORT_PLOT_LABEL])
 {
     double maxabs = 0;
     for (int i = 0; i < n; i++) maxabs = fmax(maxabs, fabs(v[i]));
@@ -46,8 +46,8 @@ void trainer_plot_format_ticks(const double *v, int n, double step, char (*out)[
         if (good) { prec = p; break; }
     }
     for (int i = 0; i < n; i++) {
-        if (v[i] == 0) { snprintf(out[i], TRAINER_PLOT_LABEL, "0"); continue; }
-        snprintf(out[i], TRAINER_PLOT_LABEL, plain ? "%.*f" : "%.*e", prec, v[i]);
+        if (v[i] == 0) { snprintf(out[i], REPORT_PLOT_LABEL, "0"); continue; }
+        snprintf(out[i], REPORT_PLOT_LABEL, plain ? "%.*f" : "%.*e", prec, v[i]);
         compact_exponent(out[i]);
     }
 }
@@ -55,12 +55,12 @@ void trainer_plot_format_ticks(const double *v, int n, double step, char (*out)[
 /* A lone value labelled with just the digits it needs (log ticks are labelled one by one). */
 static void format_one(double v, char *out)
 {
-    char tmp[1][TRAINER_PLOT_LABEL];
-    trainer_plot_format_ticks(&v, 1, fabs(v) * 0.01, tmp);
-    memcpy(out, tmp[0], TRAINER_PLOT_LABEL);
+    char tmp[1][REPORT_PLOT_LABEL];
+    report_plot_format_ticks(&v, 1, fabs(v) * 0.01, tmp);
+    memcpy(out, tmp[0], REPORT_PLOT_LABEL);
 }
 
-void trainer_plot_axis_range(trainer_plot_axis *a, double vmin, double vmax, int log, double margin)
+void report_plot_axis_range(report_plot_axis *a, double vmin, double vmax, int log, double margin)
 {
     memset(a, 0, sizeof *a);
     a->log = log;
@@ -88,26 +88,26 @@ void trainer_plot_axis_range(trainer_plot_axis *a, double vmin, double vmax, int
     }
 }
 
-static void linear_ticks(trainer_plot_axis *a, int target)
+static void linear_ticks(report_plot_axis *a, int target)
 {
-    double step = trainer_plot_nice_step((a->hi - a->lo) / target);
-    while ((a->hi - a->lo) / step > TRAINER_PLOT_MAX_TICKS - 1) step = trainer_plot_nice_step(step * 1.01);
+    double step = report_plot_nice_step((a->hi - a->lo) / target);
+    while ((a->hi - a->lo) / step > REPORT_PLOT_MAX_TICKS - 1) step = report_plot_nice_step(step * 1.01);
     if (a->integer && step < 1) step = 1;
     if (a->integer && step == 2.5) step = 2; /* 2.5 steps would land between whole numbers */
     /* Multiples of an integer index, not repeated additions, so 0.1 steps stay round. */
     double i0 = ceil(a->lo / step - 1e-9);
     a->nticks = 0;
-    for (double i = i0; a->nticks < TRAINER_PLOT_MAX_TICKS; i++) {
+    for (double i = i0; a->nticks < REPORT_PLOT_MAX_TICKS; i++) {
         double v = i * step;
         if (v > a->hi + 1e-9 * step) break;
         if (fabs(v) < 1e-9 * step) v = 0;
         a->ticks[a->nticks++] = v;
     }
-    trainer_plot_format_ticks(a->ticks, a->nticks, step, a->labels);
+    report_plot_format_ticks(a->ticks, a->nticks, step, a->labels);
 }
 
 /* Ticks at d * 10^k for the mantissas given, inside the range; returns the count. */
-static int mantissa_ticks(const trainer_plot_axis *a, const int *d, int nd, double *out, int cap)
+static int mantissa_ticks(const report_plot_axis *a, const int *d, int nd, double *out, int cap)
 {
     int n = 0;
     for (int k = (int)floor(log10(a->lo)) - 1; k <= (int)ceil(log10(a->hi)); k++)
@@ -128,13 +128,13 @@ static int contains(const double *v, int n, double x)
     return 0;
 }
 
-static void log_ticks(trainer_plot_axis *a, int target)
+static void log_ticks(report_plot_axis *a, int target)
 {
     double llo = log10(a->lo), lhi = log10(a->hi);
     int k0 = (int)ceil(llo - 1e-9), k1 = (int)floor(lhi + 1e-9);
     int ndec = k1 - k0 + 1;
     a->nticks = a->nminor = 0;
-    double all[TRAINER_PLOT_MAX_MINOR];
+    double all[REPORT_PLOT_MAX_MINOR];
     static const int d19[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, d125[] = {1, 2, 5};
     if (ndec >= 2) {
         /* Label every m-th decade so that many decades still fit; the rest become grid lines. */
@@ -142,16 +142,16 @@ static void log_ticks(trainer_plot_axis *a, int target)
         if (m < 1) m = 1;
         for (int k = k0; k <= k1; k++) {
             double v = pow(10, k);
-            if (((k % m) + m) % m == 0 && a->nticks < TRAINER_PLOT_MAX_TICKS) {
+            if (((k % m) + m) % m == 0 && a->nticks < REPORT_PLOT_MAX_TICKS) {
                 a->ticks[a->nticks] = v;
                 format_one(v, a->labels[a->nticks++]);
-            } else if (a->nminor < TRAINER_PLOT_MAX_MINOR) {
+            } else if (a->nminor < REPORT_PLOT_MAX_MINOR) {
                 a->minor[a->nminor++] = v;
             }
         }
         if (m == 1) {
-            int n = mantissa_ticks(a, d19, 9, all, TRAINER_PLOT_MAX_MINOR);
-            if (n <= TRAINER_PLOT_MAX_MINOR)
+            int n = mantissa_ticks(a, d19, 9, all, REPORT_PLOT_MAX_MINOR);
+            if (n <= REPORT_PLOT_MAX_MINOR)
                 for (int i = 0; i < n; i++)
                     if (!contains(a->ticks, a->nticks, all[i])) a->minor[a->nminor++] = all[i];
         }
@@ -163,9 +163,9 @@ static void log_ticks(trainer_plot_axis *a, int target)
         linear_ticks(a, target);
         return;
     }
-    int n = mantissa_ticks(a, d125, 3, all, TRAINER_PLOT_MAX_TICKS);
+    int n = mantissa_ticks(a, d125, 3, all, REPORT_PLOT_MAX_TICKS);
     if (n < 3 || n > target + 2) {
-        n = mantissa_ticks(a, d19, 9, all, TRAINER_PLOT_MAX_TICKS);
+        n = mantissa_ticks(a, d19, 9, all, REPORT_PLOT_MAX_TICKS);
         if (n < 3 || n > target + 3) {
             linear_ticks(a, target);
             return;
@@ -175,21 +175,21 @@ static void log_ticks(trainer_plot_axis *a, int target)
         a->ticks[a->nticks] = all[i];
         format_one(all[i], a->labels[a->nticks++]);
     }
-    double minor[TRAINER_PLOT_MAX_MINOR];
-    int nm = mantissa_ticks(a, d19, 9, minor, TRAINER_PLOT_MAX_MINOR);
-    if (nm <= TRAINER_PLOT_MAX_MINOR)
+    double minor[REPORT_PLOT_MAX_MINOR];
+    int nm = mantissa_ticks(a, d19, 9, minor, REPORT_PLOT_MAX_MINOR);
+    if (nm <= REPORT_PLOT_MAX_MINOR)
         for (int i = 0; i < nm; i++)
             if (!contains(a->ticks, a->nticks, minor[i])) a->minor[a->nminor++] = minor[i];
 }
 
-void trainer_plot_axis_ticks(trainer_plot_axis *a, int target)
+void report_plot_axis_ticks(report_plot_axis *a, int target)
 {
     if (target < 2) target = 2;
     if (a->log) log_ticks(a, target);
     else linear_ticks(a, target);
 }
 
-double trainer_plot_axis_frac(const trainer_plot_axis *a, double v)
+double report_plot_axis_frac(const report_plot_axis *a, double v)
 {
     if (a->log) return (log10(v) - log10(a->lo)) / (log10(a->hi) - log10(a->lo));
     return (v - a->lo) / (a->hi - a->lo);

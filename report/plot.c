@@ -1,4 +1,4 @@
-#include "trainer/plot.h"
+#include "report/plot.h"
 
 #include <cJSON.h>
 #include <cairo-pdf.h>
@@ -14,14 +14,14 @@
 #include <unistd.h>
 
 #include "core/check.h"
-#include "trainer/plot_data.h"
-#include "trainer/plot_draw.h"
+#include "report/plot_data.h"
+#include "report/plot_draw.h"
 
 /* Below this a panel's tick labels crowd out its plot. */
 #define MIN_CELL_W 220
 #define MIN_CELL_H 160
 
-void trainer_plot_opts_init(trainer_plot_opts *o)
+void report_plot_opts_init(report_plot_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->step_from = o->step_to = -1;
@@ -29,15 +29,15 @@ void trainer_plot_opts_init(trainer_plot_opts *o)
     o->label_keys = 4;
 }
 
-int trainer_plot_format(const char *path)
+int report_plot_format(const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     const char *dot = strrchr(base, '.');
     CHECK(dot && dot != base && dot[1], "plot: --out %s has no file extension (use .png, .svg or .pdf)", path);
-    if (!strcasecmp(dot, ".png")) return TRAINER_PLOT_PNG;
-    if (!strcasecmp(dot, ".svg")) return TRAINER_PLOT_SVG;
-    if (!strcasecmp(dot, ".pdf")) return TRAINER_PLOT_PDF;
+    if (!strcasecmp(dot, ".png")) return REPORT_PLOT_PNG;
+    if (!strcasecmp(dot, ".svg")) return REPORT_PLOT_SVG;
+    if (!strcasecmp(dot, ".pdf")) return REPORT_PLOT_PDF;
     CORE_DIE("plot: unsupported output format '%s' in --out %s (use .png, .svg or .pdf)", dot, path);
 }
 
@@ -51,13 +51,13 @@ static void hex_colour(const double rgb[3], char *out)
     snprintf(out, 8, "#%02x%02x%02x", (int)lround(rgb[0] * 255), (int)lround(rgb[1] * 255), (int)lround(rgb[2] * 255));
 }
 
-static cJSON *box_json(const trainer_plot_box *b, double k)
+static cJSON *box_json(const report_plot_box *b, double k)
 {
     double v[4] = {b->x0 * k, b->y0 * k, b->x1 * k, b->y1 * k};
     return cJSON_CreateDoubleArray(v, 4);
 }
 
-static cJSON *axis_json(const trainer_plot_axis *a)
+static cJSON *axis_json(const report_plot_axis *a)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "lo", a->lo);
@@ -71,11 +71,11 @@ static cJSON *axis_json(const trainer_plot_axis *a)
 
 /* The layout as JSON, in output pixels (points for SVG/PDF), so that tests and
  * scripts can map values to positions: docs/plot.md. */
-static void dump_layout(FILE *f, const char *path, const trainer_plot_figure *fig, int fmt, double k,
-                        const trainer_plot_select *sel)
+static void dump_layout(FILE *f, const char *path, const report_plot_figure *fig, int fmt, double k,
+                        const report_plot_select *sel)
 {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "format", fmt == TRAINER_PLOT_PNG ? "png" : fmt == TRAINER_PLOT_SVG ? "svg" : "pdf");
+    cJSON_AddStringToObject(j, "format", fmt == REPORT_PLOT_PNG ? "png" : fmt == REPORT_PLOT_SVG ? "svg" : "pdf");
     cJSON_AddNumberToObject(j, "width", ceil(fig->width * k));
     cJSON_AddNumberToObject(j, "height", ceil(fig->height * k));
     cJSON_AddNumberToObject(j, "scale", k);
@@ -86,11 +86,11 @@ static void dump_layout(FILE *f, const char *path, const trainer_plot_figure *fi
     cJSON_AddNumberToObject(j, "smooth", sel->smooth > 1 ? sel->smooth : 0);
     cJSON *runs = cJSON_AddArrayToObject(j, "runs");
     for (int r = 0; r < fig->nruns; r++) {
-        const trainer_plot_run *run = &fig->runs[r];
+        const report_plot_run *run = &fig->runs[r];
         cJSON *o = cJSON_CreateObject();
         double rgb[3];
         char hex[8];
-        trainer_plot_run_colour(r, fig->nruns, rgb);
+        report_plot_run_colour(r, fig->nruns, rgb);
         hex_colour(rgb, hex);
         cJSON_AddStringToObject(o, "name", run->name);
         cJSON_AddStringToObject(o, "label", run->label);
@@ -113,7 +113,7 @@ static void dump_layout(FILE *f, const char *path, const trainer_plot_figure *fi
     else cJSON_AddNullToObject(j, "legend");
     cJSON *panels = cJSON_AddArrayToObject(j, "panels");
     for (int i = 0; i < fig->npanels; i++) {
-        const trainer_plot_panel *p = &fig->panels[i];
+        const report_plot_panel *p = &fig->panels[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "metric", p->metric);
         cJSON_AddStringToObject(o, "title", p->title);
@@ -125,12 +125,12 @@ static void dump_layout(FILE *f, const char *path, const trainer_plot_figure *fi
         cJSON_AddItemToObject(o, "y", axis_json(&fig->y[i]));
         cJSON *ss = cJSON_AddArrayToObject(o, "series");
         for (int s = 0; s < p->nseries; s++) {
-            const trainer_plot_series *se = &p->series[s];
+            const report_plot_series *se = &p->series[s];
             cJSON *so = cJSON_CreateObject();
             double rgb[3];
             int dash;
             char hex[8];
-            trainer_plot_series_style(fig, p, se, rgb, &dash);
+            report_plot_series_style(fig, p, se, rgb, &dash);
             hex_colour(rgb, hex);
             cJSON_AddNumberToObject(so, "run", se->run);
             cJSON_AddStringToObject(so, "quantity", p->qty[se->qty]);
@@ -151,33 +151,33 @@ static void dump_layout(FILE *f, const char *path, const trainer_plot_figure *fi
     CHECK(ok, "plot: cannot write %s: %s", f == stdout ? "the layout to stdout" : path, strerror(errno));
 }
 
-static void default_title(const trainer_plot_run *runs, int n, char *out, size_t len)
+static void default_title(const report_plot_run *runs, int n, char *out, size_t len)
 {
     size_t o = 0;
     if (n > 1) o += snprintf(out, len, "%d runs: ", n);
     for (int i = 0; i < n && o < len; i++) o += snprintf(out + o, len - o, "%s%s", i ? ", " : "", runs[i].name);
 }
 
-int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts *o)
+int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o)
 {
     CHECK(nruns > 0, "plot: no RUNDIR given (see 'sspose plot --help')");
     CHECK(o->out, "plot: --out FILE.png|svg|pdf is required (see 'sspose plot --help')");
-    const int fmt = trainer_plot_format(o->out);
+    const int fmt = report_plot_format(o->out);
     struct stat ost;
     /* the rename at the end would fail only after all the drawing */
     CHECK(stat(o->out, &ost) != 0 || !S_ISDIR(ost.st_mode), "plot: cannot write %s: Is a directory", o->out);
 
-    trainer_plot_run *runs = core_calloc(nruns, sizeof *runs);
-    for (int i = 0; i < nruns; i++) trainer_plot_run_load(&runs[i], rundirs[i]);
-    trainer_plot_runs_label(runs, nruns, o->label_keys);
+    report_plot_run *runs = core_calloc(nruns, sizeof *runs);
+    for (int i = 0; i < nruns; i++) report_plot_run_load(&runs[i], rundirs[i]);
+    report_plot_runs_label(runs, nruns, o->label_keys);
 
-    trainer_plot_select sel = {.x_time = o->x_time, .smooth = o->smooth, .log_mode = o->log_mode,
+    report_plot_select sel = {.x_time = o->x_time, .smooth = o->smooth, .log_mode = o->log_mode,
                                .step_from = o->step_from, .step_to = o->step_to};
-    trainer_plot_panel *panels;
-    int np = trainer_plot_panels(runs, nruns, o->metrics, o->nmetrics, &sel, &panels);
+    report_plot_panel *panels;
+    int np = report_plot_panels(runs, nruns, o->metrics, o->nmetrics, &sel, &panels);
 
-    trainer_plot_figure fig = {.runs = runs, .nruns = nruns, .panels = panels, .npanels = np, .cols = o->cols};
-    trainer_plot_default_size(np, &fig.cols, &fig.width, &fig.height);
+    report_plot_figure fig = {.runs = runs, .nruns = nruns, .panels = panels, .npanels = np, .cols = o->cols};
+    report_plot_default_size(np, &fig.cols, &fig.width, &fig.height);
     if (o->width > 0) fig.width = o->width;
     if (o->height > 0) fig.height = o->height;
     if (o->title) snprintf(fig.title, sizeof fig.title, "%s", o->title);
@@ -196,9 +196,9 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
         cairo_surface_t *scratch = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1);
         cairo_t *cr = cairo_create(scratch);
         fig.auto_height = o->height <= 0;
-        trainer_plot_layout(&fig, cr);
+        report_plot_layout(&fig, cr);
         double cw = fig.cell[0].x1 - fig.cell[0].x0, ch = fig.cell[0].y1 - fig.cell[0].y0;
-        trainer_plot_figure_free(&fig);
+        report_plot_figure_free(&fig);
         cairo_destroy(cr);
         cairo_surface_destroy(scratch);
         fig.auto_height = 0;
@@ -208,7 +208,7 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
               nruns > 1 ? " under the legend" : "", MIN_CELL_W, MIN_CELL_H);
     }
 
-    const double k = fmt == TRAINER_PLOT_PNG ? o->scale : 1;
+    const double k = fmt == REPORT_PLOT_PNG ? o->scale : 1;
     CHECK(fig.width * k <= 32767 && fig.height * k <= 32767,
           "plot: a %.0fx%.0f image is beyond cairo's 32767-pixel limit (lower --size, --scale or the panel count)",
           ceil(fig.width * k), ceil(fig.height * k));
@@ -232,7 +232,7 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
         lf = stdout;
     }
 
-    for (int i = 0; i < nruns; i++) trainer_plot_run_warn(&runs[i]);
+    for (int i = 0; i < nruns; i++) report_plot_run_warn(&runs[i]);
     for (int i = 0; i < np; i++) {
         if (panels[i].log_dropped)
             core_warn("panel '%s': no positive values for a log scale; drawn linear", panels[i].metric);
@@ -242,9 +242,9 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
     }
 
     cairo_surface_t *s;
-    if (fmt == TRAINER_PLOT_PNG)
+    if (fmt == REPORT_PLOT_PNG)
         s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, (int)ceil(fig.width * k), (int)ceil(fig.height * k));
-    else if (fmt == TRAINER_PLOT_SVG)
+    else if (fmt == REPORT_PLOT_SVG)
         s = cairo_svg_surface_create_for_stream(write_stream, f, fig.width, fig.height);
     else
         s = cairo_pdf_surface_create_for_stream(write_stream, f, fig.width, fig.height);
@@ -256,11 +256,11 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
     }
     cairo_t *cr = cairo_create(s);
     cairo_scale(cr, k, k);
-    trainer_plot_layout(&fig, cr);
-    trainer_plot_render(&fig, cr);
+    report_plot_layout(&fig, cr);
+    report_plot_render(&fig, cr);
     cairo_status_t st = cairo_status(cr);
     cairo_destroy(cr);
-    if (st == CAIRO_STATUS_SUCCESS && fmt == TRAINER_PLOT_PNG) st = cairo_surface_write_to_png_stream(s, write_stream, f);
+    if (st == CAIRO_STATUS_SUCCESS && fmt == REPORT_PLOT_PNG) st = cairo_surface_write_to_png_stream(s, write_stream, f);
     cairo_surface_finish(s);
     if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_status(s);
     cairo_surface_destroy(s);
@@ -279,10 +279,10 @@ int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts 
 
     if (lf) dump_layout(lf, o->dump_layout, &fig, fmt, k, &sel);
 
-    trainer_plot_figure_free(&fig);
-    trainer_plot_panels_free(panels, np);
+    report_plot_figure_free(&fig);
+    report_plot_panels_free(panels, np);
     free(panels);
-    for (int i = 0; i < nruns; i++) trainer_plot_run_free(&runs[i]);
+    for (int i = 0; i < nruns; i++) report_plot_run_free(&runs[i]);
     free(runs);
     return np;
 }

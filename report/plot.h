@@ -1,11 +1,11 @@
 /* `sspose plot`: figures of training curves from run directories
  * (RUNDIR/metrics.jsonl, RUNDIR/config.ini; docs/plot.md). */
-#ifndef SSPOSE_TRAINER_PLOT_H
-#define SSPOSE_TRAINER_PLOT_H
+#ifndef SSPOSE_REPORT_PLOT_H
+#define SSPOSE_REPORT_PLOT_H
 
-enum { TRAINER_PLOT_PNG = 1, TRAINER_PLOT_SVG, TRAINER_PLOT_PDF };
+enum { REPORT_PLOT_PNG = 1, REPORT_PLOT_SVG, REPORT_PLOT_PDF };
 
-typedef struct trainer_plot_opts {
+typedef struct report_plot_opts {
     const char *out;             /* .png, .svg or .pdf */
     const char *const *metrics;  /* comma-separated names each; none: the default panels */
     int nmetrics;
@@ -19,16 +19,16 @@ typedef struct trainer_plot_opts {
     double scale;                /* PNG pixels per unit (2 for high-DPI) */
     int label_keys;              /* differing config keys named per run in the legend */
     const char *dump_layout;     /* write panel boxes and axis ranges as JSON here ("-": stdout) */
-} trainer_plot_opts;
+} report_plot_opts;
 
-void trainer_plot_opts_init(trainer_plot_opts *o);
+void report_plot_opts_init(report_plot_opts *o);
 
-/* TRAINER_PLOT_PNG/SVG/PDF from the file name's extension; dies on another. */
-int trainer_plot_format(const char *path);
+/* REPORT_PLOT_PNG/SVG/PDF from the file name's extension; dies on another. */
+int report_plot_format(const char *path);
 
 /* Reads the runs, draws the figure and writes o->out (through a temporary name).
  * Bad input dies with one line; recoverable read problems are warnings.
  * Returns the number of panels drawn. */
-int trainer_plot(const char *const *rundirs, int nruns, const trainer_plot_opts *o);
+int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o);
 
 #endif

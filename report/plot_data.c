@@ -1,4 +1,4 @@
-#include "trainer/plot_data.h"
+#include "report/plot_data.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -22,20 +22,20 @@ static char *trim(char *s)
     return s;
 }
 
-static int add_col(trainer_plot_run *r, const char *path, long cap)
+static int add_col(report_plot_run *r, const char *path, long cap)
 {
     if (r->ncols == r->capcols) {
         r->capcols = r->capcols ? 2 * r->capcols : 32;
         r->cols = core_realloc(r->cols, r->capcols * sizeof *r->cols);
     }
-    trainer_plot_col *c = &r->cols[r->ncols];
+    report_plot_col *c = &r->cols[r->ncols];
     c->path = core_strdup(path);
     c->v = core_calloc(cap, sizeof *c->v);
     c->state = core_calloc(cap, 1); /* rows before this column appeared lack it */
     return r->ncols++;
 }
 
-static int find_col(const trainer_plot_run *r, const char *path, int hint)
+static int find_col(const report_plot_run *r, const char *path, int hint)
 {
     /* Lines list their keys in the same order, so the column after the last one found
      * is nearly always the next: this keeps reading linear in the file size. */
@@ -46,7 +46,7 @@ static int find_col(const trainer_plot_run *r, const char *path, int hint)
 }
 
 typedef struct {
-    trainer_plot_run *r;
+    report_plot_run *r;
     long row, cap;
     int hint;
 } flat_ctx;
@@ -69,7 +69,7 @@ static void flatten(flat_ctx *f, const cJSON *node, char *path, size_t len)
             /* cJSON writes NaN and Inf as null: a null number is a non-finite value */
             double v = cJSON_IsNumber(it) ? it->valuedouble : NAN;
             f->r->cols[c].v[f->row] = v;
-            f->r->cols[c].state[f->row] = isfinite(v) ? TRAINER_PLOT_FINITE : TRAINER_PLOT_NONFINITE;
+            f->r->cols[c].state[f->row] = isfinite(v) ? REPORT_PLOT_FINITE : REPORT_PLOT_NONFINITE;
         }
         path[len] = 0;
     }
@@ -110,7 +110,7 @@ static char *nan_tokens_to_null(const char *s)
     return out;
 }
 
-static void grow_rows(trainer_plot_run *r, long *cap)
+static void grow_rows(report_plot_run *r, long *cap)
 {
     long nc = *cap * 2;
     r->step = core_realloc(r->step, nc * sizeof *r->step);
@@ -122,7 +122,7 @@ static void grow_rows(trainer_plot_run *r, long *cap)
 }
 
 /* Returns 1 when the line became a row. */
-static int add_line(trainer_plot_run *r, const char *line, long *cap)
+static int add_line(report_plot_run *r, const char *line, long *cap)
 {
     cJSON *j = cJSON_Parse(line);
     if (!j) {
@@ -138,7 +138,7 @@ static int add_line(trainer_plot_run *r, const char *line, long *cap)
     if (r->nrows == *cap) grow_rows(r, cap);
     long row = r->nrows++;
     r->step[row] = (long)s->valuedouble;
-    for (int i = 0; i < r->ncols; i++) r->cols[i].state[row] = TRAINER_PLOT_MISSING;
+    for (int i = 0; i < r->ncols; i++) r->cols[i].state[row] = REPORT_PLOT_MISSING;
     char path[260] = "";
     flat_ctx f = {r, row, *cap, 0};
     flatten(&f, j, path, 0);
@@ -148,7 +148,7 @@ static int add_line(trainer_plot_run *r, const char *line, long *cap)
 
 /* A concatenated or hand-edited file may repeat or reorder steps: sort them,
  * and of a repeated step keep the line written last (the retrained one). */
-static void order_rows(trainer_plot_run *r)
+static void order_rows(report_plot_run *r)
 {
     long n = r->nrows, sorted = 1;
     for (long i = 1; i < n && sorted; i++) sorted = r->step[i] > r->step[i - 1];
@@ -183,7 +183,7 @@ static void order_rows(trainer_plot_run *r)
     free(idx);
 }
 
-static void find_terms(trainer_plot_run *r)
+static void find_terms(report_plot_run *r)
 {
     for (int i = 0; i < r->ncols; i++) {
         int s, k = 0;
@@ -194,11 +194,11 @@ static void find_terms(trainer_plot_run *r)
         if (s > r->nstages) r->nstages = s;
         int have = 0;
         for (int j = 0; j < r->nterms && !have; j++) have = !strcmp(r->terms[j], t);
-        if (!have && r->nterms < TRAINER_PLOT_MAX_TERMS) snprintf(r->terms[r->nterms++], sizeof r->terms[0], "%s", t);
+        if (!have && r->nterms < REPORT_PLOT_MAX_TERMS) snprintf(r->terms[r->nterms++], sizeof r->terms[0], "%s", t);
     }
 }
 
-static void read_config(trainer_plot_run *r)
+static void read_config(report_plot_run *r)
 {
     size_t len = strlen(r->dir) + 16;
     char *path = core_malloc(len);
@@ -264,7 +264,7 @@ static int runs_below(const char *dir)
     return n;
 }
 
-void trainer_plot_run_load(trainer_plot_run *r, const char *arg)
+void report_plot_run_load(report_plot_run *r, const char *arg)
 {
     memset(r, 0, sizeof *r);
     CHECK(*arg, "plot: empty RUNDIR argument");
@@ -328,7 +328,7 @@ void trainer_plot_run_load(trainer_plot_run *r, const char *arg)
     read_config(r);
 }
 
-void trainer_plot_run_warn(const trainer_plot_run *r)
+void report_plot_run_warn(const report_plot_run *r)
 {
     if (r->partial_last)
         core_warn("%s: ignored a partly written last line (run in progress?)", r->metrics);
@@ -340,7 +340,7 @@ void trainer_plot_run_warn(const trainer_plot_run *r)
                   r->duplicates == 1 ? "" : "s");
 }
 
-void trainer_plot_run_free(trainer_plot_run *r)
+void report_plot_run_free(report_plot_run *r)
 {
     for (int i = 0; i < r->ncols; i++) {
         free(r->cols[i].path);
@@ -361,7 +361,7 @@ void trainer_plot_run_free(trainer_plot_run *r)
     memset(r, 0, sizeof *r);
 }
 
-const trainer_plot_col *trainer_plot_run_col(const trainer_plot_run *r, const char *path)
+const report_plot_col *report_plot_run_col(const report_plot_run *r, const char *path)
 {
     int i = find_col(r, path, -1);
     return i < 0 ? NULL : &r->cols[i];
@@ -369,7 +369,7 @@ const trainer_plot_col *trainer_plot_run_col(const trainer_plot_run *r, const ch
 
 /* ---------------------------------------------------------------- labels */
 
-static const char *config_get(const trainer_plot_run *r, const char *key)
+static const char *config_get(const report_plot_run *r, const char *key)
 {
     for (int i = 0; i < r->nkv; i++)
         if (!strcmp(r->keys[i], key)) return r->vals[i];
@@ -402,7 +402,7 @@ static int key_rank(const char *key)
     return 6;
 }
 
-void trainer_plot_runs_label(trainer_plot_run *runs, int n, int max_keys)
+void report_plot_runs_label(report_plot_run *runs, int n, int max_keys)
 {
     for (int i = 0; i < n; i++) {
         const char *d = runs[i].dir, *slash = strrchr(d, '/');
@@ -454,7 +454,7 @@ void trainer_plot_runs_label(trainer_plot_run *runs, int n, int max_keys)
         keys[j] = k;
     }
     for (int i = 0; i < n; i++) {
-        trainer_plot_run *r = &runs[i];
+        report_plot_run *r = &runs[i];
         size_t cap = strlen(r->name) + 64, len = 0;
         r->label = core_malloc(cap);
         len = snprintf(r->label, cap, "%s", r->name);
@@ -502,17 +502,17 @@ typedef struct {
 /* A quantity resolved against one run's columns. */
 typedef struct {
     int kind, n;
-    const trainer_plot_col *c[MAX_STAGES];
-    const trainer_plot_col *w;
+    const report_plot_col *c[MAX_STAGES];
+    const report_plot_col *w;
 } qcols;
 
-static void resolve(const trainer_plot_run *r, const qspec *q, qcols *o)
+static void resolve(const report_plot_run *r, const qspec *q, qcols *o)
 {
     memset(o, 0, sizeof *o);
     o->kind = q->kind;
     char p[160];
     if (q->kind == Q_PATH) {
-        o->c[0] = trainer_plot_run_col(r, q->name);
+        o->c[0] = report_plot_run_col(r, q->name);
         o->n = o->c[0] != NULL;
         return;
     }
@@ -520,40 +520,40 @@ static void resolve(const trainer_plot_run *r, const qspec *q, qcols *o)
     if (q->kind == Q_TERM_STAGE) s0 = s1 = q->stage ? q->stage : r->nstages;
     for (int s = s0; s >= 1 && s <= s1; s++) {
         snprintf(p, sizeof p, "terms.stage%d.%s", s, q->name);
-        const trainer_plot_col *c = trainer_plot_run_col(r, p);
+        const report_plot_col *c = report_plot_run_col(r, p);
         if (c) o->c[o->n++] = c;
     }
     if (q->kind == Q_WEIGHTED) {
         snprintf(p, sizeof p, "weights.%s", q->name);
-        o->w = trainer_plot_run_col(r, p);
+        o->w = report_plot_run_col(r, p);
         if (!o->w) o->n = 0;
     }
 }
 
 static int qvalue(const qcols *q, long row, double *v)
 {
-    if (!q->n) return TRAINER_PLOT_MISSING;
+    if (!q->n) return REPORT_PLOT_MISSING;
     double sum = 0;
     int any = 0, bad = 0;
     for (int i = 0; i < q->n; i++) {
         int st = q->c[i]->state[row];
-        if (st == TRAINER_PLOT_MISSING) continue;
+        if (st == REPORT_PLOT_MISSING) continue;
         any = 1;
-        if (st == TRAINER_PLOT_NONFINITE) bad = 1;
+        if (st == REPORT_PLOT_NONFINITE) bad = 1;
         else sum += q->c[i]->v[row];
     }
     if (q->w) {
         int st = q->w->state[row];
-        if (st == TRAINER_PLOT_MISSING) return TRAINER_PLOT_MISSING;
-        if (st == TRAINER_PLOT_NONFINITE) bad = 1;
+        if (st == REPORT_PLOT_MISSING) return REPORT_PLOT_MISSING;
+        if (st == REPORT_PLOT_NONFINITE) bad = 1;
         else sum *= q->w->v[row];
     }
-    if (!any) return TRAINER_PLOT_MISSING;
+    if (!any) return REPORT_PLOT_MISSING;
     *v = bad ? NAN : sum;
-    return bad || !isfinite(sum) ? TRAINER_PLOT_NONFINITE : TRAINER_PLOT_FINITE;
+    return bad || !isfinite(sum) ? REPORT_PLOT_NONFINITE : REPORT_PLOT_FINITE;
 }
 
-const char trainer_plot_metric_help[] =
+const char report_plot_metric_help[] =
     "loss, weighted, terms, last-stage, stageN, lr, grad_norm, samples_per_s, time, "
     "a loss term (heat, paf, offset, ps, kl, hp, consistency), or a metrics.jsonl key such as time.step";
 
@@ -561,13 +561,13 @@ typedef struct {
     char metric[256], title[300];
     int log;
     int nq;
-    qspec q[TRAINER_PLOT_MAX_QTY];
-    char qname[TRAINER_PLOT_MAX_QTY][TRAINER_PLOT_QTY_LEN];
+    qspec q[REPORT_PLOT_MAX_QTY];
+    char qname[REPORT_PLOT_MAX_QTY][REPORT_PLOT_QTY_LEN];
 } pspec;
 
 static void add_q(pspec *p, int kind, const char *name, int stage, const char *shown)
 {
-    if (p->nq == TRAINER_PLOT_MAX_QTY) return;
+    if (p->nq == REPORT_PLOT_MAX_QTY) return;
     qspec *q = &p->q[p->nq];
     q->kind = kind;
     q->stage = stage;
@@ -576,19 +576,19 @@ static void add_q(pspec *p, int kind, const char *name, int stage, const char *s
 }
 
 /* Builds a panel spec for one name; returns 0 when the name means nothing. */
-static int spec_of(const char *m, const trainer_plot_run *runs, int nruns, pspec *p)
+static int spec_of(const char *m, const report_plot_run *runs, int nruns, pspec *p)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->metric, sizeof p->metric, "%s", m);
     /* The union of the runs' terms, so that runs of different loss stacks share panels. */
-    char terms[TRAINER_PLOT_MAX_TERMS][32];
+    char terms[REPORT_PLOT_MAX_TERMS][32];
     int nt = 0, maxstages = 0;
     for (int i = 0; i < nruns; i++) {
         if (runs[i].nstages > maxstages) maxstages = runs[i].nstages;
         for (int t = 0; t < runs[i].nterms; t++) {
             int have = 0;
             for (int k = 0; k < nt && !have; k++) have = !strcmp(terms[k], runs[i].terms[t]);
-            if (!have && nt < TRAINER_PLOT_MAX_TERMS) snprintf(terms[nt++], sizeof terms[0], "%s", runs[i].terms[t]);
+            if (!have && nt < REPORT_PLOT_MAX_TERMS) snprintf(terms[nt++], sizeof terms[0], "%s", runs[i].terms[t]);
         }
     }
     int stage = 0, k = 0;
@@ -637,7 +637,7 @@ static int spec_of(const char *m, const trainer_plot_run *runs, int nruns, pspec
                 return 1;
             }
         for (int i = 0; i < nruns; i++)
-            if (trainer_plot_run_col(&runs[i], m)) {
+            if (report_plot_run_col(&runs[i], m)) {
                 snprintf(p->title, sizeof p->title, "%s", m);
                 p->log = !strncmp(m, "terms.", 6) || !strcmp(m, "grad_norm");
                 add_q(p, Q_PATH, m, 0, m);
@@ -649,14 +649,14 @@ static int spec_of(const char *m, const trainer_plot_run *runs, int nruns, pspec
 }
 
 /* Training time at each row: the logged steps times the mean step time of their window. */
-static double *run_time(const trainer_plot_run *r)
+static double *run_time(const report_plot_run *r)
 {
-    const trainer_plot_col *c = trainer_plot_run_col(r, "time.step");
+    const report_plot_col *c = report_plot_run_col(r, "time.step");
     CHECK(c, "plot: --x time needs time.step, which %s lacks", r->metrics);
     double *t = core_malloc((r->nrows ? r->nrows : 1) * sizeof *t), acc = 0, last = 0;
     long prev = 0;
     for (long i = 0; i < r->nrows; i++) {
-        if (c->state[i] == TRAINER_PLOT_FINITE && c->v[i] >= 0) last = c->v[i];
+        if (c->state[i] == REPORT_PLOT_FINITE && c->v[i] >= 0) last = c->v[i];
         long d = r->step[i] - prev;
         if (d > 0) acc += d * last;
         prev = r->step[i];
@@ -665,7 +665,7 @@ static double *run_time(const trainer_plot_run *r)
     return t;
 }
 
-void trainer_plot_smooth(const double *y, double *out, long n, int w, int log)
+void report_plot_smooth(const double *y, double *out, long n, int w, int log)
 {
     const long half = w / 2;
     long double *pre = core_malloc((n + 1) * sizeof *pre);
@@ -694,8 +694,8 @@ void trainer_plot_smooth(const double *y, double *out, long n, int w, int log)
     free(pre);
 }
 
-static void build_series(const trainer_plot_run *r, int ri, const pspec *ps, int qi, const double *xt, double xdiv,
-                         const trainer_plot_select *sel, trainer_plot_series *s)
+static void build_series(const report_plot_run *r, int ri, const pspec *ps, int qi, const double *xt, double xdiv,
+                         const report_plot_select *sel, report_plot_series *s)
 {
     memset(s, 0, sizeof *s);
     s->run = ri;
@@ -710,16 +710,16 @@ static void build_series(const trainer_plot_run *r, int ri, const pspec *ps, int
         if (sel->step_to >= 0 && r->step[i] > sel->step_to) continue;
         double v;
         int st = qvalue(&q, i, &v);
-        if (st == TRAINER_PLOT_MISSING) continue;
+        if (st == REPORT_PLOT_MISSING) continue;
         s->x[s->n] = xt ? xt[i] / xdiv : (double)r->step[i];
-        s->y[s->n] = st == TRAINER_PLOT_FINITE ? v : NAN;
-        s->nonfinite += st != TRAINER_PLOT_FINITE;
+        s->y[s->n] = st == REPORT_PLOT_FINITE ? v : NAN;
+        s->nonfinite += st != REPORT_PLOT_FINITE;
         s->n++;
     }
 }
 
 /* Log panels need positive values; a panel with none is drawn linear instead. */
-static void check_log(trainer_plot_panel *p)
+static void check_log(report_plot_panel *p)
 {
     if (!p->log) return;
     long pos = 0, nonpos = 0;
@@ -736,8 +736,8 @@ static void check_log(trainer_plot_panel *p)
     }
 }
 
-static void build_panel(trainer_plot_run *runs, int nruns, const pspec *ps, double **xt, const trainer_plot_select *sel,
-                        trainer_plot_panel *p)
+static void build_panel(report_plot_run *runs, int nruns, const pspec *ps, double **xt, const report_plot_select *sel,
+                        report_plot_panel *p)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->metric, sizeof p->metric, "%s", ps->metric);
@@ -748,7 +748,7 @@ static void build_panel(trainer_plot_run *runs, int nruns, const pspec *ps, doub
     p->series = core_calloc((size_t)nruns * ps->nq, sizeof *p->series);
     for (int r = 0; r < nruns; r++)
         for (int q = 0; q < ps->nq; q++) {
-            trainer_plot_series *s = &p->series[p->nseries];
+            report_plot_series *s = &p->series[p->nseries];
             build_series(&runs[r], r, ps, q, xt ? xt[r] : NULL, sel->x_div, sel, s);
             if (s->n) p->nseries++;
             else { free(s->x); free(s->y); }
@@ -756,15 +756,15 @@ static void build_panel(trainer_plot_run *runs, int nruns, const pspec *ps, doub
     check_log(p);
     /* after the scale is settled: log panels average logs */
     for (int i = 0; i < p->nseries && sel->smooth > 1; i++) {
-        trainer_plot_series *s = &p->series[i];
+        report_plot_series *s = &p->series[i];
         s->raw = s->y;
         s->y = core_malloc(s->n * sizeof *s->y);
-        trainer_plot_smooth(s->raw, s->y, s->n, sel->smooth, p->log);
+        report_plot_smooth(s->raw, s->y, s->n, sel->smooth, p->log);
     }
 }
 
-int trainer_plot_panels(trainer_plot_run *runs, int nruns, const char *const *metrics, int nmetrics,
-                        trainer_plot_select *sel, trainer_plot_panel **out)
+int report_plot_panels(report_plot_run *runs, int nruns, const char *const *metrics, int nmetrics,
+                        report_plot_select *sel, report_plot_panel **out)
 {
     static const char *defaults[] = {"loss", "weighted", "terms", "last-stage", "lr", "grad_norm", "samples_per_s",
                                      "time"};
@@ -784,14 +784,14 @@ int trainer_plot_panels(trainer_plot_run *runs, int nruns, const char *const *me
             }
             free(copy);
         }
-        CHECK(nn > 0, "plot: --metric needs a name (one of: %s)", trainer_plot_metric_help);
+        CHECK(nn > 0, "plot: --metric needs a name (one of: %s)", report_plot_metric_help);
     }
     pspec *specs = core_calloc(nn, sizeof *specs);
     int maxstages = 0;
     for (int r = 0; r < nruns; r++) maxstages = runs[r].nstages > maxstages ? runs[r].nstages : maxstages;
     for (int i = 0; i < nn; i++) {
         int ok = strlen(names[i]) < 200 && spec_of(names[i], runs, nruns, &specs[i]);
-        if (explicit) CHECK(ok, "plot: unknown --metric '%s' (known: %s)", names[i], trainer_plot_metric_help);
+        if (explicit) CHECK(ok, "plot: unknown --metric '%s' (known: %s)", names[i], report_plot_metric_help);
         /* one stage: its last stage is the sum, a second panel would repeat it */
         if (!explicit && !strcmp(names[i], "last-stage") && maxstages <= 1) specs[i].nq = 0;
     }
@@ -812,7 +812,7 @@ int trainer_plot_panels(trainer_plot_run *runs, int nruns, const char *const *me
         else { sel->x_div = 3600; snprintf(sel->x_unit, sizeof sel->x_unit, "h"); }
     }
 
-    trainer_plot_panel *panels = core_calloc(nn, sizeof *panels);
+    report_plot_panel *panels = core_calloc(nn, sizeof *panels);
     for (int i = 0; i < nn; i++) {
         if (!specs[i].nq) continue;
         build_panel(runs, nruns, &specs[i], xt, sel, &panels[np]);
@@ -822,7 +822,7 @@ int trainer_plot_panels(trainer_plot_run *runs, int nruns, const char *const *me
                 CORE_DIE("plot: no run has data for --metric '%s' within --steps", names[i]);
             CORE_DIE("plot: no run has data for --metric '%s'", names[i]);
         }
-        trainer_plot_panels_free(&panels[np], 1);
+        report_plot_panels_free(&panels[np], 1);
     }
     if (xt)
         for (int r = 0; r < nruns; r++) free(xt[r]);
@@ -836,7 +836,7 @@ int trainer_plot_panels(trainer_plot_run *runs, int nruns, const char *const *me
     return np;
 }
 
-void trainer_plot_panels_free(trainer_plot_panel *p, int n)
+void report_plot_panels_free(report_plot_panel *p, int n)
 {
     for (int i = 0; i < n; i++) {
         for (int s = 0; s < p[i].nseries; s++) {
