@@ -6,10 +6,17 @@
  * chose (and back). The reorders cost a few percent of a 3x3/7x7 convolution
  * and are what PyTorch's CPU convolutions pay too.
  *
- * Backward primitives overwrite their outputs, while the backend interface
- * accumulates into dx/dw/db: the results land in scratch and go out through a
- * reorder with a sum post-op (dst = src + dst), which is also the layout
- * conversion, so accumulation costs no extra pass.
+ * The backward-data primitive overwrites its output, while the backend
+ * interface accumulates into dx: the result lands in scratch and goes out
+ * through a reorder with a sum post-op (dst = src + dst), which is also the
+ * layout conversion, so accumulation costs no extra pass.
+ *
+ * The parameter gradients do not come from oneDNN: its backward-weights
+ * kernel sums the N*H*W terms of every dw and db element in one float
+ * accumulator per thread, 2-4e-5 off a double reference at the paper's
+ * shapes (batch 10 at 368 px); the shared blocked-double sgemm and double
+ * bias sum (core/cpu_conv_gemm.c) stay within 4e-6 for 20-35% more time on
+ * that part of the backward pass (docs/design.md, "CPU convolutions").
  *
  * Everything is cached per shape (a network uses a handful of shapes per input
  * size): primitives, reorders and memory objects. Scratch buffers and the
@@ -49,7 +56,7 @@ typedef struct {
     int sum;
 } xfer;
 
-enum { BUF_X, BUF_W, BUF_Y, BUF_DYD, BUF_DYW, BUF_DX, BUF_DW, BUF_DB, BUF_COUNT };
+enum { BUF_X, BUF_W, BUF_Y, BUF_DY, BUF_DX, BUF_COUNT };
 
 typedef struct entry {
     core_conv_shape s;
@@ -64,11 +71,6 @@ typedef struct entry {
     prim bd;
     xfer d_dy, d_w, d_dx;
     dnnl_memory_t d_ddst, d_wei, d_dsrc;
-    /* backward weights, created on first backward */
-    int have_bw;
-    prim bw;
-    xfer w_x, w_dy, w_dw;
-    dnnl_memory_t w_src, w_ddst, w_dwei, w_dbias;
     struct entry *next;
 } entry;
 
@@ -76,6 +78,7 @@ struct core_cpu_dnnl {
     dnnl_engine_t eng;
     dnnl_stream_t stream;
     entry *entries;
+    core_cpu_gemm *gemm; /* the parameter gradients (see the top of this file) */
     void *buf[BUF_COUNT];
     size_t cap[BUF_COUNT]; /* bytes */
     void *pad;             /* shared primitive scratchpad */
@@ -259,32 +262,6 @@ static entry *entry_get(core_cpu_dnnl *d, const core_conv_shape *s)
     return e;
 }
 
-static void entry_make_bw(core_cpu_dnnl *d, entry *e)
-{
-    const core_conv_shape *s = &e->s;
-    dnnl_memory_desc_t xa = any_layout(&e->x_md), wa = any_layout(&e->w_md), ya = any_layout(&e->y_md);
-    dnnl_dims_t pad = {s->k / 2, s->k / 2};
-    dnnl_convolution_desc_t cd;
-    DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xa, &wa, &e->b_md, &ya,
-                                                           STRIDES, pad, pad));
-    dnnl_primitive_attr_t a = attr_new(0, 0);
-    dnnl_primitive_desc_t pd;
-    DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, a, d->eng, e->fwd_pd));
-    DNNL_CHECK(dnnl_primitive_attr_destroy(a));
-    e->bw = prim_new(d, pd);
-    const dnnl_memory_desc_t *src = pd_md(pd, dnnl_query_src_md), *dw = pd_md(pd, dnnl_query_diff_weights_md),
-                             *ddst = pd_md(pd, dnnl_query_diff_dst_md);
-    e->w_x = xfer_new(d, &e->x_md, src, 0);
-    e->w_dy = xfer_new(d, &e->y_md, ddst, 0);
-    e->w_dw = xfer_new(d, dw, &e->w_md, 1);
-    e->w_src = mem_new(d, src);
-    e->w_ddst = mem_new(d, ddst);
-    e->w_dwei = mem_new(d, dw);
-    e->w_dbias = mem_new(d, &e->b_md);
-    DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
-    e->have_bw = 1;
-}
-
 static void entry_make_bd(core_cpu_dnnl *d, entry *e)
 {
     const core_conv_shape *s = &e->s;
@@ -314,11 +291,9 @@ static void entry_free(entry *e)
 {
     prim_free(&e->fwd);
     prim_free(&e->bd);
-    prim_free(&e->bw);
-    xfer *xs[] = {&e->f_x, &e->f_w, &e->f_y, &e->d_dy, &e->d_w, &e->d_dx, &e->w_x, &e->w_dy, &e->w_dw};
+    xfer *xs[] = {&e->f_x, &e->f_w, &e->f_y, &e->d_dy, &e->d_w, &e->d_dx};
     for (size_t i = 0; i < sizeof xs / sizeof *xs; i++) xfer_free(xs[i]);
-    dnnl_memory_t ms[] = {e->f_src, e->f_wei, e->f_bias, e->f_dst, e->d_ddst, e->d_wei,
-                          e->d_dsrc, e->w_src, e->w_ddst, e->w_dwei, e->w_dbias};
+    dnnl_memory_t ms[] = {e->f_src, e->f_wei, e->f_bias, e->f_dst, e->d_ddst, e->d_wei, e->d_dsrc};
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) mem_free(ms[i]);
     if (e->fwd_pd) DNNL_CHECK(dnnl_primitive_desc_destroy(e->fwd_pd));
     free(e);
@@ -329,6 +304,7 @@ core_cpu_dnnl *core_cpu_dnnl_create(void)
     core_cpu_dnnl *d = core_calloc(1, sizeof *d);
     DNNL_CHECK(dnnl_engine_create(&d->eng, dnnl_cpu, 0));
     DNNL_CHECK(dnnl_stream_create(&d->stream, d->eng, dnnl_stream_default_flags));
+    d->gemm = core_cpu_gemm_create();
     return d;
 }
 
@@ -342,6 +318,7 @@ void core_cpu_dnnl_destroy(core_cpu_dnnl *d)
     }
     for (int i = 0; i < BUF_COUNT; i++) free(d->buf[i]);
     free(d->pad);
+    core_cpu_gemm_destroy(d->gemm);
     DNNL_CHECK(dnnl_stream_destroy(d->stream));
     DNNL_CHECK(dnnl_engine_destroy(d->eng));
     free(d);
@@ -376,29 +353,12 @@ void core_cpu_dnnl_conv_backward(core_cpu_dnnl *d, const core_conv_shape *s, con
 {
     entry *e = entry_get(d, s);
     if (s->relu) core_cpu_conv_relu_mask(s, y, dy);
-    if (!e->have_bw) entry_make_bw(d, e);
-
-    /* backward weights: dw += reorder(diff_w), db += diff_b */
-    const void *src = xfer_run(d, &e->w_x, x, buf(d, BUF_X, mem_md(e->w_src)));
-    const void *ddst = xfer_run(d, &e->w_dy, dy, buf(d, BUF_DYW, mem_md(e->w_ddst)));
-    float *dbias = buf(d, BUF_DB, &e->b_md);
-    void *dwei = buf(d, BUF_DW, mem_md(e->w_dwei));
-    mem_set(e->w_src, src);
-    mem_set(e->w_ddst, ddst);
-    mem_set(e->w_dwei, dwei);
-    mem_set(e->w_dbias, dbias);
-    dnnl_exec_arg_t wargs[5] = {{DNNL_ARG_SRC, e->w_src}, {DNNL_ARG_DIFF_DST, e->w_ddst},
-                                {DNNL_ARG_DIFF_WEIGHTS, e->w_dwei}, {DNNL_ARG_DIFF_BIAS, e->w_dbias}};
-    exec(d, &e->bw, 4, wargs);
-    xfer_run(d, &e->w_dw, dwei, dw);
-    for (int c = 0; c < s->cout; c++) db[c] += dbias[c];
+    core_cpu_conv_bias_grad(s, dy, db);
+    core_cpu_gemm_conv_backward_weights(d->gemm, s, x, dy, dw);
 
     if (!dx) return;
     if (!e->have_bd) entry_make_bd(d, e);
-    /* backward weights ran first and left dy in its layout: reuse it when the layouts agree */
-    const void *bddst = dnnl_memory_desc_equal(mem_md(e->d_ddst), mem_md(e->w_ddst))
-                            ? ddst
-                            : xfer_run(d, &e->d_dy, dy, buf(d, BUF_DYD, mem_md(e->d_ddst)));
+    const void *bddst = xfer_run(d, &e->d_dy, dy, buf(d, BUF_DY, mem_md(e->d_ddst)));
     const void *wei = xfer_run(d, &e->d_w, w, buf(d, BUF_W, mem_md(e->d_wei)));
     void *dsrc = buf(d, BUF_DX, mem_md(e->d_dsrc));
     mem_set(e->d_ddst, bddst);
