@@ -11,12 +11,15 @@
  * through a reorder with a sum post-op (dst = src + dst), which is also the
  * layout conversion, so accumulation costs no extra pass.
  *
- * The parameter gradients do not come from oneDNN: its backward-weights
- * kernel sums the N*H*W terms of every dw and db element in one float
- * accumulator per thread, 2-4e-5 off a double reference at the paper's
- * shapes (batch 10 at 368 px); the shared blocked-double sgemm and double
- * bias sum (core/cpu_conv_gemm.c) stay within 4e-6 for 20-35% more time on
- * that part of the backward pass (docs/design.md, "CPU convolutions").
+ * The parameter gradients are reductions over N*H*W terms. oneDNN's
+ * backward-weights kernel sums each element's terms in one float accumulator
+ * per thread: 2-4e-5 off a double reference over a paper batch (10 x 368 px),
+ * 7e-6 over one 368 px sample, ~2e-6 over one sample of up to DW_MAX_HW pixels.
+ * So db is summed in double (core_cpu_conv_bias_grad), and dw comes from
+ * oneDNN one sample at a time, summed in double, where a sample has at most
+ * DW_MAX_HW pixels (the stage and p2h convolutions, where oneDNN is fastest),
+ * and from the blocked sgemm of core/cpu_conv_gemm.c on larger maps (the VGG
+ * layers at 92-368 px). docs/design.md, "CPU convolutions", has the numbers.
  *
  * Everything is cached per shape (a network uses a handful of shapes per input
  * size): primitives, reorders and memory objects. Scratch buffers and the
@@ -56,7 +59,10 @@ typedef struct {
     int sum;
 } xfer;
 
-enum { BUF_X, BUF_W, BUF_Y, BUF_DY, BUF_DX, BUF_COUNT };
+/* Largest H*W whose weight gradient oneDNN computes (per sample); 48x48. */
+#define DW_MAX_HW 2304
+
+enum { BUF_X, BUF_W, BUF_Y, BUF_DY, BUF_DX, BUF_DW, BUF_DWP, BUF_COUNT };
 
 typedef struct entry {
     core_conv_shape s;
@@ -71,6 +77,11 @@ typedef struct entry {
     prim bd;
     xfer d_dy, d_w, d_dx;
     dnnl_memory_t d_ddst, d_wei, d_dsrc;
+    /* backward weights (entries of batch-1 shapes only), created on first use */
+    int have_bw;
+    prim bw;
+    xfer w_x, w_dy, w_dw;
+    dnnl_memory_t w_src, w_ddst, w_dwei;
     struct entry *next;
 } entry;
 
@@ -78,7 +89,9 @@ struct core_cpu_dnnl {
     dnnl_engine_t eng;
     dnnl_stream_t stream;
     entry *entries;
-    core_cpu_gemm *gemm; /* the parameter gradients (see the top of this file) */
+    core_cpu_gemm *gemm; /* weight gradients of large maps (see the top of this file) */
+    double *acc;         /* weight-gradient accumulator */
+    size_t acc_cap;      /* doubles */
     void *buf[BUF_COUNT];
     size_t cap[BUF_COUNT]; /* bytes */
     void *pad;             /* shared primitive scratchpad */
@@ -262,6 +275,32 @@ static entry *entry_get(core_cpu_dnnl *d, const core_conv_shape *s)
     return e;
 }
 
+/* Without a bias: db is summed in double by core_cpu_conv_bias_grad. */
+static void entry_make_bw(core_cpu_dnnl *d, entry *e)
+{
+    const core_conv_shape *s = &e->s;
+    dnnl_memory_desc_t xa = any_layout(&e->x_md), wa = any_layout(&e->w_md), ya = any_layout(&e->y_md);
+    dnnl_dims_t pad = {s->k / 2, s->k / 2};
+    dnnl_convolution_desc_t cd;
+    DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xa, &wa, NULL, &ya,
+                                                           STRIDES, pad, pad));
+    dnnl_primitive_attr_t a = attr_new(0, 0);
+    dnnl_primitive_desc_t pd;
+    DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, a, d->eng, e->fwd_pd));
+    DNNL_CHECK(dnnl_primitive_attr_destroy(a));
+    e->bw = prim_new(d, pd);
+    const dnnl_memory_desc_t *src = pd_md(pd, dnnl_query_src_md), *dw = pd_md(pd, dnnl_query_diff_weights_md),
+                             *ddst = pd_md(pd, dnnl_query_diff_dst_md);
+    e->w_x = xfer_new(d, &e->x_md, src, 0);
+    e->w_dy = xfer_new(d, &e->y_md, ddst, 0);
+    e->w_dw = xfer_new(d, dw, &e->w_md, 0);
+    e->w_src = mem_new(d, src);
+    e->w_ddst = mem_new(d, ddst);
+    e->w_dwei = mem_new(d, dw);
+    DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
+    e->have_bw = 1;
+}
+
 static void entry_make_bd(core_cpu_dnnl *d, entry *e)
 {
     const core_conv_shape *s = &e->s;
@@ -291,9 +330,11 @@ static void entry_free(entry *e)
 {
     prim_free(&e->fwd);
     prim_free(&e->bd);
-    xfer *xs[] = {&e->f_x, &e->f_w, &e->f_y, &e->d_dy, &e->d_w, &e->d_dx};
+    prim_free(&e->bw);
+    xfer *xs[] = {&e->f_x, &e->f_w, &e->f_y, &e->d_dy, &e->d_w, &e->d_dx, &e->w_x, &e->w_dy, &e->w_dw};
     for (size_t i = 0; i < sizeof xs / sizeof *xs; i++) xfer_free(xs[i]);
-    dnnl_memory_t ms[] = {e->f_src, e->f_wei, e->f_bias, e->f_dst, e->d_ddst, e->d_wei, e->d_dsrc};
+    dnnl_memory_t ms[] = {e->f_src, e->f_wei,  e->f_bias, e->f_dst, e->d_ddst,
+                          e->d_wei, e->d_dsrc, e->w_src,  e->w_ddst, e->w_dwei};
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) mem_free(ms[i]);
     if (e->fwd_pd) DNNL_CHECK(dnnl_primitive_desc_destroy(e->fwd_pd));
     free(e);
@@ -319,6 +360,7 @@ void core_cpu_dnnl_destroy(core_cpu_dnnl *d)
     for (int i = 0; i < BUF_COUNT; i++) free(d->buf[i]);
     free(d->pad);
     core_cpu_gemm_destroy(d->gemm);
+    free(d->acc);
     DNNL_CHECK(dnnl_stream_destroy(d->stream));
     DNNL_CHECK(dnnl_engine_destroy(d->eng));
     free(d);
@@ -348,13 +390,44 @@ void core_cpu_dnnl_conv_forward(core_cpu_dnnl *d, const core_conv_shape *s, cons
     xfer_run(d, &e->f_y, dst, y);
 }
 
+/* dw += sum over samples of oneDNN's per-sample weight gradient, summed in double. */
+static void backward_weights_per_sample(core_cpu_dnnl *d, const core_conv_shape *s, const float *x, const float *dy,
+                                        float *dw)
+{
+    core_conv_shape s1 = *s;
+    s1.n = 1;
+    s1.relu = 0; /* backward weights does not depend on it: one entry serves both */
+    entry *e = entry_get(d, &s1);
+    if (!e->have_bw) entry_make_bw(d, e);
+    size_t hw = (size_t)s->h * s->w, wn = (size_t)s->cout * s->cin * s->k * s->k;
+    double *acc = aligned_grow((void **)&d->acc, &d->acc_cap, wn * sizeof(double));
+    memset(acc, 0, wn * sizeof(double));
+    for (int n = 0; n < s->n; n++) {
+        const void *src = xfer_run(d, &e->w_x, x + (size_t)n * s->cin * hw, buf(d, BUF_X, mem_md(e->w_src)));
+        const void *ddst = xfer_run(d, &e->w_dy, dy + (size_t)n * s->cout * hw, buf(d, BUF_DY, mem_md(e->w_ddst)));
+        void *dwei = buf(d, BUF_DW, mem_md(e->w_dwei));
+        mem_set(e->w_src, src);
+        mem_set(e->w_ddst, ddst);
+        mem_set(e->w_dwei, dwei);
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->w_src}, {DNNL_ARG_DIFF_DST, e->w_ddst},
+                                   {DNNL_ARG_DIFF_WEIGHTS, e->w_dwei}};
+        exec(d, &e->bw, 3, args);
+        const float *plain = xfer_run(d, &e->w_dw, dwei, buf(d, BUF_DWP, &e->w_md));
+#pragma omp parallel for schedule(static) if (wn > 65536)
+        for (size_t i = 0; i < wn; i++) acc[i] += plain[i];
+    }
+#pragma omp parallel for schedule(static) if (wn > 65536)
+    for (size_t i = 0; i < wn; i++) dw[i] += (float)acc[i];
+}
+
 void core_cpu_dnnl_conv_backward(core_cpu_dnnl *d, const core_conv_shape *s, const float *x, const float *w,
                                  const float *y, float *dy, float *dx, float *dw, float *db)
 {
     entry *e = entry_get(d, s);
     if (s->relu) core_cpu_conv_relu_mask(s, y, dy);
     core_cpu_conv_bias_grad(s, dy, db);
-    core_cpu_gemm_conv_backward_weights(d->gemm, s, x, dy, dw);
+    if ((size_t)s->h * s->w <= DW_MAX_HW) backward_weights_per_sample(d, s, x, dy, dw);
+    else core_cpu_gemm_conv_backward_weights(d->gemm, s, x, dy, dw);
 
     if (!dx) return;
     if (!e->have_bd) entry_make_bd(d, e);
