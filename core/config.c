@@ -38,6 +38,7 @@ static const key_desc KEYS[] = {
     {"loss.pdd_threshold", K_DBL, F(loss.pdd_threshold), 0, 0, 1},
     {"loss.kl_detach", K_BOOL, F(loss.kl_detach), 0, 0, 1},
     {"loss.kl_eps", K_DBL, F(loss.kl_eps), 0, 1e-12, 1},
+    {"loss.normalize", K_STR, S(loss.normalize), 0, 0},
     {"data.sigma", K_DBL, F(data.sigma), 0, 0.1, 1000},
     {"data.paf_width", K_DBL, F(data.paf_width), 0, 0.01, 100},
     {"data.train", K_STR, S(data.train), 0, 0},
@@ -65,6 +66,15 @@ static const key_desc KEYS[] = {
     {"train.log_every", K_INT, F(train.log_every), 0, 1, 1e9},
     {"train.skip_nonfinite", K_BOOL, F(train.skip_nonfinite), 0, 0, 1},
     {"train.checksum_every", K_INT, F(train.checksum_every), 0, 0, 1e9},
+    {"train.optimizer", K_STR, S(train.optimizer), 0, 0},
+    {"train.nesterov", K_BOOL, F(train.nesterov), 0, 0, 1},
+    {"train.beta1", K_DBL, F(train.beta1), 0, 0, 0.99999},
+    {"train.beta2", K_DBL, F(train.beta2), 0, 0, 0.9999999},
+    {"train.eps", K_DBL, F(train.eps), 0, 1e-30, 1},
+    {"train.clip_norm", K_DBL, F(train.clip_norm), 0, 0, 1e30},
+    {"train.schedule", K_STR, S(train.schedule), 0, 0},
+    {"train.warmup_start", K_DBL, F(train.warmup_start), 0, 0, 1},
+    {"train.lr_final", K_DBL, F(train.lr_final), 0, 0, 1},
     {"comm.device", K_STR, S(comm.device), 0, 0},
     {"comm.bucket_mb", K_DBL, F(comm.bucket_mb), 0, 0.001, 4096},
     {"comm.overlap", K_BOOL, F(comm.overlap), 0, 0, 1},
@@ -102,6 +112,7 @@ void core_config_defaults(core_config *c)
     c->loss.pdd_threshold = 0.1;
     c->loss.kl_detach = 0;
     c->loss.kl_eps = 1e-6;
+    snprintf(c->loss.normalize, sizeof c->loss.normalize, "sum");
     c->data.sigma = 7;
     c->data.paf_width = 1;
     c->data.flip = 0.5;
@@ -128,6 +139,15 @@ void core_config_defaults(core_config *c)
     c->train.log_every = 10;
     c->train.skip_nonfinite = 0;
     c->train.checksum_every = 100;
+    snprintf(c->train.optimizer, sizeof c->train.optimizer, "sgd");
+    c->train.nesterov = 0;
+    c->train.beta1 = 0.9;
+    c->train.beta2 = 0.999;
+    c->train.eps = 1e-8;
+    c->train.clip_norm = 0;
+    snprintf(c->train.schedule, sizeof c->train.schedule, "step");
+    c->train.warmup_start = 0;
+    c->train.lr_final = 0;
     snprintf(c->comm.device, sizeof c->comm.device, "auto");
     c->comm.bucket_mb = 25;
     c->comm.overlap = 1;
@@ -366,6 +386,20 @@ void core_config_resolve(core_config *c)
           "non-negative numbers, got '%s'",
           c->loss.beta);
     CHECK(c->data.scale_min <= c->data.scale_max, "config key 'data.scale_min' exceeds data.scale_max");
+    c->loss.normalize_cells = !strcmp(c->loss.normalize, "cells");
+    CHECK(c->loss.normalize_cells || !strcmp(c->loss.normalize, "sum"),
+          "config key 'loss.normalize' must be sum or cells, got '%s'", c->loss.normalize);
+    const char *opts[] = {"sgd", "adam", "adamw"};
+    c->train.optimizer_kind = -1;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(c->train.optimizer, opts[i])) c->train.optimizer_kind = i;
+    CHECK(c->train.optimizer_kind >= 0, "config key 'train.optimizer' must be sgd, adam or adamw, got '%s'",
+          c->train.optimizer);
+    CHECK(!c->train.nesterov || c->train.optimizer_kind == CORE_OPT_SGD,
+          "config key 'train.nesterov' applies to train.optimizer = sgd only");
+    c->train.schedule_cosine = !strcmp(c->train.schedule, "cosine");
+    CHECK(c->train.schedule_cosine || !strcmp(c->train.schedule, "step"),
+          "config key 'train.schedule' must be step or cosine, got '%s'", c->train.schedule);
     CHECK(!strcmp(c->comm.device, "auto") || !strcmp(c->comm.device, "cpu") || !strcmp(c->comm.device, "cuda"),
           "config key 'comm.device' must be auto, cpu or cuda, got '%s'", c->comm.device);
 }

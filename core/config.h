@@ -12,6 +12,7 @@
 #define CORE_MAX_SCALES 8
 
 typedef enum { CORE_SS_OFF = 0, CORE_SS_P2H, CORE_SS_H2P, CORE_SS_BOTH } core_ss_mode;
+typedef enum { CORE_OPT_SGD = 0, CORE_OPT_ADAM, CORE_OPT_ADAMW } core_optimizer;
 
 typedef struct core_config {
     struct {
@@ -28,6 +29,8 @@ typedef struct core_config {
         double beta_values[CORE_MAX_STAGES]; /* resolved per stage */
         double offset_weight, pdd_threshold, kl_eps;
         int kl_detach;
+        char normalize[16];  /* sum (SPEC) | cells: every term divided by the output grid's h*w */
+        int normalize_cells; /* resolved from normalize */
     } loss;
     struct {
         double sigma, paf_width;
@@ -41,6 +44,15 @@ typedef struct core_config {
         int batch, steps, seed, checkpoint_every, keep, log_every, warmup;
         double lr, momentum, weight_decay, lr_gamma, lr_mult_backbone, lr_mult_stages;
         int lr_step, skip_nonfinite, checksum_every;
+        char optimizer[16];  /* sgd | adam | adamw (docs/training.md, "Optimizers") */
+        int optimizer_kind;  /* resolved: core_optimizer */
+        int nesterov;        /* sgd only */
+        double beta1, beta2, eps; /* adam, adamw */
+        double clip_norm;    /* global gradient-norm clipping after the all-reduce; 0: off */
+        char schedule[16];   /* step | cosine */
+        int schedule_cosine; /* resolved from schedule */
+        double warmup_start; /* warm-up starts from lr*warmup_start */
+        double lr_final;     /* cosine ends at lr*lr_final */
     } train;
     struct {
         char device[16];     /* auto | cpu | cuda */

@@ -151,6 +151,35 @@ static void cpu_sgd_step(core_backend *be, size_t n, float *w, const float *g, f
     }
 }
 
+/* ---- optimizer updates beyond Caffe's SGD ---- */
+
+static void cpu_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr,
+                                  float momentum, float wd)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float d = lr * (g[i] + wd * w[i]);
+        float v = momentum * m[i] + d;
+        m[i] = v;
+        w[i] -= momentum * v + d;
+    }
+}
+
+static void cpu_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m,
+                          float *v)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float wi = w[i] * a->decay;
+        float d = g[i] + a->l2 * w[i];
+        float mi = a->beta1 * m[i] + a->one_minus_beta1 * d;
+        float vi = a->beta2 * v[i] + a->one_minus_beta2 * (d * d);
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = wi - a->step_size * (mi / (sqrtf(vi) * a->inv_sqrt_bc2 + a->eps));
+    }
+}
+
 static void cpu_destroy(core_backend *be)
 {
     cpu_state *st = be->impl;
@@ -220,6 +249,8 @@ core_backend *core_cpu_backend_create(int threads)
     be->pool_backward = cpu_pool_backward;
     be->copy_channels = cpu_copy_channels;
     be->sgd_step = cpu_sgd_step;
+    be->sgd_nesterov_step = cpu_sgd_nesterov_step;
+    be->adam_step = cpu_adam_step;
     be->destroy = cpu_destroy;
     return be;
 }

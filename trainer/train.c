@@ -4,6 +4,7 @@
 
 #include <hdf5.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "model/net.h"
 #include "trainer/batch.h"
 #include "trainer/metrics.h"
+#include "trainer/optim.h"
 #include "trainer/rundir.h"
 #include "trainer/schedule.h"
 #include "trainer/signals.h"
@@ -117,7 +119,7 @@ static void read_state(hid_t g, void *ctx)
  * nan_loss / nan_grad poison this rank's loss or one gradient at that step,
  * drift nudges one weight of that rank after the update. Documented in
  * docs/training.md; unset in normal use. */
-typedef enum { FAULT_NONE, FAULT_NAN_LOSS, FAULT_NAN_GRAD, FAULT_DRIFT } fault_kind;
+typedef enum { FAULT_NONE, FAULT_NAN_LOSS, FAULT_NAN_GRAD, FAULT_DRIFT, FAULT_KILL } fault_kind;
 static fault_kind g_fault;
 static long g_fault_step;
 static int g_fault_rank;
@@ -134,7 +136,8 @@ static void fault_parse(void)
     if (!strcmp(kind, "nan_loss")) g_fault = FAULT_NAN_LOSS;
     else if (!strcmp(kind, "nan_grad")) g_fault = FAULT_NAN_GRAD;
     else if (!strcmp(kind, "drift")) g_fault = FAULT_DRIFT;
-    else CORE_DIE("SSPOSE_TEST_FAULT='%s': kind must be nan_loss, nan_grad or drift", e);
+    else if (!strcmp(kind, "kill")) g_fault = FAULT_KILL;
+    else CORE_DIE("SSPOSE_TEST_FAULT='%s': kind must be nan_loss, nan_grad, drift or kill", e);
     g_fault_step = step;
     g_fault_rank = rank;
 }
@@ -181,7 +184,8 @@ static void check_model_keys(const char *ckpt_text, const char *now_text, const 
         const char *eol = strchr(p, '\n');
         size_t ll = eol ? (size_t)(eol - p) : strlen(p);
         const char *eq = memchr(p, '=', ll);
-        if (!strncmp(p, "model.", 6) && eq && eq > p + 1 && (size_t)(eq - 1 - p) < 128) {
+        if ((!strncmp(p, "model.", 6) || !strncmp(p, "train.optimizer ", 16)) && eq && eq > p + 1 &&
+            (size_t)(eq - 1 - p) < 128) {
             char key[128], now[512], then[512];
             size_t kl = (size_t)(eq - 1 - p);
             memcpy(key, p, kl);
@@ -222,29 +226,6 @@ static void compare_configs(const char *ckpt_text, const char *now_text, const c
         p = eol ? eol + 1 : NULL;
     }
     if (changed[0]) core_warn("resuming with changed settings: %s", changed);
-}
-
-/* ---- the optimizer's view of the parameters --------------------------------
- * Runs of consecutive tensors sharing (lr multiplier, weight decay), so one
- * sgd_step call covers each. Biases get no weight decay (as in CMU's Caffe
- * OpenPose, decay_mult 0). */
-typedef struct { size_t offset, n; double mult, wd; } sgd_run;
-
-static int build_runs(model_net *net, const core_config *cfg, sgd_run **out)
-{
-    int np = model_param_count(net), nr = 0;
-    sgd_run *r = core_calloc((size_t)np, sizeof *r);
-    for (int i = 0; i < np; i++) {
-        const model_param *p = model_param_at(net, i);
-        double mult = trainer_lr_mult(cfg, p->group), wd = p->is_bias ? 0 : cfg->train.weight_decay;
-        if (nr && r[nr - 1].mult == mult && r[nr - 1].wd == wd && r[nr - 1].offset + r[nr - 1].n == p->offset) {
-            r[nr - 1].n += p->numel;
-        } else {
-            r[nr++] = (sgd_run){p->offset, p->numel, mult, wd};
-        }
-    }
-    *out = r;
-    return nr;
 }
 
 /* ---- the gradient all-reduce, overlapped with backward -------------------------
@@ -305,7 +286,7 @@ typedef struct {
     comm_reducer *red;
     trainer_batches *data;
     trainer_metrics *metrics;
-    float *momentum; /* device, laid out like the parameters */
+    trainer_optim *optim;
     size_t nfloats;
     char *config_text;
     train_state st;
@@ -322,7 +303,7 @@ static void save_checkpoint(run_ctx *r)
         trainer_ckpt_path(r->rundir, (long)r->st.step, path, sizeof path);
         trainer_batches_state(r->data, &r->st.loader);
         double t0 = now_s();
-        model_ckpt_save(path, r->net, r->momentum, r->st.step, r->config_text, write_state, &r->st);
+        model_ckpt_save(path, r->net, trainer_optim_state(r->optim), r->st.step, r->config_text, write_state, &r->st);
         trainer_ckpt_prune(r->rundir, r->cfg->train.keep);
         core_info("checkpoint %s (%.1f s)", path, now_s() - t0);
     }
@@ -351,7 +332,9 @@ static int resume_from_rundir(run_ctx *r)
                 check_model_keys(then, r->config_text, path);
                 free(then);
             }
-            int rc = model_ckpt_try_load(path, r->net, r->momentum, &step, read_state, &io, err, sizeof err);
+            int rc = model_ckpt_try_load(path, r->net, trainer_optim_state(r->optim), &step, read_state, &io, err,
+                                         sizeof err);
+            if (rc == 0 && !io.err[0]) trainer_optim_loaded(r->optim, io.err, sizeof io.err); /* reported below */
             if (rc == 0 && io.err[0]) {
                 snprintf(err, sizeof err, "checkpoint '%s': %s", path, io.err);
                 rc = -1;
@@ -390,7 +373,9 @@ static int resume_from_rundir(run_ctx *r)
     if (!found) return 0;
     comm_bcast_bytes(&r->st, sizeof r->st, 0);
     comm_reducer_bcast(r->red, model_params(r->net), r->nfloats, 0);
-    comm_reducer_bcast(r->red, r->momentum, r->nfloats, 0);
+    model_ckpt_optim *os = trainer_optim_state(r->optim);
+    for (int i = 0; i < os->nstate; i++) comm_reducer_bcast(r->red, os->state[i], r->nfloats, 0);
+    comm_bcast_bytes(&os->updates, sizeof os->updates, 0);
     return 1;
 }
 
@@ -414,6 +399,16 @@ static const char *nonfinite_param(run_ctx *r)
         if (!isfinite(r->be->sumsq(r->be, g + p->offset, p->numel))) return p->name;
     }
     return "(the sum of squares overflows)";
+}
+
+/* Global gradient-norm clipping (train.clip_norm): the factor the all-reduced
+ * gradients are scaled by, 1 when off or within the bound. gsq is the same on
+ * every rank (it is computed from identical reduced gradients), so is this. */
+static double clip_scale(const core_config *cfg, double gsq)
+{
+    double norm = sqrt(gsq), max = cfg->train.clip_norm;
+    /* torch.nn.utils.clip_grad_norm_'s factor, max/(norm + 1e-6) */
+    return max > 0 && norm > max ? max / (norm + 1e-6) : 1;
 }
 
 int trainer_run(const core_config *cfg, const char *rundir, int resume)
@@ -447,7 +442,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
     r->net = model_create(cfg, r->be);
     r->loss = loss_create(cfg, r->be);
     r->nfloats = model_num_floats(r->net);
-    r->momentum = r->be->alloc(r->be, r->nfloats);
+    r->optim = trainer_optim_create(cfg, r->net);
     r->red = comm_reducer_create(r->be, cfg->comm.bucket_mb);
 
     r->st.global_batch = (int64_t)cfg->train.batch * r->world;
@@ -481,8 +476,6 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         goto done;
     }
 
-    sgd_run *runs;
-    int nruns = build_runs(r->net, cfg, &runs);
     plan_allreduce(r->red, r->net, cfg->comm.overlap);
     /* The injected NaN must be in place before its bucket is reduced, as it
      * was when it went in after the whole backward pass. */
@@ -495,8 +488,8 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
     double msg[M_LEN];
     /* log window accumulators (rank 0) */
     double win_terms[NTERMS], win_total = 0, win_tdata = 0, win_tcomp = 0, win_tcomm = 0, win_gnorm = 0;
-    double win_hidden = 0;
-    long win_steps = 0, win_good = 0;
+    double win_hidden = 0, win_clip = 0;
+    long win_steps = 0, win_good = 0, win_clipped = 0;
     double win_start = now_s();
     memset(win_terms, 0, sizeof win_terms);
     loss_values v;
@@ -566,11 +559,13 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
             r->st.skipped++;
             if (r->rank == 0) core_warn("step %ld: %s; step skipped (%lld so far)", step + 1, what, (long long)r->st.skipped);
         } else {
-            double lr = trainer_lr(cfg, step);
-            for (int i = 0; i < nruns; i++)
-                r->be->sgd_step(r->be, runs[i].n, params + runs[i].offset, grads + runs[i].offset,
-                                r->momentum + runs[i].offset, (float)(lr * runs[i].mult), (float)cfg->train.momentum,
-                                (float)runs[i].wd);
+            double clip = clip_scale(cfg, gsq);
+            if (clip < 1) {
+                r->be->scale(r->be, grads, (float)clip, r->nfloats);
+                win_clipped++;
+            }
+            win_clip += clip;
+            trainer_optim_step(r->optim, trainer_lr(cfg, step));
         }
         if (fault_now(FAULT_DRIFT, step + 1)) {
             float w;
@@ -609,6 +604,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
                 .samples_per_s = (double)r->st.global_batch * win_steps / wall, .values = &avg,
                 .t_data = win_tdata / win_steps, .t_compute = win_tcomp / win_steps, .t_comm = win_tcomm / win_steps,
                 .t_step = wall / win_steps, .comm_hidden = win_hidden / win_steps,
+                .clip = cfg->train.clip_norm > 0, .clipped = win_clipped, .clip_scale = win_clip / good,
             };
             trainer_metrics_write(r->metrics, &row);
             char eta[32];
@@ -619,9 +615,9 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
             core_info("step %lld/%d epoch %ld  loss %.4g  lr %.3g  %.1f samples/s  data %.0f%% comm %.0f%%%s  ETA %s",
                       (long long)r->st.step, cfg->train.steps, epoch, row.loss, row.lr, row.samples_per_s,
                       100 * row.t_data / row.t_step, 100 * row.t_comm / row.t_step, hidden, eta);
-            win_total = win_tdata = win_tcomp = win_tcomm = win_gnorm = win_hidden = 0;
+            win_total = win_tdata = win_tcomp = win_tcomm = win_gnorm = win_hidden = win_clip = 0;
             memset(win_terms, 0, sizeof win_terms);
-            win_steps = win_good = 0;
+            win_steps = win_good = win_clipped = 0;
             win_start = now_s();
         }
 
@@ -640,6 +636,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
             save_checkpoint(r);
             last_ckpt = (long)r->st.step;
         }
+        if (fault_now(FAULT_KILL, (long)r->st.step)) raise(SIGKILL);
         if (stop && !last) {
             if (r->rank == 0)
                 core_info("stop requested (signal %d on some rank): stopped at step %lld after writing its checkpoint",
@@ -649,7 +646,6 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         }
     }
     trainer_signals_restore();
-    free(runs);
     if (r->rank == 0 && !stopped) core_info("training done: step %lld", (long long)r->st.step);
 
 done:
@@ -657,7 +653,7 @@ done:
     trainer_metrics_close(r->metrics);
     trainer_batches_close(r->data);
     comm_reducer_destroy(r->red);
-    r->be->free(r->be, r->momentum);
+    trainer_optim_destroy(r->optim);
     loss_destroy(r->loss);
     model_destroy(r->net);
     core_backend_destroy(r->be);
