@@ -406,6 +406,29 @@ void core_config_resolve(core_config *c)
 
 static double effective_delta(const core_config *c) { return c->loss.delta < 0 ? c->loss.gamma + 1 : c->loss.delta; }
 
+/* One key's value as core_config_text writes it. */
+static void format_value(const core_config *c, const key_desc *k, char *val, size_t len)
+{
+    const char *base = (const char *)c + k->off;
+    switch (k->type) {
+    case K_INT:
+    case K_BOOL: snprintf(val, len, "%d", *(const int *)base); break;
+    case K_DBL:
+        /* delta is written resolved so that readers need not know the gamma+1 rule */
+        snprintf(val, len, "%.17g", !strcmp(k->name, "loss.delta") ? effective_delta(c) : *(const double *)base);
+        break;
+    case K_STR: snprintf(val, len, "%s", base); break;
+    case K_SS: snprintf(val, len, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
+    case K_SCALES: {
+        size_t n = 0;
+        val[0] = 0;
+        for (int j = 0; j < c->eval.nscales && n < len; j++)
+            n += snprintf(val + n, len - n, "%s%.17g", j ? "," : "", c->eval.scales[j]);
+        break;
+    }
+    }
+}
+
 char *core_config_text(const core_config *c)
 {
     size_t cap = 8192, len = 0;
@@ -413,25 +436,8 @@ char *core_config_text(const core_config *c)
     out[0] = 0;
     for (size_t i = 0; i < NKEYS; i++) {
         const key_desc *k = &KEYS[i];
-        const char *base = (const char *)c + k->off;
         char val[1100];
-        switch (k->type) {
-        case K_INT:
-        case K_BOOL: snprintf(val, sizeof val, "%d", *(const int *)base); break;
-        case K_DBL:
-            /* delta is written resolved so that readers need not know the gamma+1 rule */
-            snprintf(val, sizeof val, "%.17g", !strcmp(k->name, "loss.delta") ? effective_delta(c) : *(const double *)base);
-            break;
-        case K_STR: snprintf(val, sizeof val, "%s", base); break;
-        case K_SS: snprintf(val, sizeof val, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
-        case K_SCALES: {
-            size_t n = 0;
-            val[0] = 0;
-            for (int j = 0; j < c->eval.nscales; j++)
-                n += snprintf(val + n, sizeof val - n, "%s%.17g", j ? "," : "", c->eval.scales[j]);
-            break;
-        }
-        }
+        format_value(c, k, val, sizeof val);
         size_t need = strlen(k->name) + strlen(val) + 8;
         if (len + need >= cap) out = core_realloc(out, cap = 2 * cap + need);
         len += snprintf(out + len, cap - len, "%s = %s\n", k->name, val);
@@ -443,4 +449,39 @@ int core_width(const core_config *cfg, int channels)
 {
     int w = (int)lround(channels * cfg->model.width);
     return w < 1 ? 1 : w;
+}
+
+/* ---- comparing a stored config text with a config (resume) ---------------- */
+
+/* The value of `key` on a "key = value" line of a core_config_text, copied to out; 0 when found. */
+static int text_value(const char *text, const char *key, char *out, size_t len)
+{
+    size_t kl = strlen(key);
+    for (const char *p = text; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        if (ll >= kl + 3 && !strncmp(p, key, kl) && !strncmp(p + kl, " = ", 3)) {
+            size_t vl = ll - kl - 3;
+            if (vl >= len) vl = len - 1;
+            memcpy(out, p + kl + 3, vl);
+            out[vl] = 0;
+            return 0;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return -1;
+}
+
+int core_config_diff(const char *then_text, const core_config *now, core_config_diff_fn fn, void *ctx)
+{
+    int n = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        char then[1100], val[1100];
+        if (text_value(then_text, KEYS[i].name, then, sizeof then) != 0) continue;
+        format_value(now, &KEYS[i], val, sizeof val);
+        if (!strcmp(then, val)) continue;
+        n++;
+        if (fn) fn(KEYS[i].name, then, val, ctx);
+    }
+    return n;
 }

@@ -89,6 +89,14 @@ char *core_config_text(const core_config *cfg);
  * name is unknown and the text is no number list. */
 int core_beta_schedule(const char *spec, int stages, double *out);
 
+/* Compares a stored config text (core_config_text of this or another build:
+ * a checkpoint's `config` attribute) with `now`, key by key in the key table's
+ * order: fn gets every key whose stored value differs from now's, both as
+ * core_config_text writes them. Keys the text lacks (older writers) and lines
+ * that are not keys of this build are ignored. Returns the number of differences. */
+typedef void (*core_config_diff_fn)(const char *key, const char *then, const char *now, void *ctx);
+int core_config_diff(const char *then_text, const core_config *now, core_config_diff_fn fn, void *ctx);
+
 /* w(c) = max(1, round(c*width)) */
 int core_width(const core_config *cfg, int channels);
 
