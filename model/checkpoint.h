@@ -1,4 +1,6 @@
-/* Checkpoints (SPEC section 6): /params/<name>/{weight,bias},
+/* Checkpoints (SPEC section 6): /params/<name>/{weight,bias} (with model.norm = batch
+ * also /params/<conv>/bn/{weight,bias,running_mean,running_var}: the model's buffers
+ * are stored beside its parameters),
  * /optim/momentum/<name>/{weight,bias}, root attributes format, version, step,
  * config, and a /state group the trainer fills for exact resume.
  * Always written to a temporary file and renamed. */
