@@ -10,7 +10,7 @@
 
 #include "core/check.h"
 
-typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES } key_type;
+typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_NORM } key_type;
 
 typedef struct {
     const char *name;   /* section.key */
@@ -30,6 +30,9 @@ static const key_desc KEYS[] = {
     {"model.input", K_INT, F(model.input), 0, 16, 4096},
     {"model.offsets", K_BOOL, F(model.offsets), 0, 0, 1},
     {"model.ss", K_SS, F(model.ss), 0, 0, 3},
+    {"model.norm", K_NORM, F(model.norm), 0, 0, 1},
+    {"model.bn_momentum", K_DBL, F(model.bn_momentum), 0, 0, 1},
+    {"model.bn_eps", K_DBL, F(model.bn_eps), 0, 1e-12, 1},
     {"loss.gamma", K_DBL, F(loss.gamma), 0, 0, 1e6},
     {"loss.delta", K_DBL, F(loss.delta), 0, -1, 1e6}, /* -1: gamma + 1 */
     {"loss.alpha", K_DBL, F(loss.alpha), 0, 0, 1e6},
@@ -94,6 +97,7 @@ static const key_desc KEYS[] = {
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
 static const char *SS_NAMES[] = {"off", "p2h", "h2p", "both"};
+static const char *NORM_NAMES[] = {"none", "batch"};
 
 void core_config_defaults(core_config *c)
 {
@@ -104,6 +108,9 @@ void core_config_defaults(core_config *c)
     c->model.input = 368;
     c->model.offsets = 1;
     c->model.ss = CORE_SS_P2H;
+    c->model.norm = CORE_NORM_NONE;
+    c->model.bn_momentum = 0.1;
+    c->model.bn_eps = 1e-5;
     c->loss.gamma = 9;
     c->loss.delta = -1;
     c->loss.alpha = 10;
@@ -224,6 +231,14 @@ static void set_key(core_config *cfg, const char *name, const char *value, const
             if (!strcmp(value, SS_NAMES[i])) found = i;
         CHECK(found >= 0, "%s: config key '%s' must be off, p2h, h2p or both, got '%s'", where, name, value);
         *(core_ss_mode *)base = (core_ss_mode)found;
+        break;
+    }
+    case K_NORM: {
+        int found = -1;
+        for (int i = 0; i < 2; i++)
+            if (!strcmp(value, NORM_NAMES[i])) found = i;
+        CHECK(found >= 0, "%s: config key '%s' must be none or batch, got '%s'", where, name, value);
+        *(core_norm_mode *)base = (core_norm_mode)found;
         break;
     }
     case K_SCALES: {
@@ -419,6 +434,7 @@ static void format_value(const core_config *c, const key_desc *k, char *val, siz
         break;
     case K_STR: snprintf(val, len, "%s", base); break;
     case K_SS: snprintf(val, len, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
+    case K_NORM: snprintf(val, len, "%s", NORM_NAMES[*(const core_norm_mode *)base]); break;
     case K_SCALES: {
         size_t n = 0;
         val[0] = 0;

@@ -13,6 +13,8 @@
 
 typedef enum { CORE_SS_OFF = 0, CORE_SS_P2H, CORE_SS_H2P, CORE_SS_BOTH } core_ss_mode;
 typedef enum { CORE_OPT_SGD = 0, CORE_OPT_ADAM, CORE_OPT_ADAMW } core_optimizer;
+/* Normalisation after every hidden convolution (docs/training.md, "Batch norm"). */
+typedef enum { CORE_NORM_NONE = 0, CORE_NORM_BATCH } core_norm_mode;
 
 typedef struct core_config {
     struct {
@@ -22,6 +24,9 @@ typedef struct core_config {
         int input;           /* training crop S x S */
         int offsets;         /* block-inside offsets on/off */
         core_ss_mode ss;     /* self-supervision subnet */
+        core_norm_mode norm; /* none | batch */
+        double bn_momentum;  /* running = (1-m)*running + m*batch, as torch's BatchNorm2d */
+        double bn_eps;
     } model;
     struct {
         double gamma, delta, alpha;
