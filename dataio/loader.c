@@ -24,6 +24,7 @@
 
 #include "core/check.h"
 #include "core/h5util.h"
+#include "core/rng.h"
 #include "core/skeleton.h"
 #include "dataio/shard.h"
 
@@ -102,20 +103,12 @@ static double cpu_s(void)
 }
 
 /* ---- sampling order ---- */
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void make_perm(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch)
 {
-    uint64_t s = mix64(seed ^ 0x6c6f61646572ULL) ^ mix64((uint64_t)epoch + 0x9e3779b97f4a7c15ULL);
+    core_sm64 r = {core_rng_mix64(seed ^ 0x6c6f61646572ULL) ^ core_rng_mix64((uint64_t)epoch + CORE_RNG_GOLDEN)};
     for (int64_t i = 0; i < n; i++) perm[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
-        s += 0x9e3779b97f4a7c15ULL;
-        int64_t j = (int64_t)(((unsigned __int128)mix64(s) * (uint64_t)(i + 1)) >> 64);
+    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates; j by multiply-shift range reduction */
+        int64_t j = (int64_t)(((unsigned __int128)core_sm64_next(&r) * (uint64_t)(i + 1)) >> 64);
         int64_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
@@ -125,8 +118,9 @@ static void make_perm(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch)
 static int flip_decision(uint64_t seed, int64_t epoch, int64_t index, double p)
 {
     if (p <= 0) return 0;
-    uint64_t h = mix64(mix64(seed ^ 0x666c6970ULL) ^ mix64((uint64_t)epoch * 0x2545f4914f6cdd1dULL + (uint64_t)index));
-    return (h >> 11) * (1.0 / 9007199254740992.0) < p;
+    uint64_t h = core_rng_mix64(core_rng_mix64(seed ^ 0x666c6970ULL) ^
+                                core_rng_mix64((uint64_t)epoch * 0x2545f4914f6cdd1dULL + (uint64_t)index));
+    return core_rng_unit(h) < p;
 }
 
 /* (epoch, position) of the k-th batch after the start. */
