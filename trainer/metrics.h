@@ -4,7 +4,9 @@
  *    "weights":{"heat":9,"paf":10,...},                 their coefficients in "loss"
  *    "grad_norm":..,"samples_per_s":..,"skipped":0,
  *    "time":{"data":..,"compute":..,"comm":..,"step":..},  seconds per step, mean over ranks and the window
- *    "comm_hidden":0.9}   fraction of the gradient all-reduced while backward still ran
+ *    "comm_hidden":0.9,   fraction of the gradient all-reduced while backward still ran
+ *    "val":{"ap":..,"ap50":..,"ap75":..,"ar":..,"images":48,"time_s":..}}
+ *                         only on validation steps (train.val_every, trainer/validate.h)
  * On resume, lines past the resumed step are dropped so the file never holds a
  * step twice. */
 #ifndef SSPOSE_TRAINER_METRICS_H
@@ -13,6 +15,7 @@
 #include <stdio.h>
 
 #include "loss/loss.h"
+#include "trainer/validate.h"
 
 typedef struct trainer_log_row {
     long step, epoch, skipped;
@@ -20,6 +23,7 @@ typedef struct trainer_log_row {
     const loss_values *values; /* means over the global batch, averaged over the window */
     double t_data, t_compute, t_comm, t_step;
     double comm_hidden;
+    const trainer_val_result *val; /* this step's validation, or NULL */
 } trainer_log_row;
 
 typedef struct trainer_metrics trainer_metrics;

@@ -23,6 +23,7 @@
 #include "trainer/rundir.h"
 #include "trainer/schedule.h"
 #include "trainer/signals.h"
+#include "trainer/validate.h"
 
 #define NTERMS (CORE_MAX_STAGES * LOSS_NUM_TERMS)
 
@@ -305,6 +306,7 @@ typedef struct {
     comm_reducer *red;
     trainer_batches *data;
     trainer_metrics *metrics;
+    trainer_val *val; /* NULL without train.val_every */
     float *momentum; /* device, laid out like the parameters */
     size_t nfloats;
     char *config_text;
@@ -481,6 +483,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         goto done;
     }
 
+    r->val = trainer_val_open(cfg, r->be, rundir, resumed);
     sgd_run *runs;
     int nruns = build_runs(r->net, cfg, &runs);
     plan_allreduce(r->red, r->net, cfg->comm.overlap);
@@ -596,7 +599,10 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         win_steps++;
         int last = r->st.step == cfg->train.steps;
         int stop = msg[M_STOP] > 0;
-        if (r->rank == 0 && (r->st.step % cfg->train.log_every == 0 || last || stop)) {
+        /* a stop request skips validation: the grace period is for the checkpoint */
+        const trainer_val_result *val = stop && !last ? NULL : trainer_val_step(r->val, r->net, (long)r->st.step, last);
+        if (val) win_start += val->time_s; /* step times and throughput leave validation out */
+        if (r->rank == 0 && (r->st.step % cfg->train.log_every == 0 || last || stop || val)) {
             double wall = now_s() - win_start;
             double good = win_good > 0 ? (double)win_good : NAN;
             loss_values avg = v;
@@ -609,6 +615,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
                 .samples_per_s = (double)r->st.global_batch * win_steps / wall, .values = &avg,
                 .t_data = win_tdata / win_steps, .t_compute = win_tcomp / win_steps, .t_comm = win_tcomm / win_steps,
                 .t_step = wall / win_steps, .comm_hidden = win_hidden / win_steps,
+                .val = val,
             };
             trainer_metrics_write(r->metrics, &row);
             char eta[32];
@@ -636,8 +643,10 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
                   "drifted apart", (long long)r->st.step, nbad, first);
         }
 
-        if (stop || last || (cfg->train.checkpoint_every > 0 && r->st.step % cfg->train.checkpoint_every == 0)) {
+        if (stop || last || (cfg->train.checkpoint_every > 0 && r->st.step % cfg->train.checkpoint_every == 0) ||
+            (val && val->improved)) {
             save_checkpoint(r);
+            trainer_val_keep_best(r->val, val);
             last_ckpt = (long)r->st.step;
         }
         if (stop && !last) {
@@ -655,6 +664,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
 done:
     comm_barrier();
     trainer_metrics_close(r->metrics);
+    trainer_val_close(r->val);
     trainer_batches_close(r->data);
     comm_reducer_destroy(r->red);
     r->be->free(r->be, r->momentum);
