@@ -32,7 +32,7 @@ if ! ls "$R"/shards/train-*.h5 >/dev/null 2>&1; then
   echo "== 2/6 training shards: 2 augmented 128x128 crops per person, targets precomputed"
   mkdir -p "$R/shards"
   time $S data --config "$CFG" --ann "$R/synth/annotations.json" --images "$R/synth/images" \
-          --out "$R/shards/train" --copies 2 --seed 1 --threads 2 | tail -n 1
+          --out "$R/shards/train" --copies 2 --seed 1 --threads 2
 fi
 echo "== 3/6 training: $CFG on 2 ranks, validation AP on $R/val as it goes; metrics in $R/run/metrics.jsonl"
 time mpirun -np 2 --bind-to none -x OMP_WAIT_POLICY -x OMP_NUM_THREADS=1 $S train --config "$CFG" \
