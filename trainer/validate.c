@@ -117,6 +117,9 @@ trainer_val *trainer_val_open(const core_config *cfg, core_backend *be, const ch
     if (v->rank == 0) eval_coco_load_gt(cfg->data.val_ann, &v->gt);
     cap_images(v, cfg->data.val_max_images);
     v->net = model_create(&v->cfg, be);
+    /* batch norm with the running statistics (copied with the weights), and no
+     * synchronised-BN collectives: the ranks validate different images */
+    model_set_train(v->net, 0);
     v->model = eval_model_wrap(v->net, &v->cfg);
     v->best_ap = -INFINITY;
     if (v->rank == 0 && resumed) {
