@@ -44,6 +44,9 @@ typedef struct core_config {
         int threads;         /* loader worker threads */
         int prefetch;        /* batches decoded ahead */
         double scale_min, scale_max, max_rotate, center_perturb, target_height;
+        char val_ann[1024];    /* validation ground truth (COCO JSON), for train.val_every */
+        char val_images[1024]; /* its images folder */
+        int val_max_images;    /* validate on the first N images of val_ann (file order); 0: all */
     } data;
     struct {
         int batch, steps, seed, checkpoint_every, keep, log_every, warmup;
@@ -58,6 +61,7 @@ typedef struct core_config {
         int schedule_cosine; /* resolved from schedule */
         double warmup_start; /* warm-up starts from lr*warmup_start */
         double lr_final;     /* cosine ends at lr*lr_final */
+        int val_every;       /* validation AP every N steps and at the last (trainer/validate.h); 0: off */
     } train;
     struct {
         char device[16];     /* auto | cpu | cuda */

@@ -24,6 +24,7 @@
 #include "trainer/rundir.h"
 #include "trainer/schedule.h"
 #include "trainer/signals.h"
+#include "trainer/validate.h"
 #include "trainer/window.h"
 
 #define NTERMS TRAINER_NTERMS
@@ -76,6 +77,7 @@ typedef struct {
     trainer_batches *data;
     trainer_metrics *metrics;
     trainer_optim *optim;
+    trainer_val *val;    /* NULL without train.val_every */
     size_t nfloats;
     char *config_text;
     trainer_state st;
@@ -220,13 +222,14 @@ static void update(run_ctx *r, long step, step_ctx *s)
 }
 
 /* The step into the log window; a metrics row and a progress line when due (rank 0). */
-static void log_window(run_ctx *r, long step, const step_ctx *s, int last)
+static void log_window(run_ctx *r, long step, const step_ctx *s, int last, const trainer_val_result *val)
 {
     if (r->rank != 0) return;
     trainer_window_add(&r->win, &s->res);
-    if (r->st.step % r->cfg->train.log_every != 0 && !last && !s->stop) return;
+    if (val) r->win.start += val->time_s; /* step times and throughput leave validation out */
+    if (r->st.step % r->cfg->train.log_every != 0 && !last && !s->stop && !val) return;
     trainer_window_info info = {r->cfg, (long)r->st.step, (long)r->st.skipped, trainer_lr(r->cfg, step),
-                                (double)r->st.global_batch, &r->v, r->world};
+                                (double)r->st.global_batch, &r->v, r->world, val};
     trainer_window_flush(&r->win, &info, r->metrics, now_s());
 }
 
@@ -244,12 +247,12 @@ static void verify_replicas(run_ctx *r, int last)
           "drifted apart", (long long)r->st.step, nbad, first);
 }
 
-/* At train.checkpoint_every, at the end and on a stop request; every rank
- * reaches this at the same step, rank 0 writes. */
-static void checkpoint(run_ctx *r, int last, int stop)
+/* At train.checkpoint_every, at the end, and when forced (a stop request, a new
+ * best validation); every rank reaches this at the same step, rank 0 writes. */
+static void checkpoint(run_ctx *r, int last, int force)
 {
     long every = r->cfg->train.checkpoint_every;
-    if (!stop && !last && !(every > 0 && r->st.step % every == 0)) return;
+    if (!force && !last && !(every > 0 && r->st.step % every == 0)) return;
     r->st.elapsed_s += now_s() - r->start_wall;
     r->start_wall = now_s();
     r->last_ckpt = (long)r->st.step;
@@ -322,6 +325,7 @@ static void close_run(run_ctx *r)
 {
     comm_barrier();
     trainer_metrics_close(r->metrics);
+    trainer_val_close(r->val);
     trainer_batches_close(r->data);
     comm_reducer_destroy(r->red);
     trainer_optim_destroy(r->optim);
@@ -348,13 +352,14 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
     r->config_text = core_config_text(cfg);
     comm_set_timeout(cfg->comm.timeout_s);
     prepare_rundir(rundir, resume);
-    open_run(r, cfg, rundir, resume);
+    int resumed = open_run(r, cfg, rundir, resume);
     if (r->st.step >= cfg->train.steps) {
         if (r->rank == 0) core_info("already at step %lld of %d: nothing to do", (long long)r->st.step, cfg->train.steps);
         close_run(r);
         return 0;
     }
 
+    r->val = trainer_val_open(cfg, r->be, rundir, resumed);
     plan_allreduce(r->red, r->net, cfg->comm.overlap);
     trainer_signals_install();
     r->start_wall = now_s();
@@ -374,11 +379,14 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         r->st.step = step + 1;
         int last = r->st.step == cfg->train.steps;
 
-        log_window(r, step, &s, last);
+        /* Validation goes into this step's row; a stop request skips it (the
+         * grace time is for the checkpoint). A new best AP is also a checkpoint
+         * step, whose file ckpt-best.h5 copies. */
+        const trainer_val_result *val = s.stop && !last ? NULL : trainer_val_step(r->val, r->net, (long)r->st.step, last);
+        log_window(r, step, &s, last, val);
         verify_replicas(r, last);
-        checkpoint(r, last, s.stop);
-        /* Validation (trainer/validate.c, train.val_every) belongs here: after the
-         * checkpoint, on every rank, before a stop ends the loop. */
+        checkpoint(r, last, s.stop || (val && val->improved));
+        trainer_val_keep_best(r->val, val);
         trainer_fault_ctx fault = {.net = r->net};
         trainer_fault(TRAINER_AT_STEP_END, (long)r->st.step, &fault);
         if (s.stop && !last) {
