@@ -63,6 +63,25 @@ static int on_path(const char *prog)
     return found;
 }
 
+/* The job runs from SLURM's copy of the script: tell it where this sspose and
+ * train.sbatch are (sbatch exports the environment by default). */
+static void export_paths(const char *script)
+{
+    char exe[PATH_MAX], dir[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0 && !getenv("SSPOSE")) {
+        exe[n] = 0;
+        setenv("SSPOSE", exe, 1);
+    }
+    if (!getenv("SSPOSE_TRAIN_SBATCH") && realpath(script, dir)) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        char train[PATH_MAX + 16];
+        snprintf(train, sizeof train, "%s/train.sbatch", dir);
+        setenv("SSPOSE_TRAIN_SBATCH", train, 1);
+    }
+}
+
 long sweep_submit(const sweep *s, const char *script, int max_running, const char *const *sbatch_args, int nargs)
 {
     CHECK(on_path("sbatch"), "sweep submit: sbatch is not on PATH (no SLURM here? use 'sspose sweep run')");
@@ -104,6 +123,7 @@ long sweep_submit(const sweep *s, const char *script, int max_running, const cha
     for (int i = 0; i < nargs; i++) argv[n++] = (char *)sbatch_args[i];
     argv[n++] = (char *)script;
     argv[n++] = abs_dir;
+    export_paths(script);
     char out[256];
     int rc = capture(argv, out, sizeof out, 0);
     CHECK(rc == 0, "sweep submit: sbatch failed (exit %d)", rc);
