@@ -209,15 +209,9 @@ static void print_plan(const sweep_plan_opts *o, const sweep_axis *axes, int nax
     }
 }
 
-void sweep_plan(const sweep_plan_opts *o)
+/* The --grid axes, then --seeds as one more; dies on conflicts between them and --set. */
+static int plan_axes(const sweep_plan_opts *o, const core_config *base, sweep_axis *axes)
 {
-    CHECK(o->config, "sweep plan: --config CFG is required");
-    CHECK(o->out && *o->out, "sweep plan: --out DIR is required");
-    CHECK(o->ngrids > 0 || o->seeds > 0, "sweep plan: no --grid KEY=V1,V2,... given (and no --seeds)");
-    CHECK(o->ngrids + (o->seeds > 0) <= SWEEP_MAX_AXES, "sweep plan: at most %d axes", SWEEP_MAX_AXES);
-    core_config base;
-    base_config(o, &base);
-    sweep_axis axes[SWEEP_MAX_AXES];
     int naxes = 0;
     for (int g = 0; g < o->ngrids; g++) {
         sweep_axis_parse(&axes[naxes], o->grids[g]);
@@ -242,11 +236,24 @@ void sweep_plan(const sweep_plan_opts *o)
         a->vals = core_malloc(o->seeds * sizeof *a->vals);
         for (int i = 0; i < o->seeds; i++) {
             char v[32];
-            snprintf(v, sizeof v, "%ld", (long)base.train.seed + i);
+            snprintf(v, sizeof v, "%ld", (long)base->train.seed + i);
             a->vals[i] = core_strdup(v);
         }
         naxes++;
     }
+    return naxes;
+}
+
+void sweep_plan(const sweep_plan_opts *o)
+{
+    CHECK(o->config, "sweep plan: --config CFG is required");
+    CHECK(o->out && *o->out, "sweep plan: --out DIR is required");
+    CHECK(o->ngrids > 0 || o->seeds > 0, "sweep plan: no --grid KEY=V1,V2,... given (and no --seeds)");
+    CHECK(o->ngrids + (o->seeds > 0) <= SWEEP_MAX_AXES, "sweep plan: at most %d axes", SWEEP_MAX_AXES);
+    core_config base;
+    base_config(o, &base);
+    sweep_axis axes[SWEEP_MAX_AXES];
+    int naxes = plan_axes(o, &base, axes);
     name_axes(axes, naxes);
     long total = 1;
     for (int a = 0; a < naxes; a++) {
