@@ -193,7 +193,23 @@ def test_plot_sweep_none_started():
     assert p.returncode != 0 and len(lines) == 1 and "no run of the sweep" in lines[0], p.stderr
 
 
-for t in (test_plot_sweep_runs_in_numeric_order, test_plot_sweep_legend_swept_keys_only,
+def test_plot_lenient_config():
+    """config.ini of another version: unknown keys and sections are read, not fatal (core_config_kv)."""
+    base = os.path.join(TMP, "lenient")
+    shutil.rmtree(base, ignore_errors=True)
+    for name, v in (("a", 1), ("b", 2)):
+        d = os.path.join(base, name)
+        os.makedirs(d)
+        write_metrics(d, 1, 1, v)
+        with open(os.path.join(d, "config.ini"), "w") as f:
+            f.write(f"train.steps = 200\nloss.future_weight = {v}  # a key this build lacks\n"
+                    f"[future]\nknob = {v * 10}\nnot a key line\n")
+    lay, _ = layout(os.path.join(base, "a"), os.path.join(base, "b"))
+    assert [r["config_steps"] for r in lay["runs"]] == [200, 200], lay["runs"]
+    assert lay["runs"][1]["config_diff"] == ["future_weight=2", "knob=20"], lay["runs"][1]["config_diff"]
+
+
+for t in (test_plot_lenient_config, test_plot_sweep_runs_in_numeric_order, test_plot_sweep_legend_swept_keys_only,
           test_plot_sweep_colour_and_style_by_key, test_plot_sweep_swatches_drawn, test_plot_sweep_weights_note,
           test_plot_sweep_runs_given_one_by_one, test_plot_sweep_not_started_left_out, test_plot_sweep_none_started):
     run(t)
