@@ -230,6 +230,15 @@ static void weights_note(const report_plot_run *runs, int nruns, const report_pl
     if (totals) report_plot_weights_note(runs, nruns, out, len);
 }
 
+int report_plot_count_runs(const char *const *rundirs, int nruns)
+{
+    sweep_fig sf = {0};
+    sf.on = report_plot_sweep_expand(rundirs, nruns, &sf.sw, &sf.dirs, &sf.ndirs, 1);
+    int n = sf.on ? sf.ndirs : nruns;
+    sweep_fig_free(&sf);
+    return n;
+}
+
 int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o)
 {
     CHECK(nruns > 0, "plot: no RUNDIR given (see 'sspose plot --help')");
@@ -240,7 +249,7 @@ int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o
     CHECK(stat(o->out, &ost) != 0 || !S_ISDIR(ost.st_mode), "plot: cannot write %s: Is a directory", o->out);
 
     sweep_fig sf = {0};
-    sf.on = report_plot_sweep_expand(rundirs, nruns, &sf.sw, &sf.dirs, &sf.ndirs);
+    sf.on = report_plot_sweep_expand(rundirs, nruns, &sf.sw, &sf.dirs, &sf.ndirs, 0);
     if (sf.on) {
         rundirs = (const char *const *)sf.dirs;
         nruns = sf.ndirs;

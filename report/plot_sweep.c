@@ -55,7 +55,7 @@ static int runs_of_one_sweep(const char *const *args, int nargs, sweep *sw, int 
     return ok;
 }
 
-int report_plot_sweep_expand(const char *const *args, int nargs, sweep *sw, char ***dirs, int *ndirs)
+int report_plot_sweep_expand(const char *const *args, int nargs, sweep *sw, char ***dirs, int *ndirs, int quiet)
 {
     memset(sw, 0, sizeof *sw);
     int *which = core_calloc(nargs > 0 ? nargs : 1, sizeof *which), n = 0;
@@ -69,7 +69,7 @@ int report_plot_sweep_expand(const char *const *args, int nargs, sweep *sw, char
             else free(d);
         }
         CHECK(n > 0, "plot: no run of the sweep '%s' has metrics yet (see 'sspose sweep status %s')", args[0], args[0]);
-        if (n < sw->nruns) core_warn("plot: %d of %d runs of the sweep have no metrics yet; left out", sw->nruns - n, sw->nruns);
+        if (n < sw->nruns && !quiet) core_warn("plot: %d of %d runs of the sweep have no metrics yet; left out", sw->nruns - n, sw->nruns);
     } else if (nargs > 1 && runs_of_one_sweep(args, nargs, sw, which)) {
         /* in the sweep's order (numeric), whatever order the shell gave */
         out = core_calloc(nargs, sizeof *out);

@@ -28,8 +28,8 @@ typedef struct report_plot_style {
 
 /* When the arguments are one sweep directory, or run directories inside one,
  * fills *sw, sets *dirs to the run directories to read in the sweep's order
- * (runs without metrics.jsonl left out, with a warning) and returns 1; else 0. */
-int report_plot_sweep_expand(const char *const *args, int nargs, sweep *sw, char ***dirs, int *ndirs);
+ * (runs without metrics.jsonl left out, with a warning unless quiet) and returns 1; else 0. */
+int report_plot_sweep_expand(const char *const *args, int nargs, sweep *sw, char ***dirs, int *ndirs, int quiet);
 void report_plot_sweep_style(const sweep *sw, const report_plot_run *runs, int nruns, report_plot_style *st);
 void report_plot_style_free(report_plot_style *st);
 /* The colour of a group (0..1 RGB). */

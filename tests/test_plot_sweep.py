@@ -62,6 +62,11 @@ def test_plot_sweep_runs_in_numeric_order():
     assert alphas == ["alpha0"] * 6 + ["alpha5"] * 6 + ["alpha10"] * 6, alphas
 
 
+def test_plot_sweep_counts_runs():
+    p = sh("plot", D, "--out", os.path.join(TMP, "count.png"), "--metric", "loss")
+    assert "1 panel, 18 runs" in p.stdout, p.stdout
+
+
 def test_plot_sweep_legend_swept_keys_only():
     lay, _ = layout(D)
     items = lay["legend_items"]
@@ -209,7 +214,7 @@ def test_plot_lenient_config():
     assert lay["runs"][1]["config_diff"] == ["future_weight=2", "knob=20"], lay["runs"][1]["config_diff"]
 
 
-for t in (test_plot_lenient_config, test_plot_sweep_runs_in_numeric_order, test_plot_sweep_legend_swept_keys_only,
+for t in (test_plot_lenient_config, test_plot_sweep_runs_in_numeric_order, test_plot_sweep_counts_runs, test_plot_sweep_legend_swept_keys_only,
           test_plot_sweep_colour_and_style_by_key, test_plot_sweep_swatches_drawn, test_plot_sweep_weights_note,
           test_plot_sweep_runs_given_one_by_one, test_plot_sweep_not_started_left_out, test_plot_sweep_none_started):
     run(t)

@@ -73,7 +73,11 @@ else t_fail sweep_status_partial "$(echo "$st" | tr '\n' '|')"; fi
 
 # break run 01: a value this build rejects in its config.ini
 sed -i 's/^train.batch = .*/train.batch = banana/' "$D/01-alpha0-gamma9/config.ini"
-"$SSPOSE" sweep run "$D" --jobs 2 >"$T_TMP/run1.out" 2>"$T_TMP/run1.err"; rc=$?
+"$SSPOSE" sweep run "$D" --jobs 2 >"$T_TMP/run1.out" 2>"$T_TMP/run1.err" & rp=$!
+# a second runner on the same sweep is refused while the first holds it
+tr_wait_file "$D/00-alpha0-gamma5/train.log" 30
+t_bad_input sweep_run_one_runner "another 'sspose sweep run' is running" "$SSPOSE" sweep run "$D"
+wait $rp; rc=$?
 if [ $rc -ne 0 ] && [ "$(grep -c . "$T_TMP/run1.err")" -eq 1 ] && grep -q '1 of 4 runs failed' "$T_TMP/run1.err"; then
   t_ok sweep_run_reports_failure
 else t_fail sweep_run_reports_failure "rc=$rc: $(cat "$T_TMP/run1.err" "$T_TMP/run1.out" | tr '\n' '|')"; fi
