@@ -99,7 +99,8 @@ static void scan_metrics(const char *rundir, sweep_state *st, int with_metrics)
     cJSON_Delete(last);
 }
 
-/* The line that says why the last attempt failed: its last "error" line, else its last line. */
+/* The line that says why the last attempt failed: its last "sspose: error:" line (MPI
+ * and srun add their own error lines after it), else its last "error" line, else its last line. */
 static void last_error(const char *rundir, char *out, size_t len)
 {
     char *path = join(rundir, "train.log");
@@ -107,15 +108,18 @@ static void last_error(const char *rundir, char *out, size_t len)
     free(path);
     out[0] = 0;
     if (!f) return;
-    char *line = NULL, last[512] = "";
+    char *line = NULL, last[512] = "", any[512] = "";
     size_t cap = 0;
     while (getline(&line, &cap, f) > 0) {
         line[strcspn(line, "\r\n")] = 0;
         if (!*line) continue;
-        if (strstr(line, "error") || strstr(line, "Error") || strstr(line, "ERROR")) snprintf(out, len, "%s", line);
+        /* an attempt starts afresh: errors of earlier attempts are history */
+        if (!strncmp(line, "=== ", 4)) out[0] = any[0] = 0;
+        if (strstr(line, "sspose: error:")) snprintf(out, len, "%s", line);
+        else if (strstr(line, "error") || strstr(line, "Error") || strstr(line, "ERROR")) snprintf(any, sizeof any, "%s", line);
         snprintf(last, sizeof last, "%s", line);
     }
-    if (!out[0]) snprintf(out, len, "%s", last);
+    if (!out[0]) snprintf(out, len, "%s", any[0] ? any : last);
     free(line);
     fclose(f);
 }
