@@ -185,6 +185,8 @@ static const key_desc *find_key(const char *name)
     return NULL;
 }
 
+int core_config_has_key(const char *name) { return find_key(name) != NULL; }
+
 static char *trim(char *s)
 {
     while (isspace((unsigned char)*s)) s++;
@@ -337,16 +339,18 @@ void core_config_parse_text(core_config *cfg, const char *text, const char *orig
     core_config_resolve(cfg);
 }
 
-void core_config_set(core_config *cfg, const char *assignment)
+void core_config_set_origin(core_config *cfg, const char *assignment, const char *origin)
 {
     char *copy = core_strdup(assignment);
     char *eq = strchr(copy, '=');
-    CHECK(eq, "--set wants section.key=value, got '%s'", assignment);
-    CHECK(strchr(copy, '.') && strchr(copy, '.') < eq, "--set wants section.key=value, got '%s'", assignment);
-    parse_line(cfg, copy, "", "--set");
+    CHECK(eq, "%s wants section.key=value, got '%s'", origin, assignment);
+    CHECK(strchr(copy, '.') && strchr(copy, '.') < eq, "%s wants section.key=value, got '%s'", origin, assignment);
+    parse_line(cfg, copy, "", origin);
     free(copy);
     core_config_resolve(cfg);
 }
+
+void core_config_set(core_config *cfg, const char *assignment) { core_config_set_origin(cfg, assignment, "--set"); }
 
 /* Named schedules are given at six stages (SPEC section 4). */
 static const struct {
@@ -465,6 +469,82 @@ char *core_config_text(const core_config *c)
     return out;
 }
 
+void core_config_kv_parse(core_config_kv *kv, const char *text)
+{
+    memset(kv, 0, sizeof *kv);
+    char section[64] = "";
+    char *copy = core_strdup(text);
+    int cap = 0;
+    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *hash = strpbrk(line, "#;");
+        if (hash) *hash = 0;
+        char *s = trim(line);
+        if (!*s) continue;
+        if (*s == '[') {
+            char *e = strchr(s, ']');
+            if (e) {
+                *e = 0;
+                snprintf(section, sizeof section, "%s", trim(s + 1));
+            }
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (!eq) continue;
+        *eq = 0;
+        char *k = trim(s), *v = trim(eq + 1);
+        if (!*k) continue;
+        size_t len = strlen(section) + strlen(k) + 2;
+        char *full = core_malloc(len);
+        if (strchr(k, '.') || !section[0]) snprintf(full, len, "%s", k);
+        else snprintf(full, len, "%s.%s", section, k);
+        if (kv->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            kv->keys = core_realloc(kv->keys, cap * sizeof *kv->keys);
+            kv->vals = core_realloc(kv->vals, cap * sizeof *kv->vals);
+        }
+        kv->keys[kv->n] = full;
+        kv->vals[kv->n++] = core_strdup(v);
+    }
+    free(copy);
+}
+
+int core_config_kv_read(core_config_kv *kv, const char *path)
+{
+    memset(kv, 0, sizeof *kv);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, got;
+    do {
+        if (len + 4096 + 1 > cap) buf = core_realloc(buf, cap = 2 * cap + 8192);
+        got = fread(buf + len, 1, 4096, f);
+        len += got;
+    } while (got == 4096);
+    fclose(f);
+    buf[len] = 0; /* a NUL inside ends the text: what follows is no config */
+    core_config_kv_parse(kv, buf);
+    free(buf);
+    return 0;
+}
+
+const char *core_config_kv_get(const core_config_kv *kv, const char *key)
+{
+    for (int i = kv->n - 1; i >= 0; i--)
+        if (!strcmp(kv->keys[i], key)) return kv->vals[i];
+    return NULL;
+}
+
+void core_config_kv_free(core_config_kv *kv)
+{
+    for (int i = 0; i < kv->n; i++) {
+        free(kv->keys[i]);
+        free(kv->vals[i]);
+    }
+    free(kv->keys);
+    free(kv->vals);
+    memset(kv, 0, sizeof *kv);
+}
+
 int core_width(const core_config *cfg, int channels)
 {
     int w = (int)lround(channels * cfg->model.width);
@@ -473,35 +553,20 @@ int core_width(const core_config *cfg, int channels)
 
 /* ---- comparing a stored config text with a config (resume) ---------------- */
 
-/* The value of `key` on a "key = value" line of a core_config_text, copied to out; 0 when found. */
-static int text_value(const char *text, const char *key, char *out, size_t len)
-{
-    size_t kl = strlen(key);
-    for (const char *p = text; p && *p;) {
-        const char *eol = strchr(p, '\n');
-        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
-        if (ll >= kl + 3 && !strncmp(p, key, kl) && !strncmp(p + kl, " = ", 3)) {
-            size_t vl = ll - kl - 3;
-            if (vl >= len) vl = len - 1;
-            memcpy(out, p + kl + 3, vl);
-            out[vl] = 0;
-            return 0;
-        }
-        p = eol ? eol + 1 : NULL;
-    }
-    return -1;
-}
-
 int core_config_diff(const char *then_text, const core_config *now, core_config_diff_fn fn, void *ctx)
 {
     int n = 0;
+    core_config_kv kv; /* the one lenient reader: a stored text may come from another build */
+    core_config_kv_parse(&kv, then_text);
     for (size_t i = 0; i < NKEYS; i++) {
-        char then[1100], val[1100];
-        if (text_value(then_text, KEYS[i].name, then, sizeof then) != 0) continue;
+        char val[1100];
+        const char *then = core_config_kv_get(&kv, KEYS[i].name);
+        if (!then) continue;
         format_value(now, &KEYS[i], val, sizeof val);
         if (!strcmp(then, val)) continue;
         n++;
         if (fn) fn(KEYS[i].name, then, val, ctx);
     }
+    core_config_kv_free(&kv);
     return n;
 }

@@ -87,6 +87,10 @@ void core_config_defaults(core_config *cfg);
 void core_config_load(core_config *cfg, const char *path);
 /* Applies one "section.key=value" override; fatal when bad. */
 void core_config_set(core_config *cfg, const char *assignment);
+/* 1 when "section.key" is a config key of this build (sweeps check their grid with it). */
+int core_config_has_key(const char *name);
+/* The same, naming `origin` (e.g. "--grid") in its error messages. */
+void core_config_set_origin(core_config *cfg, const char *assignment, const char *origin);
 /* Parses a config text of "section.key = value" lines (checkpoint attribute). */
 void core_config_parse_text(core_config *cfg, const char *text, const char *origin);
 /* Recomputes derived values (beta_values) and checks cross-key rules. Fatal when inconsistent. */
@@ -97,6 +101,22 @@ char *core_config_text(const core_config *cfg);
 /* Named beta schedules resampled to `stages` values; 0 on success, -1 when the
  * name is unknown and the text is no number list. */
 int core_beta_schedule(const char *spec, int stages, double *out);
+
+/* Lenient reading of a config text written by any version of sspose (RUNDIR/config.ini
+ * of older or newer runs): "key = value" lines under [section] headers, or
+ * "section.key = value" lines, with '#'/';' comments. Unknown keys and sections
+ * are kept as they are, malformed lines skipped: readers that only show or
+ * compare values (plots, sweep tables) must not die on a key this build lacks. */
+typedef struct core_config_kv {
+    int n;
+    char **keys, **vals; /* "section.key" and its value, trimmed, in file order */
+} core_config_kv;
+/* 0 on success; -1 when the file cannot be opened (kv is then empty). */
+int core_config_kv_read(core_config_kv *kv, const char *path);
+void core_config_kv_parse(core_config_kv *kv, const char *text);
+/* The value of a key (the last one when repeated), NULL when absent. */
+const char *core_config_kv_get(const core_config_kv *kv, const char *key);
+void core_config_kv_free(core_config_kv *kv);
 
 /* Compares a stored config text (core_config_text of this or another build:
  * a checkpoint's `config` attribute) with `now`, key by key in the key table's
