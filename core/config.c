@@ -10,7 +10,7 @@
 
 #include "core/check.h"
 
-typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES } key_type;
+typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_INORM } key_type;
 
 typedef struct {
     const char *name;   /* section.key */
@@ -30,6 +30,7 @@ static const key_desc KEYS[] = {
     {"model.input", K_INT, F(model.input), 0, 16, 4096},
     {"model.offsets", K_BOOL, F(model.offsets), 0, 0, 1},
     {"model.ss", K_SS, F(model.ss), 0, 0, 3},
+    {"model.input_norm", K_INORM, F(model.input_norm), 0, 0, CORE_NUM_INPUT_NORMS - 1},
     {"loss.gamma", K_DBL, F(loss.gamma), 0, 0, 1e6},
     {"loss.delta", K_DBL, F(loss.delta), 0, -1, 1e6}, /* -1: gamma + 1 */
     {"loss.alpha", K_DBL, F(loss.alpha), 0, 0, 1e6},
@@ -84,6 +85,7 @@ static const key_desc KEYS[] = {
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
 static const char *SS_NAMES[] = {"off", "p2h", "h2p", "both"};
+const char *const core_input_norm_names[CORE_NUM_INPUT_NORMS] = {"centered", "imagenet", "caffe", "cmu"};
 
 void core_config_defaults(core_config *c)
 {
@@ -204,6 +206,14 @@ static void set_key(core_config *cfg, const char *name, const char *value, const
             if (!strcmp(value, SS_NAMES[i])) found = i;
         CHECK(found >= 0, "%s: config key '%s' must be off, p2h, h2p or both, got '%s'", where, name, value);
         *(core_ss_mode *)base = (core_ss_mode)found;
+        break;
+    }
+    case K_INORM: {
+        int found = -1;
+        for (int i = 0; i < CORE_NUM_INPUT_NORMS; i++)
+            if (!strcmp(value, core_input_norm_names[i])) found = i;
+        CHECK(found >= 0, "%s: config key '%s' must be centered, imagenet, caffe or cmu, got '%s'", where, name, value);
+        *(core_input_norm *)base = (core_input_norm)found;
         break;
     }
     case K_SCALES: {
@@ -390,6 +400,7 @@ char *core_config_text(const core_config *c)
             break;
         case K_STR: snprintf(val, sizeof val, "%s", base); break;
         case K_SS: snprintf(val, sizeof val, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
+        case K_INORM: snprintf(val, sizeof val, "%s", core_input_norm_names[*(const core_input_norm *)base]); break;
         case K_SCALES: {
             size_t n = 0;
             val[0] = 0;

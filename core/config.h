@@ -13,6 +13,12 @@
 
 typedef enum { CORE_SS_OFF = 0, CORE_SS_P2H, CORE_SS_H2P, CORE_SS_BOTH } core_ss_mode;
 
+/* What the network's input is (dataio/input_norm.h): SPEC's pixel/255 - 0.5 RGB; torchvision's
+ * ImageNet mean/std RGB; Caffe's BGR mean subtraction (Keras VGG); CMU OpenPose's BGR pixel/256 - 0.5. */
+typedef enum { CORE_NORM_CENTERED = 0, CORE_NORM_IMAGENET, CORE_NORM_CAFFE, CORE_NORM_CMU } core_input_norm;
+#define CORE_NUM_INPUT_NORMS 4
+extern const char *const core_input_norm_names[CORE_NUM_INPUT_NORMS];
+
 typedef struct core_config {
     struct {
         double width;        /* channel multiplier w(c) = max(1, round(c*width)) */
@@ -21,6 +27,7 @@ typedef struct core_config {
         int input;           /* training crop S x S */
         int offsets;         /* block-inside offsets on/off */
         core_ss_mode ss;     /* self-supervision subnet */
+        core_input_norm input_norm; /* how images become the network input */
     } model;
     struct {
         double gamma, delta, alpha;
