@@ -59,9 +59,9 @@ static char **read_str_list(hid_t obj, const char *attr, int *n, const char *pat
         }
         H5Tclose(mt);
     } else {
+        /* the file's own string type, so that no pad conversion eats the last character */
         size_t len = H5Tget_size(ft);
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, len);
+        hid_t mt = H5Tcopy(ft);
         char *buf = core_calloc((size_t)cnt * len + 1, 1);
         H5_CHECK(H5Aread(a, mt, buf), "backbone '%s': cannot read attribute %s", path, attr);
         for (hssize_t i = 0; i < cnt; i++) {

@@ -81,8 +81,8 @@ class SsposeNet(nn.Module):
         if self.input_norm not in INPUT_NORMS:
             raise ConfigError(f"unknown model.input_norm '{self.input_norm}'")
         ss = cfg.get("model.ss", "p2h")
-        self.p2h = ss in ("p2h", "both")
-        self.h2p = ss in ("h2p", "both")
+        self.use_p2h = ss in ("p2h", "both")
+        self.use_h2p = ss in ("h2p", "both")
         self.linear = set()
         self.plan = []
         c = 3
@@ -110,7 +110,7 @@ class SsposeNet(nn.Module):
                     x = self._conv(name, x, out if co is None else _w(width, co), k, linear=co is None)
                     names.append(name)
                 self.branch[(s, b)] = names
-        for sub, cin, cout, on in (("p2h", 38, 19, self.p2h), ("h2p", 19, 38, self.h2p)):
+        for sub, cin, cout, on in (("p2h", 38, 19, self.use_p2h), ("h2p", 19, 38, self.use_h2p)):
             if on:
                 self._conv(f"{sub}/conv1", cin, _w(width, 128), 3)
                 self._conv(f"{sub}/conv2", _w(width, 128), _w(width, 128), 3)
@@ -134,16 +134,23 @@ class SsposeNet(nn.Module):
                 x = F.relu(x)
         return x
 
-    def features(self, x, until=None):
-        """The backbone's output (or the activation after layer `until`, e.g. conv4_2)."""
+    def features(self, x, start=None, until=None):
+        """The backbone on x, or the part after layer `start` (x is then that layer's activation)
+        up to and including layer `until` (e.g. until="conv4_2": VGG-19's first ten convolutions)."""
+        running = start is None
         for n in self.plan:
-            x = F.max_pool2d(x, 2, 2) if n == "pool" else self._run([n], x)
+            if running:
+                x = F.max_pool2d(x, 2, 2) if n == "pool" else self._run([n], x)
+            running = running or n == start
             if n == until:
                 return x
         return x
 
     def forward(self, x):
-        feat = self.features(x)
+        return self.heads(self.features(x))
+
+    def heads(self, feat):
+        """The stages on the backbone's output."""
         outs, prev = [], None
         for s in range(1, self.stages + 1):
             inp = feat if s == 1 else torch.cat([prev[0], prev[1], feat], 1)
@@ -152,9 +159,9 @@ class SsposeNet(nn.Module):
             o = {"paf": p, "heat": ho[:, :19]}
             if self.offsets:
                 o["offset"] = ho[:, 19:]
-            if self.p2h:
+            if self.use_p2h:
                 o["p2h"] = self._run(["p2h/conv1", "p2h/conv2", "p2h/conv3"], p)
-            if self.h2p:
+            if self.use_h2p:
                 o["h2p"] = self._run(["h2p/conv1", "h2p/conv2", "h2p/conv3"], o["heat"])
             outs.append(o)
             prev = (p, ho)
