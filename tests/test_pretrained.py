@@ -539,9 +539,35 @@ def test_export_refuses_batch_norm_and_bad_input():
     one_error_line(convert_here(["import", p("plain.pth"), p("x.h5")]), "convert.py: error:", "no sspose config")
 
 
+def test_train_starts_from_init():
+    """sspose train --init: a fresh run starts from the given weights (lr 0 keeps them through a step);
+    a run with a checkpoint to resume ignores it; another input_norm is refused in one line."""
+    init = p("train_init.h5")
+    sh([H.SSPOSE, "init", "--config", "configs/tiny.ini", "--seed", "9", "--out", init])
+    common = ["--config", "configs/tiny.ini", "--set", f"data.train={shard(128)}", "--set", "train.steps=1",
+              "--set", "train.lr=0", "--set", "train.batch=2", "--set", "data.threads=0", "--set", "comm.device=cpu"]
+    run = p("run_init")
+    sh([H.SSPOSE, "train", "--out", run, "--init", init] + common)
+    with h5py.File(init, "r") as f, h5py.File(os.path.join(run, "ckpt-000000001.h5"), "r") as g:
+        for n in _walk(f["params"]):
+            assert f["params/" + n][...].tobytes() == g["params/" + n][...].tobytes(), n
+    run2 = p("run_seed")
+    sh([H.SSPOSE, "train", "--out", run2] + common)
+    with h5py.File(init, "r") as f, h5py.File(os.path.join(run2, "ckpt-000000001.h5"), "r") as g:
+        assert not np.array_equal(f["params/conv1_1/weight"][...], g["params/conv1_1/weight"][...])
+    # resuming run2 with --init continues run2 (step 1 -> 2), it does not restart from init
+    sh([H.SSPOSE, "train", "--out", run2, "--resume", "--init", init] + common[:4] + ["--set", "train.steps=2"] +
+       common[6:])
+    with h5py.File(os.path.join(run2, "ckpt-000000001.h5"), "r") as f, \
+            h5py.File(os.path.join(run2, "ckpt-000000002.h5"), "r") as g:
+        assert np.array_equal(f["params/conv1_1/weight"][...], g["params/conv1_1/weight"][...])
+    one_error_line(sh([H.SSPOSE, "train", "--out", p("run_bad"), "--init", init, "--set", "model.input_norm=caffe"] +
+                      common, ok=False), "sspose: error:", "model.input_norm = centered")
+
+
 if __name__ == "__main__":
     for t in (test_vgg19_torchvision_import, test_vgg19_keras_import_both_spellings, test_bad_backbones_one_line,
               test_convert_bad_pth_one_line, test_openpose_import, test_export_matches_module_and_round_trips,
-              test_export_refuses_batch_norm_and_bad_input):
+              test_export_refuses_batch_norm_and_bad_input, test_train_starts_from_init):
         H.run(t)
     H.end()

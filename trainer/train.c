@@ -418,6 +418,26 @@ static const char *nonfinite_param(run_ctx *r)
 
 int trainer_run(const core_config *cfg, const char *rundir, int resume)
 {
+    return trainer_run_init(cfg, rundir, resume, NULL);
+}
+
+/* Weights of a pretrained checkpoint for a fresh run; its input normalisation must be this run's. */
+static void init_from(run_ctx *r, const char *init)
+{
+    char *text = model_ckpt_read_config(init);
+    core_config ic;
+    core_config_defaults(&ic);
+    core_config_parse_text(&ic, text, init);
+    free(text);
+    CHECK(ic.model.input_norm == r->cfg->model.input_norm,
+          "train --init: %s was made for model.input_norm = %s, this run has %s", init,
+          core_input_norm_names[ic.model.input_norm], core_input_norm_names[r->cfg->model.input_norm]);
+    model_ckpt_load(init, r->net, NULL, NULL, NULL, NULL);
+    core_info("fresh run initialised from %s (weights only)", init);
+}
+
+int trainer_run_init(const core_config *cfg, const char *rundir, int resume, const char *init)
+{
     CHECK(comm_initialized(), "trainer_run before comm_init");
     CHECK(cfg->train.steps > 0, "train.steps must be positive to train");
     fault_parse();
@@ -459,6 +479,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
      * broadcast anyway so replicas start bit-identical whatever the device. */
     model_init_params(r->net, (uint64_t)cfg->train.seed);
     int resumed = resume ? resume_from_rundir(r) : 0;
+    if (!resumed && init) init_from(r, init);
     if (!resumed) comm_reducer_bcast(r->red, model_params(r->net), r->nfloats, 0);
 
     /* The loader refuses a saved position from other shards or another seed. */
