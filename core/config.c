@@ -10,7 +10,7 @@
 
 #include "core/check.h"
 
-typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_NORM } key_type;
+typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_NORM, K_INORM } key_type;
 
 typedef struct {
     const char *name;   /* section.key */
@@ -33,6 +33,7 @@ static const key_desc KEYS[] = {
     {"model.norm", K_NORM, F(model.norm), 0, 0, 1},
     {"model.bn_momentum", K_DBL, F(model.bn_momentum), 0, 0, 1},
     {"model.bn_eps", K_DBL, F(model.bn_eps), 0, 1e-12, 1},
+    {"model.input_norm", K_INORM, F(model.input_norm), 0, 0, CORE_NUM_INPUT_NORMS - 1},
     {"loss.gamma", K_DBL, F(loss.gamma), 0, 0, 1e6},
     {"loss.delta", K_DBL, F(loss.delta), 0, -1, 1e6}, /* -1: gamma + 1 */
     {"loss.alpha", K_DBL, F(loss.alpha), 0, 0, 1e6},
@@ -102,6 +103,7 @@ static const key_desc KEYS[] = {
 
 static const char *SS_NAMES[] = {"off", "p2h", "h2p", "both"};
 static const char *NORM_NAMES[] = {"none", "batch"};
+const char *const core_input_norm_names[CORE_NUM_INPUT_NORMS] = {"centered", "imagenet", "caffe", "cmu"};
 
 void core_config_defaults(core_config *c)
 {
@@ -245,6 +247,14 @@ static void set_key(core_config *cfg, const char *name, const char *value, const
             if (!strcmp(value, NORM_NAMES[i])) found = i;
         CHECK(found >= 0, "%s: config key '%s' must be none or batch, got '%s'", where, name, value);
         *(core_norm_mode *)base = (core_norm_mode)found;
+        break;
+    }
+    case K_INORM: {
+        int found = -1;
+        for (int i = 0; i < CORE_NUM_INPUT_NORMS; i++)
+            if (!strcmp(value, core_input_norm_names[i])) found = i;
+        CHECK(found >= 0, "%s: config key '%s' must be centered, imagenet, caffe or cmu, got '%s'", where, name, value);
+        *(core_input_norm *)base = (core_input_norm)found;
         break;
     }
     case K_SCALES: {
@@ -443,6 +453,7 @@ static void format_value(const core_config *c, const key_desc *k, char *val, siz
     case K_STR: snprintf(val, len, "%s", base); break;
     case K_SS: snprintf(val, len, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
     case K_NORM: snprintf(val, len, "%s", NORM_NAMES[*(const core_norm_mode *)base]); break;
+    case K_INORM: snprintf(val, len, "%s", core_input_norm_names[*(const core_input_norm *)base]); break;
     case K_SCALES: {
         size_t n = 0;
         val[0] = 0;

@@ -16,6 +16,12 @@ typedef enum { CORE_OPT_SGD = 0, CORE_OPT_ADAM, CORE_OPT_ADAMW } core_optimizer;
 /* Normalisation after every hidden convolution (docs/training.md, "Batch norm"). */
 typedef enum { CORE_NORM_NONE = 0, CORE_NORM_BATCH } core_norm_mode;
 
+/* What the network's input is (dataio/input_norm.h): SPEC's pixel/255 - 0.5 RGB; torchvision's
+ * ImageNet mean/std RGB; Caffe's BGR mean subtraction (Keras VGG); CMU OpenPose's BGR pixel/256 - 0.5. */
+typedef enum { CORE_NORM_CENTERED = 0, CORE_NORM_IMAGENET, CORE_NORM_CAFFE, CORE_NORM_CMU } core_input_norm;
+#define CORE_NUM_INPUT_NORMS 4
+extern const char *const core_input_norm_names[CORE_NUM_INPUT_NORMS];
+
 typedef struct core_config {
     struct {
         double width;        /* channel multiplier w(c) = max(1, round(c*width)) */
@@ -27,6 +33,7 @@ typedef struct core_config {
         core_norm_mode norm; /* none | batch */
         double bn_momentum;  /* running = (1-m)*running + m*batch, as torch's BatchNorm2d */
         double bn_eps;
+        core_input_norm input_norm; /* how images become the network input */
     } model;
     struct {
         double gamma, delta, alpha;

@@ -15,6 +15,7 @@
 #include "core/cuda_backend.h"
 #include "dataio/shard.h"
 #include "loss/loss.h"
+#include "model/checkpoint.h"
 #include "model/net.h"
 #include "trainer/batch.h"
 #include "trainer/faults.h"
@@ -285,7 +286,22 @@ static void prepare_rundir(const char *rundir, int resume)
 /* The replica (backend, network, loss, optimizer, reducer), its starting
  * weights and state (fresh or resumed), the data and, on rank 0, the outputs.
  * Returns whether it resumed. */
-static int open_run(run_ctx *r, const core_config *cfg, const char *rundir, int resume)
+/* Weights of a pretrained checkpoint for a fresh run; its input normalisation must be this run's. */
+static void init_from(const core_config *cfg, model_net *net, const char *init)
+{
+    char *text = model_ckpt_read_config(init);
+    core_config ic;
+    core_config_defaults(&ic);
+    core_config_parse_text(&ic, text, init);
+    free(text);
+    CHECK(ic.model.input_norm == cfg->model.input_norm,
+          "train --init: %s was made for model.input_norm = %s, this run has %s", init,
+          core_input_norm_names[ic.model.input_norm], core_input_norm_names[cfg->model.input_norm]);
+    model_ckpt_load(init, net, NULL, NULL, NULL, NULL);
+    core_info("fresh run initialised from %s (weights only)", init);
+}
+
+static int open_run(run_ctx *r, const core_config *cfg, const char *rundir, int resume, const char *init)
 {
     r->be = comm_backend_create(cfg->comm.device);
     core_cuda_set_math(r->be, cfg->comm.tf32, 1); /* fp32 unless comm.tf32; deterministic algorithms */
@@ -303,6 +319,7 @@ static int open_run(run_ctx *r, const core_config *cfg, const char *rundir, int 
      * broadcast anyway so replicas start bit-identical whatever the device. */
     model_init_params(r->net, (uint64_t)cfg->train.seed);
     int resumed = resume ? trainer_resume(cfg, rundir, r->net, r->optim, r->red, &r->st) : 0;
+    if (!resumed && init) init_from(cfg, r->net, init);
     if (!resumed) comm_reducer_bcast(r->red, model_params(r->net), r->nfloats, 0);
 
     /* The loader refuses a saved position from other shards or another seed. */
@@ -339,6 +356,11 @@ static void close_run(run_ctx *r)
 /* ---- the loop ------------------------------------------------------------------ */
 int trainer_run(const core_config *cfg, const char *rundir, int resume)
 {
+    return trainer_run_init(cfg, rundir, resume, NULL);
+}
+
+int trainer_run_init(const core_config *cfg, const char *rundir, int resume, const char *init)
+{
     CHECK(comm_initialized(), "trainer_run before comm_init");
     CHECK(cfg->train.steps > 0, "train.steps must be positive to train");
     trainer_faults_init();
@@ -352,7 +374,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
     r->config_text = core_config_text(cfg);
     comm_set_timeout(cfg->comm.timeout_s);
     prepare_rundir(rundir, resume);
-    int resumed = open_run(r, cfg, rundir, resume);
+    int resumed = open_run(r, cfg, rundir, resume, init);
     if (r->st.step >= cfg->train.steps) {
         if (r->rank == 0) core_info("already at step %lld of %d: nothing to do", (long long)r->st.step, cfg->train.steps);
         close_run(r);
