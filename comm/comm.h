@@ -24,13 +24,18 @@
  * finds rank, size and the node-local rank (shared-memory split), installs the
  * abort hook and the "rank N" log prefix. Safe to call twice. */
 void comm_init(int *argc, char ***argv);
+/* comm.device, before comm_init: unless it is "cpu", comm_init makes GPU
+ * (launcher's node-local rank % GPUs) current before MPI_Init_thread, the
+ * local rank read from OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID,
+ * MPI_LOCALRANKID or PMI_LOCAL_RANK (default "auto"). */
+void comm_set_device(const char *device);
 /* Finalises MPI (a no-op when comm_init was never called). */
 void comm_finalize(void);
 int comm_initialized(void);
 
 int comm_rank(void);
 int comm_size(void);
-int comm_local_rank(void); /* rank among the processes sharing this node's memory */
+int comm_local_rank(void); /* rank among the processes sharing this node's memory (the launcher's when set) */
 int comm_local_size(void);
 
 /* Ends every rank of the job now (MPI_Abort), after printing nothing more. */

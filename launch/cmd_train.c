@@ -50,6 +50,7 @@ int cmd_train(int argc, char **argv)
     core_config_resolve(&cfg);
     CHECK(cfg.data.train[0], "train: data.train (the shard glob) is not set; add it to the config or --set data.train=GLOB");
 
+    comm_set_device(cfg.comm.device); /* the GPU is chosen before MPI starts */
     comm_init(&argc, &argv);
     if (comm_rank() != 0) core_set_quiet(1);
     int rc = trainer_run(&cfg, out, resume);
