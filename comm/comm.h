@@ -116,6 +116,12 @@ void comm_reducer_force_collectives(comm_reducer *r);
 /* Tests: called for each bucket just before it is scaled and launched. */
 typedef void (*comm_launch_fn)(void *ctx, int bucket, const float *data, size_t count);
 void comm_reducer_on_launch(comm_reducer *r, comm_launch_fn fn, void *ctx);
+/* Tests, CUDA backend with NCCL (several ranks, or force_collectives): called
+ * for each bucket right after its collective is queued, with the NCCL stream
+ * (cudaStream_t as void *); what it queues there runs after the collective and
+ * before finish returns. Returns 0 (and sets nothing) without NCCL. */
+typedef void (*comm_collective_fn)(void *ctx, const float *data, size_t count, void *stream);
+int comm_reducer_on_collective(comm_reducer *r, comm_collective_fn fn, void *ctx);
 
 typedef struct comm_reducer_stats {
     int buckets;            /* launched in this all-reduce */

@@ -266,6 +266,45 @@ extern "C" int core_cuda_select_device(int local_rank)
     return dev;
 }
 
+struct core_cuda_timer {
+    core_backend *be;
+    cudaEvent_t start, stop;
+};
+
+extern "C" core_cuda_timer *core_cuda_timer_create(core_backend *be)
+{
+    CHECK(be && be->dev == CORE_DEV_CUDA, "core_cuda_timer_create on a non-CUDA backend");
+    cuda_enter(be);
+    core_cuda_timer *t = (core_cuda_timer *)core_calloc(1, sizeof *t);
+    t->be = be;
+    CUDA_CHECK(cudaEventCreate(&t->start));
+    CUDA_CHECK(cudaEventCreate(&t->stop));
+    return t;
+}
+
+extern "C" void core_cuda_timer_start(core_cuda_timer *t)
+{
+    CUDA_CHECK(cudaEventRecord(t->start, cuda_enter(t->be)->stream));
+}
+
+extern "C" double core_cuda_timer_stop_ms(core_cuda_timer *t)
+{
+    CUDA_CHECK(cudaEventRecord(t->stop, cuda_enter(t->be)->stream));
+    CUDA_CHECK(cudaEventSynchronize(t->stop));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t->start, t->stop));
+    return ms;
+}
+
+extern "C" void core_cuda_timer_destroy(core_cuda_timer *t)
+{
+    if (!t) return;
+    cuda_enter(t->be);
+    CUDA_CHECK(cudaEventDestroy(t->start));
+    CUDA_CHECK(cudaEventDestroy(t->stop));
+    free(t);
+}
+
 extern "C" void *core_cuda_host_alloc(size_t bytes)
 {
     void *p = NULL;

@@ -84,6 +84,15 @@ typedef struct core_cuda_peak {
 } core_cuda_peak;
 int core_cuda_device_peak(int device, double clock_mhz, core_cuda_peak *out);
 
+/* Elapsed device time of the work queued on a backend's stream between start
+ * and stop, with CUDA events (benchmarks: no host timer, no stream drain
+ * inside the timed region). stop waits for the stop event. */
+typedef struct core_cuda_timer core_cuda_timer;
+core_cuda_timer *core_cuda_timer_create(core_backend *be);
+void core_cuda_timer_start(core_cuda_timer *t);
+double core_cuda_timer_stop_ms(core_cuda_timer *t);
+void core_cuda_timer_destroy(core_cuda_timer *t);
+
 /* Page-locked host memory (cudaHostAlloc, portable across devices), so that
  * uploads from it are truly asynchronous; dies with one line on failure.
  * The loader's batch buffers use these on a CUDA rank. */
@@ -130,6 +139,11 @@ static inline int core_cuda_device_peak(int device, double clock_mhz, core_cuda_
     (void)device; (void)clock_mhz; (void)out;
     return -1;
 }
+typedef struct core_cuda_timer core_cuda_timer;
+static inline core_cuda_timer *core_cuda_timer_create(core_backend *be) { (void)be; return NULL; }
+static inline void core_cuda_timer_start(core_cuda_timer *t) { (void)t; }
+static inline double core_cuda_timer_stop_ms(core_cuda_timer *t) { (void)t; return 0; }
+static inline void core_cuda_timer_destroy(core_cuda_timer *t) { (void)t; }
 static inline void *core_cuda_host_alloc(size_t bytes) { (void)bytes; return NULL; }
 static inline void core_cuda_host_free(void *p) { (void)p; }
 

@@ -5,8 +5,13 @@
 #    the same weights and momentum within 1e-4 relative (fp32 both sides, TF32
 #    off; cuDNN and the BLAS sum in different orders, nothing more).
 #  - 3 steps straight vs 2 + --resume + 1 on the GPU are bit-identical
-#    (deterministic cuDNN algorithms and loss reductions).
-# Without a usable GPU it reports one visible skip.
+#    (deterministic cuDNN algorithms, recorded in the run directory and
+#    reused on resume, and deterministic loss reductions).
+#  - with two GPUs: 2 ranks with the overlapped all-reduce on and off give
+#    bit-identical checkpoints, within 1e-4 per tensor of a 2-rank CPU run
+#    (skipped visibly with fewer GPUs).
+# Every comparison bounds each tensor on its own (tr_compare). Without a
+# usable GPU it reports one visible skip.
 . tests/test_train_common.bash
 tr_fixture || { t_fail gpu_train_fixture "synth/data failed"; t_end; }
 G=(--set train.steps=3 --set train.checkpoint_every=0 --set comm.tf32=0)
@@ -41,5 +46,34 @@ if tr_train "$T_TMP/res" "${G[@]}" --set comm.device=cuda --set train.steps=2 >"
   fi
 else
   t_fail gpu_train_resume_bit_identical "run failed: $(tail -n 3 "$T_TMP/res2.log" "$T_TMP/res1.log" | tr '\n' '|')"
+fi
+
+# GPUs this process may use: CUDA_VISIBLE_DEVICES narrows what nvidia-smi lists.
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+if [ -n "${CUDA_VISIBLE_DEVICES+x}" ]; then
+  nvis=$(echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .)
+  [ "$nvis" -lt "$ngpu" ] && ngpu=$nvis
+fi
+if [ "$ngpu" -lt 2 ]; then
+  t_skip gpu_train_two_gpus "skipped: $ngpu GPU(s) visible, the two-rank NCCL test needs 2"
+  t_end
+fi
+for ov in 1 0; do
+  tr_mpi 2 "$T_TMP/g2_$ov" "${G[@]}" --set comm.device=cuda --set comm.overlap=$ov >"$T_TMP/g2_$ov.log" 2>&1 ||
+    { t_fail gpu_train_two_gpus "2-rank GPU run (overlap $ov) failed: $(tail -n 3 "$T_TMP/g2_$ov.log" | tr '\n' '|')"; t_end; }
+done
+if msg=$(tr_compare "$(tr_ckpt "$T_TMP/g2_1" 3)" "$(tr_ckpt "$T_TMP/g2_0" 3)" 0); then
+  t_ok "gpu_train_two_gpus_overlap_bit_identical ($msg)"
+else
+  t_fail gpu_train_two_gpus_overlap_bit_identical "$msg"
+fi
+if tr_mpi 2 "$T_TMP/c2" "${G[@]}" --set comm.device=cpu >"$T_TMP/c2.log" 2>&1; then
+  if msg=$(tr_compare "$(tr_ckpt "$T_TMP/g2_1" 3)" "$(tr_ckpt "$T_TMP/c2" 3)" 1e-4); then
+    t_ok "gpu_train_two_gpus_match_mpi_cpu ($msg)"
+  else
+    t_fail gpu_train_two_gpus_match_mpi_cpu "$msg"
+  fi
+else
+  t_fail gpu_train_two_gpus_match_mpi_cpu "2-rank CPU run failed: $(tail -n 3 "$T_TMP/c2.log" | tr '\n' '|')"
 fi
 t_end
