@@ -49,14 +49,21 @@ static void cu_free(core_backend *be, float *p)
     CUDA_CHECK(cudaFree(p));
 }
 
-// Asynchronous on the stream. From pageable memory the runtime stages the data
-// before returning, so the host buffer may be reused at once; from pinned
-// memory the copy is truly asynchronous and the buffer must live until sync().
+// Asynchronous, on the copy stream: after the work queued so far (which may
+// still read dst), before any work queued later; the host never waits for
+// the compute stream. From pageable memory the runtime stages the data before
+// returning, so the host buffer may be reused at once; from pinned memory the
+// copy is truly asynchronous and the buffer must live until sync() or
+// core_cuda_upload_wait().
 static void cu_upload(core_backend *be, float *dst, const float *host_src, size_t n)
 {
     cuda_state *st = cuda_enter(be);
     if (!n) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, n * sizeof(float), cudaMemcpyHostToDevice, st->stream));
+    CUDA_CHECK(cudaEventRecord(st->consumed, st->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(st->copy, st->consumed, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, n * sizeof(float), cudaMemcpyHostToDevice, st->copy));
+    CUDA_CHECK(cudaEventRecord(st->uploaded, st->copy));
+    CUDA_CHECK(cudaStreamWaitEvent(st->stream, st->uploaded, 0));
 }
 
 static void cu_download(core_backend *be, float *host_dst, const float *src, size_t n)
@@ -141,6 +148,10 @@ static void cu_destroy(core_backend *be)
     CUDA_CHECK(cudaFree(st->red));
     CUDA_CHECK(cudaFreeHost(st->red_host));
     CUDNN_CHECK(cudnnDestroy(st->cudnn));
+    CUDA_CHECK(cudaStreamSynchronize(st->copy));
+    CUDA_CHECK(cudaEventDestroy(st->consumed));
+    CUDA_CHECK(cudaEventDestroy(st->uploaded));
+    CUDA_CHECK(cudaStreamDestroy(st->copy));
     CUDA_CHECK(cudaStreamDestroy(st->stream));
     free(st);
     free(be);
@@ -175,6 +186,9 @@ extern "C" core_backend *core_cuda_backend_create(int device)
     st->tf32 = 0;
     st->deterministic = 1;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st->copy, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&st->consumed, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&st->uploaded, cudaEventDisableTiming));
     CUDNN_CHECK(cudnnCreate(&st->cudnn));
     CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
     st->ws_limit = (size_t)CORE_CUDA_WORKSPACE_MB << 20; // allocated on the first convolution
@@ -237,6 +251,13 @@ extern "C" void *core_cuda_stream(core_backend *be)
 {
     if (!be || be->dev != CORE_DEV_CUDA) return NULL;
     return (void *)cuda_st(be)->stream;
+}
+
+extern "C" void core_cuda_upload_wait(core_backend *be)
+{
+    if (!be || be->dev != CORE_DEV_CUDA) return;
+    cuda_state *st = cuda_enter(be);
+    CUDA_CHECK(cudaEventSynchronize(st->uploaded)); // the copy stream runs uploads in order: the last covers all
 }
 
 extern "C" void *core_cuda_enter(core_backend *be)

@@ -56,6 +56,10 @@ int core_cuda_algos_load(core_backend *be, const char *text, const char *what);
 /* The backend's cudaStream_t (as void *), for NCCL and loss kernels that must
  * queue behind the backend's work. NULL for a non-CUDA backend. */
 void *core_cuda_stream(core_backend *be);
+/* Waits until every upload queued so far has read its host buffer (not for
+ * the compute stream): the host buffers of a batch may then be reused. A
+ * no-op for a non-CUDA backend. */
+void core_cuda_upload_wait(core_backend *be);
 /* Makes the backend's device current for the calling thread and returns its
  * stream (for CUDA code outside core/ about to queue work). */
 void *core_cuda_enter(core_backend *be);
@@ -117,6 +121,7 @@ static inline int core_cuda_algos_load(core_backend *be, const char *text, const
     return 0;
 }
 static inline void *core_cuda_stream(core_backend *be) { (void)be; return NULL; }
+static inline void core_cuda_upload_wait(core_backend *be) { (void)be; }
 /* Never reached in a CPU-only build (they need a CUDA backend or stream). */
 static inline void *core_cuda_enter(core_backend *be) { (void)be; return NULL; }
 static inline void *core_cuda_scratch(core_backend *be, int slot, size_t bytes)

@@ -36,6 +36,11 @@ struct cuda_state {
     int device;
     cudaStream_t stream;
     cudnnHandle_t cudnn;
+    // Uploads run on their own stream, ordered by events: `consumed` (on
+    // `stream`: work that may still read the destination) before the copy,
+    // `uploaded` (on `copy`) before any later work of `stream`.
+    cudaStream_t copy;
+    cudaEvent_t consumed, uploaded;
 
     int tf32;               // comm.tf32: cuDNN may use TF32 tensor cores
     int deterministic;      // only algorithms cuDNN marks CUDNN_DETERMINISTIC

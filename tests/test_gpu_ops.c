@@ -551,6 +551,38 @@ static void gpu_conv_paper_shapes(void)
     }
 }
 
+/* Uploads run on a copy stream: an upload into a buffer that queued work
+ * still reads must wait for that work, and work queued after it must see the
+ * new data. A large convolution reads x; x is then overwritten from pinned
+ * memory (a truly asynchronous copy) and convolved again; both results must
+ * match the CPU's on the matching input. */
+static void gpu_upload_ordered_with_compute(void)
+{
+    NEED_GPU();
+    shape s = {8, 128, 46, 46, 128, 7, 0};
+    core_conv_shape cs = to_conv(&s);
+    size_t nx = (size_t)s.n * s.cin * s.h * s.w, ny = (size_t)s.n * s.cout * s.h * s.w;
+    size_t nw = (size_t)s.cout * s.cin * 49;
+    pair x1 = pair_rand(nx, 1.0f), w = pair_rand(nw, 0.05f), b = pair_rand(s.cout, 0.1f), y1 = pair_rand(ny, 0.0f),
+         y2 = pair_rand(ny, 0.0f);
+    float *x2h = core_cuda_host_alloc(nx * sizeof(float)), *x2r = host_rand(nx, 2.0f);
+    memcpy(x2h, x2r, nx * sizeof(float));
+    float *xc2 = cpu->alloc(cpu, nx);
+    cpu->upload(cpu, xc2, x2r, nx);
+    cpu->conv_forward(cpu, &cs, x1.c, w.c, b.c, y1.c);
+    cpu->conv_forward(cpu, &cs, xc2, w.c, b.c, y2.c);
+    gpu->conv_forward(gpu, &cs, x1.g, w.g, b.g, y1.g); /* queued; the upload below must not overtake it */
+    gpu->upload(gpu, x1.g, x2h, nx);
+    gpu->conv_forward(gpu, &cs, x1.g, w.g, b.g, y2.g);
+    core_cuda_upload_wait(gpu);
+    EXPECT_CLOSE(y1, 1e-4, "forward of the data before the upload");
+    EXPECT_CLOSE(y2, 1e-4, "forward of the uploaded data");
+    core_cuda_host_free(x2h);
+    free(x2r);
+    cpu->free(cpu, xc2);
+    pair_free(&x1); pair_free(&w); pair_free(&b); pair_free(&y1); pair_free(&y2);
+}
+
 /* ------------------------------------------------------------------ pool, channels */
 
 static void gpu_pool_matches_cpu_with_ties(void)
@@ -672,6 +704,7 @@ int main(int argc, char **argv)
     T_RUN(gpu_conv_without_workspace);
     T_RUN(gpu_conv_paper_shapes);
     T_RUN(gpu_conv_misaligned_operands);
+    T_RUN(gpu_upload_ordered_with_compute);
     T_RUN(gpu_pool_matches_cpu_with_ties);
     T_RUN(gpu_copy_channels_matches_cpu);
     T_RUN(gpu_out_of_memory_is_one_line);
