@@ -12,12 +12,16 @@
 #include <stddef.h>
 
 #include "core/backend.h"
+#include "core/check.h"
 
 /* Algorithm choice hook (see core_cuda_set_algo_agree): `line` holds this
  * process's choice for one convolution direction ("fwd n=.. ... algo=.. math=..",
  * at most `cap` bytes with the NUL); the hook may replace it, e.g. with rank 0's. */
 typedef void (*core_cuda_algo_agree_fn)(void *ctx, char *line, size_t cap);
 #define CORE_CUDA_ALGO_LINE 192
+
+/* The default of comm.cudnn_workspace_mb (see core_cuda_set_workspace). */
+#define CORE_CUDA_WORKSPACE_MB 1024
 
 /* core_cuda_scratch slots for users outside core/ */
 #define CORE_CUDA_SCRATCH_LOSS 4
@@ -37,7 +41,6 @@ void core_cuda_set_math(core_backend *be, int tf32, int deterministic);
  * convolution algorithm is chosen only if its workspace fits. The same value
  * on every rank and every resume gives the same choices. Default
  * CORE_CUDA_WORKSPACE_MB. Call outside a step. */
-#define CORE_CUDA_WORKSPACE_MB 1024
 void core_cuda_set_workspace(core_backend *be, size_t mb);
 
 /* Algorithm choices (core/cuda_conv.cu): each (shape, direction) is timed
@@ -149,7 +152,11 @@ static inline core_cuda_timer *core_cuda_timer_create(core_backend *be) { (void)
 static inline void core_cuda_timer_start(core_cuda_timer *t) { (void)t; }
 static inline double core_cuda_timer_stop_ms(core_cuda_timer *t) { (void)t; return 0; }
 static inline void core_cuda_timer_destroy(core_cuda_timer *t) { (void)t; }
-static inline void *core_cuda_host_alloc(size_t bytes) { (void)bytes; return NULL; }
+static inline void *core_cuda_host_alloc(size_t bytes)
+{
+    (void)bytes;
+    CORE_DIE("pinned host memory needs the CUDA backend, which this binary was built without");
+}
 static inline void core_cuda_host_free(void *p) { (void)p; }
 
 #endif
