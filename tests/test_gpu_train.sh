@@ -5,8 +5,10 @@
 #    the same weights and momentum within 1e-4 relative (fp32 both sides, TF32
 #    off; cuDNN and the BLAS sum in different orders, nothing more).
 #  - 3 steps straight vs 2 + --resume + 1 on the GPU are bit-identical
-#    (deterministic cuDNN algorithms, recorded in the run directory and
-#    reused on resume, and deterministic loss reductions).
+#    (deterministic cuDNN algorithms, recorded in RUNDIR/cudnn_algos.txt and
+#    reused on resume, and deterministic loss reductions); runs compared bit
+#    for bit start from the first run's record, since separate timed searches
+#    may choose differently.
 #  - with two GPUs: 2 ranks with the overlapped all-reduce on and off give
 #    bit-identical checkpoints, within 1e-4 per tensor of a 2-rank CPU run
 #    (skipped visibly with fewer GPUs).
@@ -37,12 +39,23 @@ else
 fi
 
 # Exact resume on the GPU: stop after 2 steps (its final checkpoint), resume to 3.
+# Separate runs time their cuDNN algorithms separately and may choose others;
+# the first run's record, copied in, pins the same choices.
+mkdir -p "$T_TMP/res" && cp "$T_TMP/gpu/cudnn_algos.txt" "$T_TMP/res/" 2>/dev/null
 if tr_train "$T_TMP/res" "${G[@]}" --set comm.device=cuda --set train.steps=2 >"$T_TMP/res1.log" 2>&1 &&
    tr_train "$T_TMP/res" "${G[@]}" --set comm.device=cuda --resume >"$T_TMP/res2.log" 2>&1; then
   if msg=$(tr_compare "$(tr_ckpt "$T_TMP/res" 3)" "$(tr_ckpt "$T_TMP/gpu" 3)" 0); then
     t_ok "gpu_train_resume_bit_identical ($msg)"
   else
     t_fail gpu_train_resume_bit_identical "$msg"
+  fi
+  # The algorithm record: written by the first run, loaded (not searched again) by the resume.
+  n=$(grep -c ' algo=' "$T_TMP/res/cudnn_algos.txt" 2>/dev/null)
+  if [ "${n:-0}" -ge 3 ] && grep -q "cuDNN algorithms: $n recorded choice(s)" "$T_TMP/res2.log" &&
+     cmp -s "$T_TMP/res/cudnn_algos.txt" "$T_TMP/gpu/cudnn_algos.txt"; then
+    t_ok "gpu_train_algorithms_recorded_and_reused ($n choices)"
+  else
+    t_fail gpu_train_algorithms_recorded_and_reused "record: ${n:-none} lines; resume log: $(grep -i cudnn "$T_TMP/res2.log" | head -n 2 | tr '\n' '|')"
   fi
 else
   t_fail gpu_train_resume_bit_identical "run failed: $(tail -n 3 "$T_TMP/res2.log" "$T_TMP/res1.log" | tr '\n' '|')"
@@ -59,6 +72,7 @@ if [ "$ngpu" -lt 2 ]; then
   t_end
 fi
 for ov in 1 0; do
+  mkdir -p "$T_TMP/g2_$ov" && cp "$T_TMP/gpu/cudnn_algos.txt" "$T_TMP/g2_$ov/" 2>/dev/null
   tr_mpi 2 "$T_TMP/g2_$ov" "${G[@]}" --set comm.device=cuda --set comm.overlap=$ov >"$T_TMP/g2_$ov.log" 2>&1 ||
     { t_fail gpu_train_two_gpus "2-rank GPU run (overlap $ov) failed: $(tail -n 3 "$T_TMP/g2_$ov.log" | tr '\n' '|')"; t_end; }
 done
