@@ -21,7 +21,7 @@ typedef void (*core_cuda_algo_agree_fn)(void *ctx, char *line, size_t cap);
 #define CORE_CUDA_ALGO_LINE 192
 
 /* The default of comm.cudnn_workspace_mb (see core_cuda_set_workspace). */
-#define CORE_CUDA_WORKSPACE_MB 1024
+#define CORE_CUDA_WORKSPACE_MB 2048
 
 /* core_cuda_scratch slots for users outside core/ */
 #define CORE_CUDA_SCRATCH_LOSS 4
