@@ -215,6 +215,12 @@ extern "C" core_backend *core_cuda_backend_create(int device)
     be->pool_backward = cuda_pool_backward;
     be->copy_channels = cuda_copy_channels;
     be->sgd_step = cuda_sgd_step;
+    be->sgd_nesterov_step = cuda_sgd_nesterov_step;
+    be->adam_step = cuda_adam_step;
+    be->chan_sums = cuda_chan_sums;
+    be->chan_affine = cuda_chan_affine;
+    be->chan_affine_grad = cuda_chan_affine_grad;
+    be->relu_mask = cuda_relu_mask;
     be->destroy = cu_destroy;
     return be;
 }
@@ -269,7 +275,7 @@ extern "C" void *core_cuda_enter(core_backend *be)
 extern "C" void *core_cuda_scratch(core_backend *be, int slot, size_t bytes)
 {
     CHECK(be && be->dev == CORE_DEV_CUDA, "core_cuda_scratch on a non-CUDA backend");
-    CHECK(slot >= CORE_CUDA_SCRATCH_LOSS && slot < CUDA_SCRATCH_SLOTS, "CUDA scratch slot %d is not public", slot);
+    CHECK(slot == CORE_CUDA_SCRATCH_LOSS, "CUDA scratch slot %d is not public", slot);
     return cuda_scratch(cuda_enter(be), slot, bytes);
 }
 

@@ -28,9 +28,12 @@ struct cuda_algo_choice {
 };
 
 // Scratch slots: 0-3 stage misaligned convolution operands and take the
-// outputs of a timed search (cuda_conv.cu); the rest are handed out through
-// core_cuda_scratch (core/cuda_backend.h).
+// outputs of a timed search (cuda_conv.cu); CORE_CUDA_SCRATCH_* are handed out
+// through core_cuda_scratch (core/cuda_backend.h); the rest are below. The
+// cuDNN workspace is for cuDNN alone: its size is a config value that may be 0.
 #define CUDA_SCRATCH_SLOTS 8
+#define CUDA_SCRATCH_BIAS 5 // bias-gradient partials (cuda_ops.cu)
+#define CUDA_SCRATCH_CHAN 6 // per-channel sums of batch norm (cuda_ops.cu)
 
 struct cuda_state {
     int device;
@@ -105,10 +108,22 @@ void cuda_copy_channels(core_backend *be, int n, int hw, const float *src, int s
                         int dst_c, int dst_off, int count, int accumulate);
 void cuda_sgd_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
                    float wd);
+// optimizer updates beyond Caffe's SGD (core/cuda_ops.cu)
+void cuda_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
+                            float wd);
+void cuda_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m, float *v);
 // y = act(y + b[c]) over N x C x HW (conv epilogue)
 void cuda_bias_act(cuda_state *st, float *y, const float *b, int n, int c, int hw, int relu);
 // Masks dy with y > 0 when relu, then db += sum over (n, hw) of dy; deterministic.
 void cuda_relu_mask_bias_grad(cuda_state *st, const float *y, float *dy, float *db, int n, int c, int hw, int relu);
+
+// core/cuda_ops.cu, batch norm and ReLU (core/backend.h)
+void cuda_chan_sums(core_backend *be, int n, int c, int hw, const float *a, const float *b, double *out);
+void cuda_chan_affine(core_backend *be, int n, int c, int hw, const float *x, const float *scale, const float *shift,
+                      int relu, float *y);
+void cuda_chan_affine_grad(core_backend *be, int n, int c, int hw, const float *dy, const float *x, const float *coef,
+                           float *dx);
+void cuda_relu_mask(core_backend *be, size_t n, const float *y, float *dy);
 
 // core/cuda_pool.cu
 void cuda_pool_forward(core_backend *be, int n, int c, int h, int w, const float *x, float *y);

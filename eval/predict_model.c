@@ -38,6 +38,8 @@ eval_model *eval_model_load(const char *checkpoint, const char *const *sets, int
     char err[512];
     if (model_ckpt_try_load(checkpoint, m->net, NULL, NULL, NULL, NULL, err, sizeof err) != 0)
         CORE_DIE("checkpoint %s: %s", checkpoint, err);
+    /* inference normalises with the running statistics, never with one image's own */
+    model_set_train(m->net, 0);
     return m;
 }
 

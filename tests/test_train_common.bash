@@ -42,7 +42,8 @@ tr_mpi_bg() {
   TR_PID=$!
 }
 
-# tr_compare A.h5 B.h5 TOL: parameters and momentum of two checkpoints, read with h5py.
+# tr_compare A.h5 B.h5 TOL: parameters and optimizer state (momentum, or Adam's
+# exp_avg and exp_avg_sq) of two checkpoints, read with h5py.
 # TOL 0 means bit-identical; otherwise EVERY tensor on its own must have a relative
 # difference |a-b|_2 / |b|_2 <= TOL (a tensor that is zero in B must be zero in A;
 # a NaN anywhere fails). No global norm: one large tensor (a last-stage bias)
@@ -53,7 +54,8 @@ tr_compare() {
 import sys, h5py, numpy as np
 a, b, tol = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r"), float(sys.argv[3])
 out, ok, identical, ntens = [], True, True, 0
-for grp in ("params", "optim/momentum"):
+assert sorted(a["optim"]) == sorted(b["optim"]), (sorted(a["optim"]), sorted(b["optim"]))
+for grp in ["params"] + ["optim/" + s for s in sorted(a["optim"])]:
     names = []
     a[grp].visit(lambda n: names.append(n) if isinstance(a[grp + "/" + n], h5py.Dataset) else None)
     assert names, "no tensors in " + grp
