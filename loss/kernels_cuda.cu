@@ -103,16 +103,18 @@ __global__ void k_loss_finish(const double *partial, int n, int c, int splits, d
     }
 }
 
-// Partials and per-sample results live in the backend's loss scratch (stream
-// ordered: a later kernel reuses it only after this one's copy); the sums come
-// back synchronously.
-static void finish(cudaStream_t stream, double *partial, int n, int c, int splits, double *per_sample)
+// Partials live in the backend's loss scratch (stream ordered: the next term's
+// kernel reuses it only after this finish has read it); the per-sample sums go
+// to the caller's device buffer, with no host wait.
+static void finish(cudaStream_t stream, double *partial, int n, int c, int splits, double *out)
 {
-    double *out = partial + (size_t)n * c * splits;
     k_loss_finish<<<cuda_grid((size_t)n, THREADS), THREADS, 0, stream>>>(partial, n, c, splits, out);
     CUDA_LAUNCH_CHECK();
-    CUDA_CHECK(cudaMemcpyAsync(per_sample, out, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost, stream));
-    CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+static void zero_sums(cudaStream_t stream, double *out, int n)
+{
+    CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)n * sizeof(double), stream));
 }
 
 static double *loss_scratch(core_backend *be, size_t doubles)
@@ -120,13 +122,13 @@ static double *loss_scratch(core_backend *be, size_t doubles)
     return (double *)core_cuda_scratch(be, CORE_CUDA_SCRATCH_LOSS, doubles * sizeof(double));
 }
 
-static void cuda_l2(core_backend *be, const loss_l2_args *a, double *per_sample)
+static void cuda_l2(core_backend *be, const loss_l2_args *a, double *out)
 {
     CHECK(a->c <= LOSS_MAX_CHANNELS, "loss: %d channels exceed LOSS_MAX_CHANNELS", a->c);
     cudaStream_t stream = (cudaStream_t)core_cuda_enter(be);
     if (a->n <= 0) return;
     if (a->c <= 0 || a->hw <= 0) {
-        for (int s = 0; s < a->n; s++) per_sample[s] = 0;
+        zero_sums(stream, out, a->n);
         return;
     }
     // One block per plane on the usual 46x46 grid; large grids split (a function of hw only).
@@ -134,26 +136,26 @@ static void cuda_l2(core_backend *be, const loss_l2_args *a, double *per_sample)
     if (splits > 16) splits = 16;
     size_t planes = (size_t)a->n * a->c;
     CHECK(planes < (1u << 31), "loss: %zu planes is too many for one launch", planes);
-    double *partial = loss_scratch(be, planes * splits + a->n);
+    double *partial = loss_scratch(be, planes * splits);
     k_loss_l2<<<dim3((unsigned)planes, (unsigned)splits), THREADS, 0, stream>>>(*a, splits, partial);
     CUDA_LAUNCH_CHECK();
-    finish(stream, partial, a->n, a->c, splits, per_sample);
+    finish(stream, partial, a->n, a->c, splits, out);
 }
 
-static void cuda_kl(core_backend *be, const loss_kl_args *a, double *per_sample)
+static void cuda_kl(core_backend *be, const loss_kl_args *a, double *out)
 {
     cudaStream_t stream = (cudaStream_t)core_cuda_enter(be);
     if (a->n <= 0) return;
     if (a->c <= 0 || a->hw <= 0) {
-        for (int s = 0; s < a->n; s++) per_sample[s] = 0;
+        zero_sums(stream, out, a->n);
         return;
     }
     size_t planes = (size_t)a->n * a->c;
     CHECK(planes < (1u << 31), "loss: %zu planes is too many for one launch", planes);
-    double *partial = loss_scratch(be, planes + a->n);
+    double *partial = loss_scratch(be, planes);
     k_loss_kl<<<(unsigned)planes, THREADS, 0, stream>>>(*a, partial);
     CUDA_LAUNCH_CHECK();
-    finish(stream, partial, a->n, a->c, 1, per_sample);
+    finish(stream, partial, a->n, a->c, 1, out);
 }
 
 extern "C" const loss_kernels loss_kernels_cuda = {"cuda", cuda_l2, cuda_kl};
