@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/cuda_backend.h"
 
 typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_NORM, K_INORM } key_type;
 
@@ -87,6 +88,7 @@ static const key_desc KEYS[] = {
     {"comm.bucket_mb", K_DBL, F(comm.bucket_mb), 0, 0.001, 4096},
     {"comm.overlap", K_BOOL, F(comm.overlap), 0, 0, 1},
     {"comm.tf32", K_BOOL, F(comm.tf32), 0, 0, 1},
+    {"comm.cudnn_workspace_mb", K_INT, F(comm.cudnn_workspace_mb), 0, 0, 1 << 20},
     {"comm.timeout_s", K_DBL, F(comm.timeout_s), 0, 1, 1e6},
     {"eval.scales", K_SCALES, F(eval.scales), 0, 0.05, 8},
     {"eval.flip", K_BOOL, F(eval.flip), 0, 0, 1},
@@ -165,6 +167,7 @@ void core_config_defaults(core_config *c)
     c->comm.bucket_mb = 25;
     c->comm.overlap = 1;
     c->comm.tf32 = 0;
+    c->comm.cudnn_workspace_mb = CORE_CUDA_WORKSPACE_MB;
     c->comm.timeout_s = 600;
     c->eval.nscales = 1;
     c->eval.scales[0] = 1.0;

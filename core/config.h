@@ -75,6 +75,7 @@ typedef struct core_config {
         double bucket_mb;
         int overlap;         /* all-reduce each bucket during backward, as soon as it is final */
         int tf32;
+        int cudnn_workspace_mb; /* cuDNN convolution workspace, allocated once (docs/gpu.md) */
         double timeout_s;    /* collective watchdog */
     } comm;
     struct {

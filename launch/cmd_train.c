@@ -55,6 +55,7 @@ int cmd_train(int argc, char **argv)
     CHECK(cfg.data.train[0], "train: data.train (the shard glob) is not set; add it to the config or --set data.train=GLOB");
     if (init) CHECK(access(init, R_OK) == 0, "train: --init checkpoint '%s' does not exist or is not readable", init);
 
+    comm_set_device(cfg.comm.device); /* the GPU is chosen before MPI starts */
     comm_init(&argc, &argv);
     if (comm_rank() != 0) core_set_quiet(1);
     int rc = trainer_run_init(&cfg, out, resume, init);

@@ -102,9 +102,9 @@ static core_tensor target(trainer_batches *b, int slot, float *host, int n, int 
 long trainer_batches_next(trainer_batches *b, loss_targets *t)
 {
     if (b->held) {
-        /* The previous step ended with a synchronous reduction, so this returns at once;
-         * it guarantees the asynchronous uploads from the held batch are done. */
-        if (b->be->dev != CORE_DEV_CPU) b->be->sync(b->be);
+        /* Waits for the copies from the held batch only (the copy stream), not
+         * for the compute stream: its pinned buffers may then go back to the loader. */
+        core_cuda_upload_wait(b->be);
         dataio_loader_release(b->L, b->held);
         b->held = NULL;
     }

@@ -18,6 +18,7 @@
 #include "model/checkpoint.h"
 #include "model/net.h"
 #include "trainer/batch.h"
+#include "trainer/cudnn_algos.h"
 #include "trainer/faults.h"
 #include "trainer/metrics.h"
 #include "trainer/optim.h"
@@ -86,6 +87,7 @@ typedef struct {
     loss_values v;       /* this rank's values of the latest step */
     trainer_window win;  /* rank 0 */
     long last_ckpt;      /* step of the newest checkpoint */
+    trainer_algos *algos; /* RUNDIR/cudnn_algos.txt (CUDA backend) */
 } run_ctx;
 
 /* One step as the ranks agreed on it, plus what the guards and the update need. */
@@ -258,6 +260,7 @@ static void checkpoint(run_ctx *r, int last, int force)
     r->start_wall = now_s();
     r->last_ckpt = (long)r->st.step;
     if (r->rank != 0) return;
+    trainer_algos_save(r->algos);
     char path[4200];
     trainer_ckpt_path(r->rundir, (long)r->st.step, path, sizeof path);
     trainer_batches_state(r->data, &r->st.loader);
@@ -305,6 +308,8 @@ static int open_run(run_ctx *r, const core_config *cfg, const char *rundir, int 
 {
     r->be = comm_backend_create(cfg->comm.device);
     core_cuda_set_math(r->be, cfg->comm.tf32, 1); /* fp32 unless comm.tf32; deterministic algorithms */
+    core_cuda_set_workspace(r->be, (size_t)cfg->comm.cudnn_workspace_mb);
+    r->algos = trainer_algos_open(r->be, rundir); /* every rank and resume: the same cuDNN algorithms */
     r->net = model_create(cfg, r->be);
     r->loss = loss_create(cfg, r->be);
     r->nfloats = model_num_floats(r->net);
@@ -348,6 +353,7 @@ static void close_run(run_ctx *r)
     trainer_optim_destroy(r->optim);
     loss_destroy(r->loss);
     model_destroy(r->net);
+    trainer_algos_close(r->algos);
     core_backend_destroy(r->be);
     free(r->config_text);
     comm_set_context(NULL);
@@ -388,6 +394,7 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
     r->last_ckpt = (long)r->st.step;
     trainer_window_reset(&r->win, now_s());
     int stopped = 0;
+    const long first_step = (long)r->st.step;
     while (r->st.step < cfg->train.steps) {
         long step = (long)r->st.step;
         char ctx[48];
@@ -399,6 +406,7 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
         guards(r, step, &s);
         update(r, step, &s);
         r->st.step = step + 1;
+        if (step == first_step) trainer_algos_save(r->algos); /* every shape has been searched by now */
         int last = r->st.step == cfg->train.steps;
 
         /* Validation goes into this step's row; a stop request skips it (the
