@@ -41,6 +41,7 @@ static const key_desc KEYS[] = {
     {"loss.pdd_threshold", K_DBL, F(loss.pdd_threshold), 0, 0, 1},
     {"loss.kl_detach", K_BOOL, F(loss.kl_detach), 0, 0, 1},
     {"loss.kl_eps", K_DBL, F(loss.kl_eps), 0, 1e-12, 1},
+    {"loss.normalize", K_STR, S(loss.normalize), 0, 0},
     {"data.sigma", K_DBL, F(data.sigma), 0, 0.1, 1000},
     {"data.paf_width", K_DBL, F(data.paf_width), 0, 0.01, 100},
     {"data.train", K_STR, S(data.train), 0, 0},
@@ -68,6 +69,15 @@ static const key_desc KEYS[] = {
     {"train.log_every", K_INT, F(train.log_every), 0, 1, 1e9},
     {"train.skip_nonfinite", K_BOOL, F(train.skip_nonfinite), 0, 0, 1},
     {"train.checksum_every", K_INT, F(train.checksum_every), 0, 0, 1e9},
+    {"train.optimizer", K_STR, S(train.optimizer), 0, 0},
+    {"train.nesterov", K_BOOL, F(train.nesterov), 0, 0, 1},
+    {"train.beta1", K_DBL, F(train.beta1), 0, 0, 0.99999},
+    {"train.beta2", K_DBL, F(train.beta2), 0, 0, 0.9999999},
+    {"train.eps", K_DBL, F(train.eps), 0, 1e-30, 1},
+    {"train.clip_norm", K_DBL, F(train.clip_norm), 0, 0, 1e30},
+    {"train.schedule", K_STR, S(train.schedule), 0, 0},
+    {"train.warmup_start", K_DBL, F(train.warmup_start), 0, 0, 1},
+    {"train.lr_final", K_DBL, F(train.lr_final), 0, 0, 1},
     {"comm.device", K_STR, S(comm.device), 0, 0},
     {"comm.bucket_mb", K_DBL, F(comm.bucket_mb), 0, 0.001, 4096},
     {"comm.overlap", K_BOOL, F(comm.overlap), 0, 0, 1},
@@ -109,6 +119,7 @@ void core_config_defaults(core_config *c)
     c->loss.pdd_threshold = 0.1;
     c->loss.kl_detach = 0;
     c->loss.kl_eps = 1e-6;
+    snprintf(c->loss.normalize, sizeof c->loss.normalize, "sum");
     c->data.sigma = 7;
     c->data.paf_width = 1;
     c->data.flip = 0.5;
@@ -135,6 +146,15 @@ void core_config_defaults(core_config *c)
     c->train.log_every = 10;
     c->train.skip_nonfinite = 0;
     c->train.checksum_every = 100;
+    snprintf(c->train.optimizer, sizeof c->train.optimizer, "sgd");
+    c->train.nesterov = 0;
+    c->train.beta1 = 0.9;
+    c->train.beta2 = 0.999;
+    c->train.eps = 1e-8;
+    c->train.clip_norm = 0;
+    snprintf(c->train.schedule, sizeof c->train.schedule, "step");
+    c->train.warmup_start = 0;
+    c->train.lr_final = 0;
     snprintf(c->comm.device, sizeof c->comm.device, "auto");
     c->comm.bucket_mb = 25;
     c->comm.overlap = 1;
@@ -381,11 +401,49 @@ void core_config_resolve(core_config *c)
           "non-negative numbers, got '%s'",
           c->loss.beta);
     CHECK(c->data.scale_min <= c->data.scale_max, "config key 'data.scale_min' exceeds data.scale_max");
+    c->loss.normalize_cells = !strcmp(c->loss.normalize, "cells");
+    CHECK(c->loss.normalize_cells || !strcmp(c->loss.normalize, "sum"),
+          "config key 'loss.normalize' must be sum or cells, got '%s'", c->loss.normalize);
+    const char *opts[] = {"sgd", "adam", "adamw"};
+    c->train.optimizer_kind = -1;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(c->train.optimizer, opts[i])) c->train.optimizer_kind = i;
+    CHECK(c->train.optimizer_kind >= 0, "config key 'train.optimizer' must be sgd, adam or adamw, got '%s'",
+          c->train.optimizer);
+    CHECK(!c->train.nesterov || c->train.optimizer_kind == CORE_OPT_SGD,
+          "config key 'train.nesterov' applies to train.optimizer = sgd only");
+    c->train.schedule_cosine = !strcmp(c->train.schedule, "cosine");
+    CHECK(c->train.schedule_cosine || !strcmp(c->train.schedule, "step"),
+          "config key 'train.schedule' must be step or cosine, got '%s'", c->train.schedule);
     CHECK(!strcmp(c->comm.device, "auto") || !strcmp(c->comm.device, "cpu") || !strcmp(c->comm.device, "cuda"),
           "config key 'comm.device' must be auto, cpu or cuda, got '%s'", c->comm.device);
 }
 
 static double effective_delta(const core_config *c) { return c->loss.delta < 0 ? c->loss.gamma + 1 : c->loss.delta; }
+
+/* One key's value as core_config_text writes it. */
+static void format_value(const core_config *c, const key_desc *k, char *val, size_t len)
+{
+    const char *base = (const char *)c + k->off;
+    switch (k->type) {
+    case K_INT:
+    case K_BOOL: snprintf(val, len, "%d", *(const int *)base); break;
+    case K_DBL:
+        /* delta is written resolved so that readers need not know the gamma+1 rule */
+        snprintf(val, len, "%.17g", !strcmp(k->name, "loss.delta") ? effective_delta(c) : *(const double *)base);
+        break;
+    case K_STR: snprintf(val, len, "%s", base); break;
+    case K_SS: snprintf(val, len, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
+    case K_NORM: snprintf(val, len, "%s", NORM_NAMES[*(const core_norm_mode *)base]); break;
+    case K_SCALES: {
+        size_t n = 0;
+        val[0] = 0;
+        for (int j = 0; j < c->eval.nscales && n < len; j++)
+            n += snprintf(val + n, len - n, "%s%.17g", j ? "," : "", c->eval.scales[j]);
+        break;
+    }
+    }
+}
 
 char *core_config_text(const core_config *c)
 {
@@ -394,26 +452,8 @@ char *core_config_text(const core_config *c)
     out[0] = 0;
     for (size_t i = 0; i < NKEYS; i++) {
         const key_desc *k = &KEYS[i];
-        const char *base = (const char *)c + k->off;
         char val[1100];
-        switch (k->type) {
-        case K_INT:
-        case K_BOOL: snprintf(val, sizeof val, "%d", *(const int *)base); break;
-        case K_DBL:
-            /* delta is written resolved so that readers need not know the gamma+1 rule */
-            snprintf(val, sizeof val, "%.17g", !strcmp(k->name, "loss.delta") ? effective_delta(c) : *(const double *)base);
-            break;
-        case K_STR: snprintf(val, sizeof val, "%s", base); break;
-        case K_SS: snprintf(val, sizeof val, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
-        case K_NORM: snprintf(val, sizeof val, "%s", NORM_NAMES[*(const core_norm_mode *)base]); break;
-        case K_SCALES: {
-            size_t n = 0;
-            val[0] = 0;
-            for (int j = 0; j < c->eval.nscales; j++)
-                n += snprintf(val + n, sizeof val - n, "%s%.17g", j ? "," : "", c->eval.scales[j]);
-            break;
-        }
-        }
+        format_value(c, k, val, sizeof val);
         size_t need = strlen(k->name) + strlen(val) + 8;
         if (len + need >= cap) out = core_realloc(out, cap = 2 * cap + need);
         len += snprintf(out + len, cap - len, "%s = %s\n", k->name, val);
@@ -425,4 +465,39 @@ int core_width(const core_config *cfg, int channels)
 {
     int w = (int)lround(channels * cfg->model.width);
     return w < 1 ? 1 : w;
+}
+
+/* ---- comparing a stored config text with a config (resume) ---------------- */
+
+/* The value of `key` on a "key = value" line of a core_config_text, copied to out; 0 when found. */
+static int text_value(const char *text, const char *key, char *out, size_t len)
+{
+    size_t kl = strlen(key);
+    for (const char *p = text; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        if (ll >= kl + 3 && !strncmp(p, key, kl) && !strncmp(p + kl, " = ", 3)) {
+            size_t vl = ll - kl - 3;
+            if (vl >= len) vl = len - 1;
+            memcpy(out, p + kl + 3, vl);
+            out[vl] = 0;
+            return 0;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return -1;
+}
+
+int core_config_diff(const char *then_text, const core_config *now, core_config_diff_fn fn, void *ctx)
+{
+    int n = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        char then[1100], val[1100];
+        if (text_value(then_text, KEYS[i].name, then, sizeof then) != 0) continue;
+        format_value(now, &KEYS[i], val, sizeof val);
+        if (!strcmp(then, val)) continue;
+        n++;
+        if (fn) fn(KEYS[i].name, then, val, ctx);
+    }
+    return n;
 }

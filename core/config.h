@@ -12,6 +12,7 @@
 #define CORE_MAX_SCALES 8
 
 typedef enum { CORE_SS_OFF = 0, CORE_SS_P2H, CORE_SS_H2P, CORE_SS_BOTH } core_ss_mode;
+typedef enum { CORE_OPT_SGD = 0, CORE_OPT_ADAM, CORE_OPT_ADAMW } core_optimizer;
 /* Normalisation after every hidden convolution (docs/training.md, "Batch norm"). */
 typedef enum { CORE_NORM_NONE = 0, CORE_NORM_BATCH } core_norm_mode;
 
@@ -33,6 +34,8 @@ typedef struct core_config {
         double beta_values[CORE_MAX_STAGES]; /* resolved per stage */
         double offset_weight, pdd_threshold, kl_eps;
         int kl_detach;
+        char normalize[16];  /* sum (SPEC) | cells: every term divided by the output grid's h*w */
+        int normalize_cells; /* resolved from normalize */
     } loss;
     struct {
         double sigma, paf_width;
@@ -46,6 +49,15 @@ typedef struct core_config {
         int batch, steps, seed, checkpoint_every, keep, log_every, warmup;
         double lr, momentum, weight_decay, lr_gamma, lr_mult_backbone, lr_mult_stages;
         int lr_step, skip_nonfinite, checksum_every;
+        char optimizer[16];  /* sgd | adam | adamw (docs/training.md, "Optimizers") */
+        int optimizer_kind;  /* resolved: core_optimizer */
+        int nesterov;        /* sgd only */
+        double beta1, beta2, eps; /* adam, adamw */
+        double clip_norm;    /* global gradient-norm clipping after the all-reduce; 0: off */
+        char schedule[16];   /* step | cosine */
+        int schedule_cosine; /* resolved from schedule */
+        double warmup_start; /* warm-up starts from lr*warmup_start */
+        double lr_final;     /* cosine ends at lr*lr_final */
     } train;
     struct {
         char device[16];     /* auto | cpu | cuda */
@@ -81,6 +93,14 @@ char *core_config_text(const core_config *cfg);
 /* Named beta schedules resampled to `stages` values; 0 on success, -1 when the
  * name is unknown and the text is no number list. */
 int core_beta_schedule(const char *spec, int stages, double *out);
+
+/* Compares a stored config text (core_config_text of this or another build:
+ * a checkpoint's `config` attribute) with `now`, key by key in the key table's
+ * order: fn gets every key whose stored value differs from now's, both as
+ * core_config_text writes them. Keys the text lacks (older writers) and lines
+ * that are not keys of this build are ignored. Returns the number of differences. */
+typedef void (*core_config_diff_fn)(const char *key, const char *then, const char *now, void *ctx);
+int core_config_diff(const char *then_text, const core_config *now, core_config_diff_fn fn, void *ctx);
 
 /* w(c) = max(1, round(c*width)) */
 int core_width(const core_config *cfg, int channels);

@@ -151,6 +151,35 @@ static void cpu_sgd_step(core_backend *be, size_t n, float *w, const float *g, f
     }
 }
 
+/* ---- optimizer updates beyond Caffe's SGD ---- */
+
+static void cpu_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr,
+                                  float momentum, float wd)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float d = lr * (g[i] + wd * w[i]);
+        float v = momentum * m[i] + d;
+        m[i] = v;
+        w[i] -= momentum * v + d;
+    }
+}
+
+static void cpu_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m,
+                          float *v)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float wi = w[i] * a->decay;
+        float d = g[i] + a->l2 * w[i];
+        float mi = a->beta1 * m[i] + a->one_minus_beta1 * d;
+        float vi = a->beta2 * v[i] + a->one_minus_beta2 * (d * d);
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = wi - a->step_size * (mi / (sqrtf(vi) * a->inv_sqrt_bc2 + a->eps));
+    }
+}
+
 /* ---- batch normalisation and ReLU ---- */
 
 static void cpu_chan_sums(core_backend *be, int n, int c, int hw, const float *a, const float *b, double *out)
@@ -283,6 +312,8 @@ core_backend *core_cpu_backend_create(int threads)
     be->pool_backward = cpu_pool_backward;
     be->copy_channels = cpu_copy_channels;
     be->sgd_step = cpu_sgd_step;
+    be->sgd_nesterov_step = cpu_sgd_nesterov_step;
+    be->adam_step = cpu_adam_step;
     be->chan_sums = cpu_chan_sums;
     be->chan_affine = cpu_chan_affine;
     be->chan_affine_grad = cpu_chan_affine_grad;

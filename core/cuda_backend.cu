@@ -188,6 +188,8 @@ extern "C" core_backend *core_cuda_backend_create(int device)
     be->pool_backward = cuda_pool_backward;
     be->copy_channels = cuda_copy_channels;
     be->sgd_step = cuda_sgd_step;
+    be->sgd_nesterov_step = cuda_sgd_nesterov_step;
+    be->adam_step = cuda_adam_step;
     be->chan_sums = cuda_chan_sums;
     be->chan_affine = cuda_chan_affine;
     be->chan_affine_grad = cuda_chan_affine_grad;

@@ -155,6 +155,10 @@ void cuda_copy_channels(core_backend *be, int n, int hw, const float *src, int s
                         int dst_c, int dst_off, int count, int accumulate);
 void cuda_sgd_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
                    float wd);
+// optimizer updates beyond Caffe's SGD (core/cuda_ops.cu)
+void cuda_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
+                            float wd);
+void cuda_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m, float *v);
 // y = act(y + b[c]) over N x C x HW (conv epilogue)
 void cuda_bias_act(cuda_state *st, float *y, const float *b, int n, int c, int hw, int relu);
 // Masks dy with y > 0 when relu, then db += sum over (n, hw) of dy; deterministic.

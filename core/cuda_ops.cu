@@ -73,6 +73,50 @@ void cuda_sgd_step(core_backend *be, size_t n, float *w, const float *g, float *
     CUDA_LAUNCH_CHECK();
 }
 
+// ---------------------------------------------------------------- optimizer updates beyond Caffe's SGD
+// Same float expression trees as core/cpu_backend.c, without FMA contraction.
+
+__global__ void k_sgd_nesterov(size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float d = __fmul_rn(lr, __fadd_rn(g[i], __fmul_rn(wd, w[i])));
+        float v = __fadd_rn(__fmul_rn(momentum, m[i]), d);
+        m[i] = v;
+        w[i] = __fsub_rn(w[i], __fadd_rn(__fmul_rn(momentum, v), d));
+    }
+}
+
+__global__ void k_adam(core_adam_args a, size_t n, float *w, const float *g, float *m, float *v)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float wi = __fmul_rn(w[i], a.decay);
+        float d = __fadd_rn(g[i], __fmul_rn(a.l2, w[i]));
+        float mi = __fadd_rn(__fmul_rn(a.beta1, m[i]), __fmul_rn(a.one_minus_beta1, d));
+        float vi = __fadd_rn(__fmul_rn(a.beta2, v[i]), __fmul_rn(a.one_minus_beta2, __fmul_rn(d, d)));
+        m[i] = mi;
+        v[i] = vi;
+        float denom = __fadd_rn(__fmul_rn(__fsqrt_rn(vi), a.inv_sqrt_bc2), a.eps);
+        w[i] = __fsub_rn(wi, __fmul_rn(a.step_size, __fdiv_rn(mi, denom)));
+    }
+}
+
+void cuda_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
+                            float wd)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return;
+    k_sgd_nesterov<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(n, w, g, m, lr, momentum, wd);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m, float *v)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return;
+    k_adam<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(*a, n, w, g, m, v);
+    CUDA_LAUNCH_CHECK();
+}
+
 // ---------------------------------------------------------------- reductions
 
 // Tree sum of one value per thread (blockDim.x == THREADS, a power of two);

@@ -97,8 +97,11 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
         lc->per_sample_cap = n;
     }
     double *ps = lc->per_sample;
-    /* d(total)/d(term_n) = weight / N: the batch loss is a mean over samples */
-    const double inv_n = 1.0 / n;
+    /* d(total)/d(term_n) = weight / N: the batch loss is a mean over samples.
+     * loss.normalize = cells divides every term by the grid's cells as well, so
+     * the gradient scale (and the lr that suits it) no longer grows with h*w. */
+    const double per_term = cfg->loss.normalize_cells ? 1.0 / hw : 1.0;
+    const double inv_n = cfg->loss.normalize_cells ? 1.0 / ((double)n * hw) : 1.0 / n;
 
     memset(v, 0, sizeof *v);
     v->stages = stages;
@@ -120,7 +123,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
         a.coef = (float)(lc->weight[LOSS_HEAT] * inv_n);
         a.grad_pred = grad_or_null(st, MODEL_OUT_HEAT, want_grad);
         lc->k->l2(lc->be, &a, ps);
-        v->term[s][LOSS_HEAT] = sample_mean(ps, n);
+        v->term[s][LOSS_HEAT] = sample_mean(ps, n) * per_term;
 
         /* PAFs: M * W * (alpha*TA + 1) * (P - TP)^2, TA of the limb owning the channel */
         loss_l2_args b = {0};
@@ -132,7 +135,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
         b.coef = (float)(lc->weight[LOSS_PAF] * inv_n);
         b.grad_pred = grad_or_null(st, MODEL_OUT_PAF, want_grad);
         lc->k->l2(lc->be, &b, ps);
-        v->term[s][LOSS_PAF] = sample_mean(ps, n);
+        v->term[s][LOSS_PAF] = sample_mean(ps, n) * per_term;
 
         if (lc->active & 1u << LOSS_OFFSET) {
             /* offsets: [TH_k > 0.4] * (O - TO)^2, unmasked */
@@ -144,7 +147,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             o.coef = (float)(lc->weight[LOSS_OFFSET] * inv_n);
             o.grad_pred = grad_or_null(st, MODEL_OUT_OFFSET, want_grad);
             lc->k->l2(lc->be, &o, ps);
-            v->term[s][LOSS_OFFSET] = sample_mean(ps, n);
+            v->term[s][LOSS_OFFSET] = sample_mean(ps, n) * per_term;
         }
 
         if (lc->active & 1u << LOSS_PS) {
@@ -155,7 +158,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             p.coef = (float)(lc->weight[LOSS_PS] * inv_n);
             p.grad_pred = grad_or_null(st, MODEL_OUT_P2H, want_grad);
             lc->k->l2(lc->be, &p, ps);
-            v->term[s][LOSS_PS] = sample_mean(ps, n);
+            v->term[s][LOSS_PS] = sample_mean(ps, n) * per_term;
 
             loss_kl_args k = {0};
             k.n = n, k.c = MODEL_NUM_HEAT, k.hw = hw;
@@ -165,7 +168,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             k.grad_h = cfg->loss.kl_detach ? NULL : grad_or_null(st, MODEL_OUT_HEAT, want_grad);
             k.grad_hps = grad_or_null(st, MODEL_OUT_P2H, want_grad);
             lc->k->kl(lc->be, &k, ps);
-            v->term[s][LOSS_KL] = sample_mean(ps, n);
+            v->term[s][LOSS_KL] = sample_mean(ps, n) * per_term;
         }
 
         if (lc->active & 1u << LOSS_HP) {
@@ -177,7 +180,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             q.coef = (float)(lc->weight[LOSS_HP] * inv_n);
             q.grad_pred = grad_or_null(st, MODEL_OUT_H2P, want_grad);
             lc->k->l2(lc->be, &q, ps);
-            v->term[s][LOSS_HP] = sample_mean(ps, n);
+            v->term[s][LOSS_HP] = sample_mean(ps, n) * per_term;
 
             /* consistency (Php - P)^2: both sides are predictions and both get gradients */
             loss_l2_args r = {0};
@@ -187,7 +190,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             r.grad_pred = grad_or_null(st, MODEL_OUT_H2P, want_grad);
             r.grad_target = grad_or_null(st, MODEL_OUT_PAF, want_grad);
             lc->k->l2(lc->be, &r, ps);
-            v->term[s][LOSS_CONSISTENCY] = sample_mean(ps, n);
+            v->term[s][LOSS_CONSISTENCY] = sample_mean(ps, n) * per_term;
         }
     }
 

@@ -211,6 +211,34 @@ static void gpu_sgd_step_matches_cpu(void)
     pair_free(&w); pair_free(&g); pair_free(&m);
 }
 
+/* Both optimizer kernels use only correctly rounded operations (no FMA, IEEE sqrt
+ * and division), so the GPU must reproduce the CPU bit for bit. */
+static void gpu_optimizer_steps_match_cpu(void)
+{
+    NEED_GPU();
+    size_t n = 50021;
+    pair w = pair_rand(n, 1.0f), g = pair_rand(n, 0.1f), m = pair_rand(n, 0.01f), v = pair_rand(n, 0.01f);
+    for (size_t i = 0; i < n; i++) v.h[i] = v.h[i] * v.h[i];
+    cpu->upload(cpu, v.c, v.h, n);
+    gpu->upload(gpu, v.g, v.h, n);
+    for (int step = 0; step < 3; step++) {
+        cpu->sgd_nesterov_step(cpu, n, w.c, g.c, m.c, 0.01f, 0.9f, 5e-4f);
+        gpu->sgd_nesterov_step(gpu, n, w.g, g.g, m.g, 0.01f, 0.9f, 5e-4f);
+    }
+    EXPECT_SAME(w, "nesterov weights");
+    EXPECT_SAME(m, "nesterov momentum");
+    core_adam_args a = {0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 0, 0.99999f, 0.01f, 31.6f};
+    for (int step = 0; step < 3; step++) {
+        a.l2 = step == 1 ? 1e-4f : 0; /* Adam's L2 on one step, AdamW's decay on the others */
+        cpu->adam_step(cpu, &a, n, w.c, g.c, m.c, v.c);
+        gpu->adam_step(gpu, &a, n, w.g, g.g, m.g, v.g);
+    }
+    EXPECT_SAME(w, "adam weights");
+    EXPECT_SAME(m, "adam first moment");
+    EXPECT_SAME(v, "adam second moment");
+    pair_free(&w); pair_free(&g); pair_free(&m); pair_free(&v);
+}
+
 /* ------------------------------------------------------------------ sumsq */
 
 static void gpu_sumsq_matches_cpu_and_repeats(void)
@@ -580,6 +608,7 @@ int main(int argc, char **argv)
     T_RUN(gpu_memory_roundtrip);
     T_RUN(gpu_elementwise_match_cpu);
     T_RUN(gpu_sgd_step_matches_cpu);
+    T_RUN(gpu_optimizer_steps_match_cpu);
     T_RUN(gpu_sumsq_matches_cpu_and_repeats);
     T_RUN(gpu_sumsq_propagates_nan_inf);
     T_RUN(gpu_conv_forward_matches_cpu);

@@ -42,16 +42,18 @@ tr_mpi_bg() {
   TR_PID=$!
 }
 
-# tr_compare A.h5 B.h5 TOL: parameters and momentum of two checkpoints, read with h5py.
+# tr_compare A.h5 B.h5 TOL: parameters and optimizer state (momentum, or Adam's
+# exp_avg and exp_avg_sq) of two checkpoints, read with h5py.
 # TOL 0 means bit-identical; otherwise the relative difference |a-b|_2 / |b|_2 of
-# all parameters together, and of all momentum together, must each be <= TOL.
+# all parameters together, and of each optimizer state together, must each be <= TOL.
 # Prints the measured differences (and the worst single tensor); exit 0 when within TOL.
 tr_compare() {
   "$PY" - "$1" "$2" "$3" <<'EOF'
 import sys, h5py, numpy as np
 a, b, tol = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r"), float(sys.argv[3])
 out, ok, identical, ntens = [], True, True, 0
-for grp in ("params", "optim/momentum"):
+assert sorted(a["optim"]) == sorted(b["optim"]), (sorted(a["optim"]), sorted(b["optim"]))
+for grp in ["params"] + ["optim/" + s for s in sorted(a["optim"])]:
     names = []
     a[grp].visit(lambda n: names.append(n) if isinstance(a[grp + "/" + n], h5py.Dataset) else None)
     assert names, "no tensors in " + grp

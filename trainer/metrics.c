@@ -73,6 +73,10 @@ void trainer_metrics_write(trainer_metrics *m, const trainer_log_row *r)
             if (v->active & (1u << t)) cJSON_AddNumberToObject(st, loss_term_names[t], v->term[s][t]);
     }
     cJSON_AddNumberToObject(j, "grad_norm", r->grad_norm);
+    if (r->clip) {
+        cJSON_AddNumberToObject(j, "clipped", (double)r->clipped);
+        cJSON_AddNumberToObject(j, "clip_scale", r->clip_scale);
+    }
     cJSON_AddNumberToObject(j, "samples_per_s", r->samples_per_s);
     cJSON_AddNumberToObject(j, "skipped", (double)r->skipped);
     cJSON *t = cJSON_AddObjectToObject(j, "time");

@@ -3,8 +3,9 @@
  * Every rank holds a full replica; per step each computes the loss and
  * gradients of its train.batch samples, the gradients are averaged over the
  * global batch with one bucketed all-reduce, and every rank applies the same
- * SGD update. Rank 0 writes the run directory: config.ini, metrics.jsonl and
- * checkpoints (with momentum, step and loader position for exact resume). */
+ * optimizer update (trainer/optim.h). Rank 0 writes the run directory: config.ini,
+ * metrics.jsonl and checkpoints (with the optimizer state, step and loader
+ * position for exact resume). */
 #ifndef SSPOSE_TRAINER_TRAIN_H
 #define SSPOSE_TRAINER_TRAIN_H
 
