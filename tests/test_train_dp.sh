@@ -7,7 +7,9 @@
 #    own. Over more steps the paper loss's sharper landscape lets rounding flip
 #    ReLU decisions and the runs drift apart (docs/deviations-training.md);
 #  - the OpenPose loss (configs/baseline.ini's loss keys on the tiny net) after
-#    20 steps within 1e-5 (all tensors together).
+#    6 steps within 1e-5 per tensor, and after 20 within 3e-2 per tensor.
+#  - AdamW (cosine schedule, loss.normalize = cells) on the OpenPose loss: weights and
+#    both moments after 20 steps.
 . tests/test_train_common.bash
 
 # dp_per_tensor A.h5 B.h5 TOL: max |a - b| / max |b| of every tensor of /params and
@@ -77,9 +79,10 @@ if [ -f "$A" ] && [ -f "$B" ] && [ -f "$A6" ] && [ -f "$B6" ]; then
   if msg=$(dp_per_tensor "$B6" "$A6" 1e-5); then t_ok "train_dp_equivalence_per_tensor ($msg)"
   else t_fail train_dp_equivalence_per_tensor "$msg"; fi
   # By step 20 a ReLU decision within rounding of its kink may have gone the other way in
-  # one run (seen at step 10: one tensor 1e-2 off, 3e-4 of all the momentum); a data-parallel
-  # fault (a sample lost, doubled or misweighted) moves everything by O(1).
-  if msg=$(tr_compare "$B" "$A" 1e-3); then t_ok "train_dp_equivalence ($msg)"
+  # one run (seen: one tensor's momentum 6e-3 off); a data-parallel fault (a sample lost,
+  # doubled or misweighted) moves every momentum tensor by O(10%). tr_compare bounds each
+  # tensor on its own.
+  if msg=$(tr_compare "$B" "$A" 3e-2); then t_ok "train_dp_equivalence ($msg)"
   else t_fail train_dp_equivalence "$msg"; fi
   # The comparison means something only if training moved the weights.
   "$SSPOSE" init --config configs/tiny.ini "${TR_SETS[@]}" --out "$T_TMP/init.h5" >/dev/null 2>&1
@@ -99,4 +102,21 @@ PYEOF
 else
   t_fail train_dp_equivalence "missing final checkpoint(s)"
 fi
+
+ADAM=(--set train.optimizer=adamw --set train.lr=1e-3 --set train.weight_decay=1e-4 --set train.schedule=cosine
+      --set train.warmup=2 --set train.warmup_start=0.04 --set train.lr_final=0.001 --set loss.normalize=cells
+      --set train.steps=20 --set train.checkpoint_every=0)
+tr_train "$T_TMP/a1" "${ADAM[@]}" --set train.batch=4 >"$T_TMP/a1.log" 2>&1 ||
+  t_fail train_dp_adamw_1rank "exit $?: $(tail -n 3 "$T_TMP/a1.log" | tr '\n' '|')"
+tr_mpi 2 "$T_TMP/a2" "${ADAM[@]}" --set train.batch=2 --set train.checksum_every=5 >"$T_TMP/a2.log" 2>&1 ||
+  t_fail train_dp_adamw_2ranks "exit $?: $(tail -n 3 "$T_TMP/a2.log" | tr '\n' '|')"
+A=$(tr_ckpt "$T_TMP/a1" 20) B=$(tr_ckpt "$T_TMP/a2" 20)
+if [ ! -f "$A" ] || [ ! -f "$B" ]; then t_fail train_dp_adamw_equivalence "missing final checkpoint(s)"
+elif ! msg=$(tr_compare "$B" "$A" 1e-5); then t_fail train_dp_adamw_equivalence "$msg"
+elif ! "$PY" -c '
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r")["params"], h5py.File(sys.argv[2], "r")["params"]
+d = [np.linalg.norm(a[n][...] - b[n][...]) / np.linalg.norm(b[n][...]) for n in ("conv1_1/weight", "stage2/heat/conv1/weight")]
+sys.exit(0 if min(d) > 1e-3 else 1)' "$A" "$T_TMP/init.h5"; then t_fail train_dp_adamw_equivalence "weights did not move"
+else t_ok "train_dp_adamw_equivalence ($msg)"; fi
 t_end
