@@ -518,22 +518,76 @@ def test_export_matches_module_and_round_trips():
     assert all(sd[k].numpy().tobytes() == sd2[k].numpy().tobytes() for k in sd)
 
 
-def test_export_refuses_batch_norm_and_bad_input():
+def netdump(ck, inp, outs_like, mode, name):
+    """tests/tool_netdump: the C network of a checkpoint on a given input, train or eval mode."""
+    fin, fout = p(name + "-in.h5"), p(name + "-out.h5")
+    with h5py.File(fin, "w") as f:
+        f["input"] = inp
+        for k, v in outs_like.items():
+            f["r/" + k] = np.zeros_like(v)
+    sh([os.path.join(os.environ.get("SSPOSE_BUILD", "build"), "tests", "tool_netdump"), ck, fin, fout, mode])
+    with h5py.File(fout, "r") as f:
+        return {k: f["outputs/" + k][...] for k in outs_like}
+
+
+def test_export_batch_norm():
+    """model.norm = batch: BN tensors and running statistics go out and back bit for bit, and the
+    exported module computes the C network's outputs in eval mode (running statistics, random here)
+    and in training mode (batch statistics, as sspose forward)."""
+    ck = p("tiny_bn.h5")
+    sh([H.SSPOSE, "init", "--config", "configs/tiny.ini", "--seed", "4", "--set", "model.norm=batch", "--out", ck])
+    with h5py.File(ck, "r+") as f:
+        names = _walk(f["params"])
+        assert any(n.endswith("bn/running_var") for n in names)
+        for n in names:
+            d = f["params/" + n]
+            if n.endswith("bn/running_var"):
+                d[...] = RNG.uniform(0.5, 2.0, d.shape).astype(np.float32)
+            elif n.endswith("bias") or n.endswith("bn/running_mean"):
+                d[...] = RNG.normal(0, 0.2, d.shape).astype(np.float32)
+            elif n.endswith("bn/weight"):
+                d[...] = RNG.normal(1, 0.3, d.shape).astype(np.float32)
+    sh(CONVERT + ["export", ck, p("tiny_bn.pth")])
+    sd = torch.load(p("tiny_bn.pth"))
+    with h5py.File(ck, "r") as f:
+        for n in names:
+            assert sd[n.replace("/", ".")].numpy().tobytes() == f["params/" + n][...].tobytes(), n
+    net = sspose_torch.SsposeNet.from_state_dict(sd)
+    inp, outs = forward(ck, shard(128), 3, "tiny_bn_fwd.h5")
+    with torch.no_grad():  # eval first: a training-mode pass moves the running statistics
+        eval_ref = net.eval()(torch.from_numpy(inp))
+        train_ref = net.train()(torch.from_numpy(inp))
+    for s, o in enumerate(train_ref, 1):  # sspose forward runs the training-mode network
+        for k in ("paf", "heat", "offset", "p2h"):
+            close(outs[f"stage{s}/{k}"], o[k].numpy(), f"train stage{s}/{k}")
+    got = netdump(ck, inp, outs, "eval", "tiny_bn_eval")
+    for s, o in enumerate(eval_ref, 1):
+        for k in ("paf", "heat", "offset", "p2h"):
+            close(got[f"stage{s}/{k}"], o[k].numpy(), f"eval stage{s}/{k}")
+    r = convert_here(["import", p("tiny_bn.pth"), p("tiny_bn_back.h5")])
+    assert r.returncode == 0, r.stderr
+    with h5py.File(ck, "r") as f, h5py.File(p("tiny_bn_back.h5"), "r") as g:
+        assert sorted(_walk(g["params"])) == sorted(names)
+        for n in names:
+            assert f["params/" + n][...].tobytes() == g["params/" + n][...].tobytes(), n
+
+
+def test_export_bad_input_one_line():
     ck = p("tiny_ck.h5")
     if not os.path.exists(ck):
         sh([H.SSPOSE, "init", "--config", "configs/tiny.ini", "--out", ck])
-    bn = p("tiny_bn.h5")
-    with open(ck, "rb") as a, open(bn, "wb") as b:
+    odd = p("tiny_odd.h5")
+    with open(ck, "rb") as a, open(odd, "wb") as b:
         b.write(a.read())
-    with h5py.File(bn, "r+") as f:
-        f.create_dataset("params/conv1_1/bn/weight", data=np.ones(16, np.float32))
-    one_error_line(convert_here(["export", bn, p("bn.pth")]), "convert.py: error:", "model.norm")
-    with open(ck, "rb") as a, open(bn, "wb") as b:
+    with h5py.File(odd, "r+") as f:
+        f.attrs["config"] = f.attrs["config"] + "model.norm = group\n"
+    one_error_line(convert_here(["export", odd, p("odd.pth")]), "convert.py: error:", "model.norm = group")
+    with open(ck, "rb") as a, open(odd, "wb") as b:
         b.write(a.read())
-    with h5py.File(bn, "r+") as f:
-        f.attrs["config"] = f.attrs["config"] + "model.norm = batch\n"
-    one_error_line(sh(CONVERT + ["export", bn, p("bn.pth")], ok=False), "convert.py: error:", "model.norm = batch")
-    assert not os.path.exists(p("bn.pth"))
+    with h5py.File(odd, "r+") as f:
+        f.create_dataset("params/conv1_1/extra", data=np.ones(3, np.float32))
+    one_error_line(convert_here(["export", odd, p("odd.pth")]), "convert.py: error:", "conv1_1/extra")
+    assert not os.path.exists(p("odd.pth"))
     one_error_line(convert_here(["export", p("vgg19.pth"), p("x.pth")]), "convert.py: error:", "HDF5")
     torch.save(vgg19_state_dict(), p("plain.pth"))
     one_error_line(convert_here(["import", p("plain.pth"), p("x.h5")]), "convert.py: error:", "no sspose config")
@@ -568,6 +622,6 @@ def test_train_starts_from_init():
 if __name__ == "__main__":
     for t in (test_vgg19_torchvision_import, test_vgg19_keras_import_both_spellings, test_bad_backbones_one_line,
               test_convert_bad_pth_one_line, test_openpose_import, test_export_matches_module_and_round_trips,
-              test_export_refuses_batch_norm_and_bad_input, test_train_starts_from_init):
+              test_export_batch_norm, test_export_bad_input_one_line, test_train_starts_from_init):
         H.run(t)
     H.end()

@@ -272,11 +272,7 @@ def read_checkpoint(path):
             fail(f"'{path}' has no config attribute")
         names = []
         f["params"].visit(lambda n: names.append(n) if isinstance(f["params"][n], h5py.Dataset) else None)
-        bn = [n for n in names if "/bn/" in n]
         cfg = sspose_torch.parse_config(text)
-        if bn or cfg.get("model.norm", "none") != "none":
-            fail(f"'{path}' has batch norm (model.norm = {cfg.get('model.norm', 'batch')}): export supports "
-                 "model.norm = none networks only")
         arrays = {}
         for n in names:
             ds = f["params"][n]
@@ -295,7 +291,10 @@ def cmd_export(a):
     except sspose_torch.ConfigError as e:
         fail(f"'{a.input}': {e}")
     sd = OrderedDict()
-    for name, p in net.named_parameters():
+    for name, p in net.state_dict().items():
+        if name.endswith("num_batches_tracked"):  # torch's counter; unused with a fixed momentum
+            sd[name] = torch.zeros((), dtype=torch.long)
+            continue
         spec = name.replace(".", "/")
         if spec not in arrays:
             fail(f"'{a.input}': params/{spec} is missing")
@@ -327,10 +326,12 @@ def cmd_import(a):
         net = sspose_torch.SsposeNet(sspose_torch.parse_config(text))
     except sspose_torch.ConfigError as e:
         fail(f"'{a.input}': {e}")
-    params = {}
-    for name, p in net.named_parameters():
-        params[name.replace(".", "/")] = tensor(sd, name, tuple(p.shape), a.input)
-    check_no_extra(sd, {n for n, _ in net.named_parameters()}, a.input)
+    params, names = {}, set()
+    for name, p in net.state_dict().items():
+        names.add(name)
+        if not name.endswith("num_batches_tracked"):
+            params[name.replace(".", "/")] = tensor(sd, name, tuple(p.shape), a.input)
+    check_no_extra(sd, names, a.input)
     binary = sspose_bin(a.sspose)
     tmp = tmp_name(a.output)
     with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as cf:

@@ -9,9 +9,12 @@
     heat, paf = outs[-1]["heat"], outs[-1]["paf"]
 
 Parameter names are SPEC's with '.' for '/' (conv1_1.weight, stage2.paf.conv3.bias, p2h.conv1.weight).
-Only model.norm = none networks: a config with batch norm (model.norm = batch, params
-<conv>/bn/{weight,bias,running_mean,running_var}) is refused with one line, because the layer's
-exact definition (eps, placement) belongs to the C side and is not mirrored here yet."""
+With model.norm = batch every conv that SPEC follows with ReLU gets a torch.nn.BatchNorm2d child
+named bn (conv -> BN -> ReLU; eps model.bn_eps, momentum model.bn_momentum), so its tensors are
+<conv>.bn.{weight,bias,running_mean,running_var} (+ torch's num_batches_tracked), as in the C
+network (docs/training.md, "Batch norm"); the shared p2h/h2p subnets share theirs over stages.
+Call .eval() for inference (running statistics, like sspose eval/infer); .train() normalises
+with the batch's statistics, like sspose train/forward."""
 import math
 from collections import OrderedDict
 
@@ -71,8 +74,11 @@ class SsposeNet(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         norm = cfg.get("model.norm", "none")
-        if norm != "none":
-            raise ConfigError(f"model.norm = {norm} is not supported by tools/sspose_torch.py (only none)")
+        if norm not in ("none", "batch"):
+            raise ConfigError(f"model.norm = {norm} is not supported by tools/sspose_torch.py (none or batch)")
+        self.batch_norm = norm == "batch"
+        self.bn_eps = float(cfg.get("model.bn_eps", 1e-5))
+        self.bn_momentum = float(cfg.get("model.bn_momentum", 0.1))
         width = float(cfg.get("model.width", 1.0))
         self.stages = int(cfg.get("model.stages", 6))
         self.stride = int(cfg.get("model.stride", 8))
@@ -122,14 +128,20 @@ class SsposeNet(nn.Module):
             if not hasattr(parent, part):
                 parent.add_module(part, nn.Module())
             parent = getattr(parent, part)
-        parent.add_module(name.split("/")[-1], nn.Conv2d(cin, cout, k, padding=k // 2))
+        conv = nn.Conv2d(cin, cout, k, padding=k // 2)
+        if self.batch_norm and not linear:
+            conv.add_module("bn", nn.BatchNorm2d(cout, eps=self.bn_eps, momentum=self.bn_momentum))
+        parent.add_module(name.split("/")[-1], conv)
         if linear:
             self.linear.add(name)
         return cout
 
     def _run(self, names, x):
         for n in names:
-            x = self.get_submodule(n.replace("/", "."))(x)
+            conv = self.get_submodule(n.replace("/", "."))
+            x = conv(x)  # Conv2d.forward does not run its bn child
+            if hasattr(conv, "bn"):
+                x = conv.bn(x)
             if n not in self.linear:
                 x = F.relu(x)
         return x
@@ -187,7 +199,8 @@ class SsposeNet(nn.Module):
             text = f.attrs["config"]
             net = cls(parse_config(text))
             with torch.no_grad():
-                for name, t in net.named_parameters():
-                    t.copy_(torch.from_numpy(f["params/" + name.replace(".", "/")][...]))
+                for name, t in net.state_dict().items():
+                    if not name.endswith("num_batches_tracked"):
+                        t.copy_(torch.from_numpy(f["params/" + name.replace(".", "/")][...]))
         net.config_text = text
         return net
