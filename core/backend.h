@@ -89,6 +89,21 @@ struct core_backend {
     /* Adam / AdamW (torch.optim's rules); m, v: first and second moments. */
     void (*adam_step)(core_backend *, const struct core_adam_args *a, size_t n, float *w, const float *g, float *m,
                       float *v);
+    /* ---- batch normalisation and ReLU (model/net.c, docs/design.md "Batch norm") ----
+     * Per-channel reductions and affine maps over N x C x HW; the statistics
+     * themselves (a few numbers per channel) are computed by the caller in double. */
+    /* out[ch] = sum of a, out[c + ch] = sum of a*b over the N*HW cells of channel ch
+     * (b may alias a), accumulated in double in a fixed order; out is a HOST array of
+     * 2c doubles. Synchronous. */
+    void (*chan_sums)(core_backend *, int n, int c, int hw, const float *a, const float *b, double *out);
+    /* y = scale[ch]*x + shift[ch], then max(0, .) when relu; scale, shift: c floats each. */
+    void (*chan_affine)(core_backend *, int n, int c, int hw, const float *x, const float *scale, const float *shift,
+                        int relu, float *y);
+    /* dx += A[ch]*dy + B[ch]*(x - M[ch]) + C[ch], coef = [A | B | M | C], 4c floats. */
+    void (*chan_affine_grad)(core_backend *, int n, int c, int hw, const float *dy, const float *x,
+                             const float *coef, float *dx);
+    /* dy = 0 where !(y > 0) (so a NaN output passes no gradient, as conv_backward's mask). */
+    void (*relu_mask)(core_backend *, size_t n, const float *y, float *dy);
 
     void (*destroy)(core_backend *);
 };

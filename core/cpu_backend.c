@@ -180,6 +180,69 @@ static void cpu_adam_step(core_backend *be, const core_adam_args *a, size_t n, f
     }
 }
 
+/* ---- batch normalisation and ReLU ---- */
+
+static void cpu_chan_sums(core_backend *be, int n, int c, int hw, const float *a, const float *b, double *out)
+{
+    /* one channel per iteration, cells in a fixed order: the sums do not depend on the thread count */
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < c; ch++) {
+        double sa = 0, sab = 0;
+        for (int i = 0; i < n; i++) {
+            const float *pa = a + ((size_t)i * c + ch) * hw, *pb = b + ((size_t)i * c + ch) * hw;
+            double ra = 0, rab = 0;
+            for (int k = 0; k < hw; k++) {
+                ra += pa[k];
+                rab += (double)pa[k] * pb[k];
+            }
+            sa += ra;
+            sab += rab;
+        }
+        out[ch] = sa;
+        out[c + ch] = sab;
+    }
+}
+
+static void cpu_chan_affine(core_backend *be, int n, int c, int hw, const float *x, const float *scale,
+                            const float *shift, int relu, float *y)
+{
+#pragma omp parallel for schedule(static)
+    for (long p = 0; p < (long)n * c; p++) {
+        int ch = (int)(p % c);
+        float a = scale[ch], s = shift[ch];
+        const float *xp = x + (size_t)p * hw;
+        float *yp = y + (size_t)p * hw;
+        if (relu) {
+            for (int k = 0; k < hw; k++) {
+                float v = a * xp[k] + s;
+                yp[k] = v > 0 ? v : 0.0f;
+            }
+        } else {
+            for (int k = 0; k < hw; k++) yp[k] = a * xp[k] + s;
+        }
+    }
+}
+
+static void cpu_chan_affine_grad(core_backend *be, int n, int c, int hw, const float *dy, const float *x,
+                                 const float *coef, float *dx)
+{
+#pragma omp parallel for schedule(static)
+    for (long p = 0; p < (long)n * c; p++) {
+        int ch = (int)(p % c);
+        float A = coef[ch], B = coef[c + ch], M = coef[2 * c + ch], C = coef[3 * c + ch];
+        const float *dyp = dy + (size_t)p * hw, *xp = x + (size_t)p * hw;
+        float *dxp = dx + (size_t)p * hw;
+        for (int k = 0; k < hw; k++) dxp[k] += A * dyp[k] + B * (xp[k] - M) + C;
+    }
+}
+
+static void cpu_relu_mask(core_backend *be, size_t n, const float *y, float *dy)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        if (!(y[i] > 0)) dy[i] = 0.0f;
+}
+
 static void cpu_destroy(core_backend *be)
 {
     cpu_state *st = be->impl;
@@ -251,6 +314,10 @@ core_backend *core_cpu_backend_create(int threads)
     be->sgd_step = cpu_sgd_step;
     be->sgd_nesterov_step = cpu_sgd_nesterov_step;
     be->adam_step = cpu_adam_step;
+    be->chan_sums = cpu_chan_sums;
+    be->chan_affine = cpu_chan_affine;
+    be->chan_affine_grad = cpu_chan_affine_grad;
+    be->relu_mask = cpu_relu_mask;
     be->destroy = cpu_destroy;
     return be;
 }

@@ -26,6 +26,34 @@ static void write_tensors(hid_t f, model_net *net, const char *prefix, const flo
     }
 }
 
+/* The network's buffers (batch norm's running statistics) beside its parameters,
+ * /params/<layer>/bn/running_{mean,var}, from the same host copy of the flat buffer. */
+static void write_buffers(hid_t f, model_net *net, const float *host)
+{
+    for (int i = 0; i < model_buf_count(net); i++) {
+        const model_param *p = model_buf_at(net, i);
+        char path[160];
+        int64_t d[1] = {(int64_t)p->numel};
+        snprintf(path, sizeof path, "/params/%s", p->name);
+        core_h5_write_f32(f, path, 1, d, host + p->offset);
+    }
+}
+
+static int read_buffers(hid_t f, model_net *net, float *host, const char *path, char *err, size_t errlen)
+{
+    for (int i = 0; i < model_buf_count(net); i++) {
+        const model_param *p = model_buf_at(net, i);
+        char name[160], why[400];
+        int64_t d[1] = {(int64_t)p->numel};
+        snprintf(name, sizeof name, "/params/%s", p->name);
+        if (core_h5_read_f32(f, name, 1, d, host + p->offset, why, sizeof why) != 0) {
+            snprintf(err, errlen, "checkpoint '%s': %s", path, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The /optim group's attributes; its tensors are already written. */
 static void write_optim_attrs(hid_t f, const char *kind, int64_t updates, const char *tmp)
 {
@@ -54,6 +82,7 @@ void model_ckpt_save(const char *path, model_net *net, const model_ckpt_optim *o
     core_h5_attr_i64(f, "step", step);
     core_h5_attr_str(f, "config", config_text);
     write_tensors(f, net, "/params", host);
+    write_buffers(f, net, host);
     core_h5_unlock();
     int nstate = optim ? optim->nstate : 1;
     CHECK(nstate >= 1 && nstate <= MODEL_CKPT_MAX_OPTIM, "checkpoint: %d optimizer states", nstate);
@@ -217,6 +246,7 @@ int model_ckpt_try_load(const char *path, model_net *net, model_ckpt_optim *opti
     int rc = core_h5_attr_read_i64(f, "step", &st) == 0 ? 0 : -1;
     if (rc) snprintf(err, errlen, "checkpoint '%s' has no step attribute", path);
     if (!rc) rc = read_tensors(f, net, "/params", w, path, err, errlen);
+    if (!rc) rc = read_buffers(f, net, w, path, err, errlen);
     if (!rc && optim) rc = read_optim(f, net, optim, host, path, err, errlen);
     if (!rc) {
         /* Non-finite weights mean a corrupt or diverged file: never resume from one. */

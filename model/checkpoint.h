@@ -1,8 +1,9 @@
-/* Checkpoints (SPEC section 6): /params/<name>/{weight,bias},
- * /optim/<state>/<name>/{weight,bias} (SGD: momentum; Adam/AdamW: exp_avg and
- * exp_avg_sq), /optim attributes `optimizer` and `updates`, root attributes
- * format, version, step, config, and a /state group the trainer fills for
- * exact resume (docs/training.md, "Checkpoints").
+/* Checkpoints (SPEC section 6): /params/<name>/{weight,bias} (with model.norm = batch
+ * also /params/<conv>/bn/{weight,bias,running_mean,running_var}: the model's buffers
+ * are stored beside its parameters), /optim/<state>/<name>/{weight,bias} (SGD:
+ * momentum; Adam/AdamW: exp_avg and exp_avg_sq), /optim attributes `optimizer` and
+ * `updates`, root attributes format, version, step, config, and a /state group the
+ * trainer fills for exact resume (docs/training.md, "Checkpoints").
  * Always written to a temporary file and renamed. */
 #ifndef SSPOSE_MODEL_CHECKPOINT_H
 #define SSPOSE_MODEL_CHECKPOINT_H
