@@ -26,11 +26,16 @@ static int is_number(const char *v, double *out)
     return 1;
 }
 
-/* Splits at commas outside brackets; "[a,b]" loses its brackets. */
-static int split_values(const char *key, const char *list, char ***out)
+/* A value of a list, trimmed of blanks. */
+static void value_span(const char **start, size_t *len)
 {
-    int n = 0, cap = 8;
-    char **vals = core_malloc(cap * sizeof *vals);
+    while (*len && (**start == ' ' || **start == '\t')) { (*start)++; (*len)--; }
+    while (*len && ((*start)[*len - 1] == ' ' || (*start)[*len - 1] == '\t')) (*len)--;
+}
+
+/* Brackets balanced, and a bracketed value is a whole value: checked before anything is allocated. */
+static void check_brackets(const char *key, const char *list)
+{
     const char *p = list;
     for (;;) {
         const char *start = p;
@@ -42,11 +47,31 @@ static int split_values(const char *key, const char *list, char ***out)
         }
         CHECK(depth == 0, "sweep plan: --grid %s: unbalanced '[' in '%s'", key, list);
         size_t len = (size_t)(p - start);
-        while (len && (*start == ' ' || *start == '\t')) { start++; len--; }
-        while (len && (start[len - 1] == ' ' || start[len - 1] == '\t')) len--;
+        value_span(&start, &len);
+        CHECK((len >= 2 && start[0] == '[' && start[len - 1] == ']') || !memchr(start, '[', len),
+              "sweep plan: --grid %s: a bracketed value must be the whole value, got '%.*s'", key, (int)len, start);
+        if (!*p) return;
+        p++;
+    }
+}
+
+/* Splits at commas outside brackets; "[a,b]" loses its brackets. */
+static int split_values(const char *key, const char *list, char ***out)
+{
+    check_brackets(key, list);
+    int n = 0, cap = 8;
+    char **vals = core_malloc(cap * sizeof *vals);
+    const char *p = list;
+    for (;;) {
+        const char *start = p;
+        int depth = 0;
+        while (*p && (depth > 0 || *p != ',')) {
+            depth += (*p == '[') - (*p == ']');
+            p++;
+        }
+        size_t len = (size_t)(p - start);
+        value_span(&start, &len);
         if (len >= 2 && start[0] == '[' && start[len - 1] == ']') { start++; len -= 2; }
-        else CHECK(!memchr(start, '[', len), "sweep plan: --grid %s: a bracketed value must be the whole value, got '%.*s'",
-                   key, (int)len, start);
         if (len) {
             if (n == cap) vals = core_realloc(vals, (cap *= 2) * sizeof *vals);
             vals[n++] = strndup(start, len);
