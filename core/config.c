@@ -9,8 +9,9 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/cuda_backend.h"
 
-typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_NORM } key_type;
+typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_NORM, K_INORM } key_type;
 
 typedef struct {
     const char *name;   /* section.key */
@@ -33,6 +34,7 @@ static const key_desc KEYS[] = {
     {"model.norm", K_NORM, F(model.norm), 0, 0, 1},
     {"model.bn_momentum", K_DBL, F(model.bn_momentum), 0, 0, 1},
     {"model.bn_eps", K_DBL, F(model.bn_eps), 0, 1e-12, 1},
+    {"model.input_norm", K_INORM, F(model.input_norm), 0, 0, CORE_NUM_INPUT_NORMS - 1},
     {"loss.gamma", K_DBL, F(loss.gamma), 0, 0, 1e6},
     {"loss.delta", K_DBL, F(loss.delta), 0, -1, 1e6}, /* -1: gamma + 1 */
     {"loss.alpha", K_DBL, F(loss.alpha), 0, 0, 1e6},
@@ -53,6 +55,9 @@ static const key_desc KEYS[] = {
     {"data.max_rotate", K_DBL, F(data.max_rotate), 0, 0, 180},
     {"data.center_perturb", K_DBL, F(data.center_perturb), 0, 0, 10000},
     {"data.target_height", K_DBL, F(data.target_height), 0, 0.01, 10},
+    {"data.val_ann", K_STR, S(data.val_ann), 0, 0},
+    {"data.val_images", K_STR, S(data.val_images), 0, 0},
+    {"data.val_max_images", K_INT, F(data.val_max_images), 0, 0, 1e9},
     {"train.batch", K_INT, F(train.batch), 0, 1, 4096},
     {"train.steps", K_INT, F(train.steps), 0, 0, 1e9},
     {"train.lr", K_DBL, F(train.lr), 0, 0, 100},
@@ -78,10 +83,12 @@ static const key_desc KEYS[] = {
     {"train.schedule", K_STR, S(train.schedule), 0, 0},
     {"train.warmup_start", K_DBL, F(train.warmup_start), 0, 0, 1},
     {"train.lr_final", K_DBL, F(train.lr_final), 0, 0, 1},
+    {"train.val_every", K_INT, F(train.val_every), 0, 0, 1e9},
     {"comm.device", K_STR, S(comm.device), 0, 0},
     {"comm.bucket_mb", K_DBL, F(comm.bucket_mb), 0, 0.001, 4096},
     {"comm.overlap", K_BOOL, F(comm.overlap), 0, 0, 1},
     {"comm.tf32", K_BOOL, F(comm.tf32), 0, 0, 1},
+    {"comm.cudnn_workspace_mb", K_INT, F(comm.cudnn_workspace_mb), 0, 0, 1 << 20},
     {"comm.timeout_s", K_DBL, F(comm.timeout_s), 0, 1, 1e6},
     {"eval.scales", K_SCALES, F(eval.scales), 0, 0.05, 8},
     {"eval.flip", K_BOOL, F(eval.flip), 0, 0, 1},
@@ -98,6 +105,7 @@ static const key_desc KEYS[] = {
 
 static const char *SS_NAMES[] = {"off", "p2h", "h2p", "both"};
 static const char *NORM_NAMES[] = {"none", "batch"};
+const char *const core_input_norm_names[CORE_NUM_INPUT_NORMS] = {"centered", "imagenet", "caffe", "cmu"};
 
 void core_config_defaults(core_config *c)
 {
@@ -159,6 +167,7 @@ void core_config_defaults(core_config *c)
     c->comm.bucket_mb = 25;
     c->comm.overlap = 1;
     c->comm.tf32 = 0;
+    c->comm.cudnn_workspace_mb = CORE_CUDA_WORKSPACE_MB;
     c->comm.timeout_s = 600;
     c->eval.nscales = 1;
     c->eval.scales[0] = 1.0;
@@ -241,6 +250,14 @@ static void set_key(core_config *cfg, const char *name, const char *value, const
             if (!strcmp(value, NORM_NAMES[i])) found = i;
         CHECK(found >= 0, "%s: config key '%s' must be none or batch, got '%s'", where, name, value);
         *(core_norm_mode *)base = (core_norm_mode)found;
+        break;
+    }
+    case K_INORM: {
+        int found = -1;
+        for (int i = 0; i < CORE_NUM_INPUT_NORMS; i++)
+            if (!strcmp(value, core_input_norm_names[i])) found = i;
+        CHECK(found >= 0, "%s: config key '%s' must be centered, imagenet, caffe or cmu, got '%s'", where, name, value);
+        *(core_input_norm *)base = (core_input_norm)found;
         break;
     }
     case K_SCALES: {
@@ -439,6 +456,7 @@ static void format_value(const core_config *c, const key_desc *k, char *val, siz
     case K_STR: snprintf(val, len, "%s", base); break;
     case K_SS: snprintf(val, len, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
     case K_NORM: snprintf(val, len, "%s", NORM_NAMES[*(const core_norm_mode *)base]); break;
+    case K_INORM: snprintf(val, len, "%s", core_input_norm_names[*(const core_input_norm *)base]); break;
     case K_SCALES: {
         size_t n = 0;
         val[0] = 0;

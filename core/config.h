@@ -16,6 +16,12 @@ typedef enum { CORE_OPT_SGD = 0, CORE_OPT_ADAM, CORE_OPT_ADAMW } core_optimizer;
 /* Normalisation after every hidden convolution (docs/training.md, "Batch norm"). */
 typedef enum { CORE_NORM_NONE = 0, CORE_NORM_BATCH } core_norm_mode;
 
+/* What the network's input is (dataio/input_norm.h): SPEC's pixel/255 - 0.5 RGB; torchvision's
+ * ImageNet mean/std RGB; Caffe's BGR mean subtraction (Keras VGG); CMU OpenPose's BGR pixel/256 - 0.5. */
+typedef enum { CORE_NORM_CENTERED = 0, CORE_NORM_IMAGENET, CORE_NORM_CAFFE, CORE_NORM_CMU } core_input_norm;
+#define CORE_NUM_INPUT_NORMS 4
+extern const char *const core_input_norm_names[CORE_NUM_INPUT_NORMS];
+
 typedef struct core_config {
     struct {
         double width;        /* channel multiplier w(c) = max(1, round(c*width)) */
@@ -27,6 +33,7 @@ typedef struct core_config {
         core_norm_mode norm; /* none | batch */
         double bn_momentum;  /* running = (1-m)*running + m*batch, as torch's BatchNorm2d */
         double bn_eps;
+        core_input_norm input_norm; /* how images become the network input */
     } model;
     struct {
         double gamma, delta, alpha;
@@ -44,6 +51,9 @@ typedef struct core_config {
         int threads;         /* loader worker threads */
         int prefetch;        /* batches decoded ahead */
         double scale_min, scale_max, max_rotate, center_perturb, target_height;
+        char val_ann[1024];    /* validation ground truth (COCO JSON), for train.val_every */
+        char val_images[1024]; /* its images folder */
+        int val_max_images;    /* validate on the first N images of val_ann (file order); 0: all */
     } data;
     struct {
         int batch, steps, seed, checkpoint_every, keep, log_every, warmup;
@@ -58,12 +68,14 @@ typedef struct core_config {
         int schedule_cosine; /* resolved from schedule */
         double warmup_start; /* warm-up starts from lr*warmup_start */
         double lr_final;     /* cosine ends at lr*lr_final */
+        int val_every;       /* validation AP every N steps and at the last (trainer/validate.h); 0: off */
     } train;
     struct {
         char device[16];     /* auto | cpu | cuda */
         double bucket_mb;
         int overlap;         /* all-reduce each bucket during backward, as soon as it is final */
         int tf32;
+        int cudnn_workspace_mb; /* cuDNN convolution workspace, allocated once (docs/gpu.md) */
         double timeout_s;    /* collective watchdog */
     } comm;
     struct {

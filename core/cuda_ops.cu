@@ -252,7 +252,7 @@ void cuda_relu_mask_bias_grad(cuda_state *st, const float *y, float *dy, float *
     if (splits > CORE_CUDA_BIAS_SPLITS_MAX) splits = CORE_CUDA_BIAS_SPLITS_MAX;
     if (splits < 1) splits = 1;
     size_t need = (size_t)c * splits * sizeof(double);
-    double *partial = (double *)cuda_workspace(st, need);
+    double *partial = (double *)cuda_scratch(st, CUDA_SCRATCH_BIAS, need);
     dim3 grid((unsigned)c, (unsigned)splits);
     k_mask_bias_partial<<<grid, THREADS, 0, st->stream>>>(y, dy, n, c, hw, relu, (int)splits, partial);
     CUDA_LAUNCH_CHECK();
@@ -345,7 +345,7 @@ void cuda_chan_sums(core_backend *be, int n, int c, int hw, const float *a, cons
     if (splits > CORE_CUDA_BIAS_SPLITS_MAX) splits = CORE_CUDA_BIAS_SPLITS_MAX;
     if (splits < 1) splits = 1;
     size_t npart = (size_t)c * splits * 2;
-    double *partial = (double *)cuda_workspace(st, (npart + 2 * (size_t)c) * sizeof(double));
+    double *partial = (double *)cuda_scratch(st, CUDA_SCRATCH_CHAN, (npart + 2 * (size_t)c) * sizeof(double));
     double *dev_out = partial + npart;
     dim3 grid((unsigned)c, (unsigned)splits);
     k_chan_sums_partial<<<grid, THREADS, 0, st->stream>>>(a, b, n, c, hw, (int)splits, partial);

@@ -521,7 +521,7 @@ static int qvalue(const qcols *q, long row, double *v)
 }
 
 const char report_plot_metric_help[] =
-    "loss, weighted, terms, last-stage, stageN, lr, grad_norm, samples_per_s, time, "
+    "loss, val, weighted, terms, last-stage, stageN, lr, grad_norm, samples_per_s, time, "
     "a loss term (heat, paf, offset, ps, kl, hp, consistency), or a metrics.jsonl key such as time.step";
 
 typedef struct {
@@ -580,6 +580,11 @@ static int spec_of(const char *m, const report_plot_run *runs, int nruns, pspec 
         snprintf(p->title, sizeof p->title, "terms, stage %d", stage);
         p->log = 1;
         for (int t = 0; t < nt; t++) add_q(p, Q_TERM_STAGE, terms[t], stage, terms[t]);
+    } else if (!strcmp(m, "val")) {
+        snprintf(p->title, sizeof p->title, "validation (COCO keypoints)");
+        add_q(p, Q_PATH, "val.ap", 0, "AP");
+        add_q(p, Q_PATH, "val.ap50", 0, "AP50");
+        add_q(p, Q_PATH, "val.ar", 0, "AR");
     } else if (!strcmp(m, "lr")) {
         snprintf(p->title, sizeof p->title, "learning rate");
         add_q(p, Q_PATH, "lr", 0, "lr");
@@ -733,7 +738,7 @@ static void build_panel(report_plot_run *runs, int nruns, const pspec *ps, doubl
 int report_plot_panels(report_plot_run *runs, int nruns, const char *const *metrics, int nmetrics,
                         report_plot_select *sel, report_plot_panel **out)
 {
-    static const char *defaults[] = {"loss", "weighted", "terms", "last-stage", "lr", "grad_norm", "samples_per_s",
+    static const char *defaults[] = {"loss", "val", "weighted", "terms", "last-stage", "lr", "grad_norm", "samples_per_s",
                                      "time"};
     int explicit = nmetrics > 0, cap = 16, np = 0;
     char **names = core_malloc(cap * sizeof *names);

@@ -58,6 +58,7 @@ trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, in
     o.flip = cfg->data.flip;
     o.threads = cfg->data.threads;
     o.prefetch = cfg->data.prefetch;
+    o.input_norm = cfg->model.input_norm;
     if (b->be->dev == CORE_DEV_CUDA) {
         /* Pinned batch buffers: the uploads below return at once and run on the
          * stream ahead of the forward pass while the workers decode the next batches. */
@@ -101,9 +102,9 @@ static core_tensor target(trainer_batches *b, int slot, float *host, int n, int 
 long trainer_batches_next(trainer_batches *b, loss_targets *t)
 {
     if (b->held) {
-        /* The previous step ended with a synchronous reduction, so this returns at once;
-         * it guarantees the asynchronous uploads from the held batch are done. */
-        if (b->be->dev != CORE_DEV_CPU) b->be->sync(b->be);
+        /* Waits for the copies from the held batch only (the copy stream), not
+         * for the compute stream: its pinned buffers may then go back to the loader. */
+        core_cuda_upload_wait(b->be);
         dataio_loader_release(b->L, b->held);
         b->held = NULL;
     }
