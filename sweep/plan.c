@@ -166,15 +166,24 @@ static void base_config(const sweep_plan_opts *o, core_config *cfg)
     core_config_load(cfg, o->config);
     for (int i = 0; i < o->nsets; i++) core_config_set(cfg, o->sets[i]);
     /* Runs start from other directories (a batch job, `sweep run` from elsewhere):
-     * a relative shard glob would name other files there. */
-    if (cfg->data.train[0] && cfg->data.train[0] != '/') {
-        char cwd[4096];
-        CHECK(getcwd(cwd, sizeof cwd), "sweep plan: cannot read the working directory");
-        char abs[sizeof cfg->data.train];
-        int n = snprintf(abs, sizeof abs, "%s/%s", cwd, cfg->data.train);
-        CHECK(n < (int)sizeof abs, "sweep plan: data.train is too long once made absolute");
-        snprintf(cfg->data.train, sizeof cfg->data.train, "%s", abs);
+     * relative data paths would name other files there. */
+    static const char *PATHS[] = {"data.train", "data.val_ann", "data.val_images"};
+    char cwd[4096];
+    CHECK(getcwd(cwd, sizeof cwd), "sweep plan: cannot read the working directory");
+    char *text = core_config_text(cfg);
+    core_config_kv kv;
+    core_config_kv_parse(&kv, text);
+    free(text);
+    for (size_t i = 0; i < sizeof PATHS / sizeof PATHS[0]; i++) {
+        const char *v = core_config_kv_get(&kv, PATHS[i]);
+        if (!core_config_has_key(PATHS[i]) || !v || !*v || *v == '/') continue;
+        size_t len = strlen(PATHS[i]) + strlen(cwd) + strlen(v) + 3;
+        char *set = core_malloc(len);
+        snprintf(set, len, "%s=%s/%s", PATHS[i], cwd, v);
+        core_config_set_origin(cfg, set, "sweep plan: making data paths absolute:");
+        free(set);
     }
+    core_config_kv_free(&kv);
 }
 
 static cJSON *kv_object(const core_config_kv *kv)
