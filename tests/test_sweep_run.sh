@@ -123,7 +123,7 @@ assert abs(float(c[0]["final_loss"]) - rows[0]["final_loss"]) <= 1e-6 * rows[0][
 md = open(sys.argv[3]).read().splitlines()
 assert md[0].startswith("| alpha | gamma | step | final loss | best loss |"), md[0]
 assert len([l for l in md if l.startswith("| 10 ")]) == 2, md
-assert any("loss weights differ" in l for l in md), "no note on differing weights"
+assert any("weigh the loss differently (gamma, delta, alpha)" in l for l in md), "no note on differing weights"
 print(len(rows), "rows")
 EOF
 ); then t_ok "sweep_summary ($msg)"; else t_fail sweep_summary "${msg:-summary failed}"; fi
