@@ -233,29 +233,31 @@ void report_plot_weights_note(const report_plot_run *runs, int n, char *out, siz
     if (n < 2) return;
     char differ[256] = "";
     size_t dl = 0;
-    /* the logged weights.* first: what the totals were actually summed with */
-    for (int c = 0; c < runs[0].ncols; c++) {
+    int inner = 0; /* alpha or beta: weights inside the heat and PAF terms themselves */
+    /* the config's loss weights, as the runs were trained */
+    static const char *keys[] = {"loss.gamma", "loss.delta", "loss.offset_weight", "loss.alpha", "loss.beta"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        const char *v0 = core_config_kv_get(&runs[0].config, keys[k]);
+        int diff = 0;
+        for (int i = 1; i < n && v0 && !diff; i++) {
+            const char *v = core_config_kv_get(&runs[i].config, keys[k]);
+            diff = v && strcmp(v, v0);
+        }
+        if (!diff) continue;
+        dl += snprintf(differ + dl, sizeof differ - dl, "%s%s", dl ? ", " : "", keys[k] + 5);
+        inner |= k >= 3;
+    }
+    /* runs without config.ini: the weights.* they logged, what the totals were summed with */
+    for (int c = 0; c < runs[0].ncols && !dl; c++) {
         const char *p = runs[0].cols[c].path;
         double w0, w;
         if (strncmp(p, "weights.", 8) || !last_value(&runs[0], p, &w0)) continue;
         int diff = 0;
         for (int i = 1; i < n && !diff; i++) diff = last_value(&runs[i], p, &w) && w != w0;
-        if (diff && dl + strlen(p) + 3 < sizeof differ) dl += snprintf(differ + dl, sizeof differ - dl, "%s%s", dl ? ", " : "", p + 8);
+        if (diff) dl += snprintf(differ + dl, sizeof differ - dl, "%sweight of %s", dl ? ", " : "", p + 8);
     }
-    if (!dl) {
-        /* else the config's loss weights */
-        static const char *keys[] = {"loss.alpha", "loss.gamma", "loss.delta", "loss.beta", "loss.offset_weight"};
-        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
-            const char *v0 = core_config_kv_get(&runs[0].config, keys[k]);
-            int diff = 0;
-            for (int i = 1; i < n && v0 && !diff; i++) {
-                const char *v = core_config_kv_get(&runs[i].config, keys[k]);
-                diff = v && strcmp(v, v0);
-            }
-            if (diff) dl += snprintf(differ + dl, sizeof differ - dl, "%s%s", dl ? ", " : "", keys[k] + 5);
-        }
-    }
-    if (dl)
-        snprintf(out, len, "Note: the runs weigh the loss terms differently (%s), so their total losses do not compare; "
-                           "compare the unweighted term panels.", differ);
+    if (!dl) return;
+    snprintf(out, len, "Note: the runs weigh the loss differently (%s), so their total losses do not compare; %s", differ,
+             inner ? "alpha and beta also weigh inside the heat and PAF terms: compare validation AP"
+                   : "compare the unweighted term panels");
 }

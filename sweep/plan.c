@@ -26,11 +26,16 @@ static int is_number(const char *v, double *out)
     return 1;
 }
 
-/* Splits at commas outside brackets; "[a,b]" loses its brackets. */
-static int split_values(const char *key, const char *list, char ***out)
+/* A value of a list, trimmed of blanks. */
+static void value_span(const char **start, size_t *len)
 {
-    int n = 0, cap = 8;
-    char **vals = core_malloc(cap * sizeof *vals);
+    while (*len && (**start == ' ' || **start == '\t')) { (*start)++; (*len)--; }
+    while (*len && ((*start)[*len - 1] == ' ' || (*start)[*len - 1] == '\t')) (*len)--;
+}
+
+/* Brackets balanced, and a bracketed value is a whole value: checked before anything is allocated. */
+static void check_brackets(const char *key, const char *list)
+{
     const char *p = list;
     for (;;) {
         const char *start = p;
@@ -42,11 +47,31 @@ static int split_values(const char *key, const char *list, char ***out)
         }
         CHECK(depth == 0, "sweep plan: --grid %s: unbalanced '[' in '%s'", key, list);
         size_t len = (size_t)(p - start);
-        while (len && (*start == ' ' || *start == '\t')) { start++; len--; }
-        while (len && (start[len - 1] == ' ' || start[len - 1] == '\t')) len--;
+        value_span(&start, &len);
+        CHECK((len >= 2 && start[0] == '[' && start[len - 1] == ']') || !memchr(start, '[', len),
+              "sweep plan: --grid %s: a bracketed value must be the whole value, got '%.*s'", key, (int)len, start);
+        if (!*p) return;
+        p++;
+    }
+}
+
+/* Splits at commas outside brackets; "[a,b]" loses its brackets. */
+static int split_values(const char *key, const char *list, char ***out)
+{
+    check_brackets(key, list);
+    int n = 0, cap = 8;
+    char **vals = core_malloc(cap * sizeof *vals);
+    const char *p = list;
+    for (;;) {
+        const char *start = p;
+        int depth = 0;
+        while (*p && (depth > 0 || *p != ',')) {
+            depth += (*p == '[') - (*p == ']');
+            p++;
+        }
+        size_t len = (size_t)(p - start);
+        value_span(&start, &len);
         if (len >= 2 && start[0] == '[' && start[len - 1] == ']') { start++; len -= 2; }
-        else CHECK(!memchr(start, '[', len), "sweep plan: --grid %s: a bracketed value must be the whole value, got '%.*s'",
-                   key, (int)len, start);
         if (len) {
             if (n == cap) vals = core_realloc(vals, (cap *= 2) * sizeof *vals);
             vals[n++] = strndup(start, len);
@@ -141,15 +166,24 @@ static void base_config(const sweep_plan_opts *o, core_config *cfg)
     core_config_load(cfg, o->config);
     for (int i = 0; i < o->nsets; i++) core_config_set(cfg, o->sets[i]);
     /* Runs start from other directories (a batch job, `sweep run` from elsewhere):
-     * a relative shard glob would name other files there. */
-    if (cfg->data.train[0] && cfg->data.train[0] != '/') {
-        char cwd[4096];
-        CHECK(getcwd(cwd, sizeof cwd), "sweep plan: cannot read the working directory");
-        char abs[sizeof cfg->data.train];
-        int n = snprintf(abs, sizeof abs, "%s/%s", cwd, cfg->data.train);
-        CHECK(n < (int)sizeof abs, "sweep plan: data.train is too long once made absolute");
-        snprintf(cfg->data.train, sizeof cfg->data.train, "%s", abs);
+     * relative data paths would name other files there. */
+    static const char *PATHS[] = {"data.train", "data.val_ann", "data.val_images"};
+    char cwd[4096];
+    CHECK(getcwd(cwd, sizeof cwd), "sweep plan: cannot read the working directory");
+    char *text = core_config_text(cfg);
+    core_config_kv kv;
+    core_config_kv_parse(&kv, text);
+    free(text);
+    for (size_t i = 0; i < sizeof PATHS / sizeof PATHS[0]; i++) {
+        const char *v = core_config_kv_get(&kv, PATHS[i]);
+        if (!core_config_has_key(PATHS[i]) || !v || !*v || *v == '/') continue;
+        size_t len = strlen(PATHS[i]) + strlen(cwd) + strlen(v) + 3;
+        char *set = core_malloc(len);
+        snprintf(set, len, "%s=%s/%s", PATHS[i], cwd, v);
+        core_config_set_origin(cfg, set, "sweep plan: making data paths absolute:");
+        free(set);
     }
+    core_config_kv_free(&kv);
 }
 
 static cJSON *kv_object(const core_config_kv *kv)

@@ -116,12 +116,11 @@ int sweep_run_local(const sweep *s, int np, int jobs)
         free(first);
     }
     /* two runners on one sweep would train the same runs twice, into the same files */
-    char *lockp = core_malloc(strlen(s->dir) + 32);
-    sprintf(lockp, "%s/.sweep-run.lock", s->dir);
+    char lockp[PATH_MAX];
+    snprintf(lockp, sizeof lockp, "%s/.sweep-run.lock", s->dir);
     int lock = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     CHECK(lock >= 0, "sweep run: cannot open '%s': %s", lockp, strerror(errno));
     CHECK(flock(lock, LOCK_EX | LOCK_NB) == 0, "sweep run: another 'sspose sweep run' is running on '%s'", s->dir);
-    free(lockp);
     char *exe = self_exe();
     int *todo = core_malloc(s->nruns * sizeof *todo), ntodo = 0, ndone = 0;
     for (int i = 0; i < s->nruns; i++) {

@@ -36,10 +36,10 @@ static double num(const cJSON *o, const char *key)
     return cJSON_IsNumber(it) && isfinite(it->valuedouble) ? it->valuedouble : NAN;
 }
 
-/* The last stage's unweighted terms and their weights, from one metrics line. */
+/* The last stage's unweighted terms, from one metrics line. */
 static void last_terms(const cJSON *j, sweep_state *st)
 {
-    const cJSON *terms = cJSON_GetObjectItemCaseSensitive(j, "terms"), *w = cJSON_GetObjectItemCaseSensitive(j, "weights");
+    const cJSON *terms = cJSON_GetObjectItemCaseSensitive(j, "terms");
     const cJSON *last = NULL, *it;
     int best = 0;
     cJSON_ArrayForEach(it, terms) {
@@ -55,7 +55,6 @@ static void last_terms(const cJSON *j, sweep_state *st)
         if (st->nterms == SWEEP_MAX_TERMS || !it->string || strlen(it->string) >= sizeof st->term_names[0]) continue;
         snprintf(st->term_names[st->nterms], sizeof st->term_names[0], "%s", it->string);
         st->terms[st->nterms] = cJSON_IsNumber(it) ? it->valuedouble : NAN;
-        st->weights[st->nterms] = num(w, it->string);
         st->nterms++;
     }
 }

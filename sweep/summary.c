@@ -107,17 +107,22 @@ static void fmt(char *out, size_t len, double v)
     else snprintf(out, len, "%.6g", v);
 }
 
-/* Total losses weigh the terms; when the weights differ between runs they do not compare. */
-static int weights_differ(const row *rows, int n)
+/* Total losses weigh the terms; when the weights differ between runs they do not compare.
+ * Writes the loss keys that differ (swept, or following a swept key), "" when none. */
+static int weight_keys(const sweep *s, char *out, size_t len)
 {
-    for (int i = 1; i < n; i++)
-        for (int t = 0; t < rows[i].st.nterms; t++)
-            for (int u = 0; u < rows[0].st.nterms; u++)
-                if (!strcmp(rows[0].st.term_names[u], rows[i].st.term_names[t]) &&
-                    !isnan(rows[0].st.weights[u]) && !isnan(rows[i].st.weights[t]) &&
-                    rows[0].st.weights[u] != rows[i].st.weights[t])
-                    return 1;
-    return 0;
+    static const char *keys[] = {"loss.gamma", "loss.delta", "loss.offset_weight", "loss.alpha", "loss.beta"};
+    size_t n = 0;
+    int inner = 0; /* alpha, beta: inside the heat and PAF terms too */
+    out[0] = 0;
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        int differs = sweep_axis_find(s, keys[k]) >= 0 && s->axes[sweep_axis_find(s, keys[k])].nvals > 1;
+        for (int d = 0; d < s->ndependent && !differs; d++) differs = !strcmp(s->dependent[d], keys[k]);
+        if (!differs || n + 32 > len) continue;
+        n += snprintf(out + n, len - n, "%s%s", n ? ", " : "", keys[k] + 5);
+        inner |= k >= 3;
+    }
+    return inner;
 }
 
 static void markdown(FILE *out, const sweep *s, const row *rows, int n, char terms[][32], int nt, int with_ap)
@@ -153,9 +158,12 @@ static void markdown(FILE *out, const sweep *s, const row *rows, int n, char ter
         fprintf(out, " %s |\n", sweep_status_name(st->status));
     }
     if (nt) fprintf(out, "\nTerms: unweighted, last stage, last logged step.\n");
-    if (weights_differ(rows, n))
-        fprintf(out, "Note: the runs' loss weights differ, so their total losses do not compare; compare the "
-                     "unweighted terms%s.\n", with_ap ? " or validation AP" : "");
+    char keys[160];
+    int inner = weight_keys(s, keys, sizeof keys);
+    if (keys[0])
+        fprintf(out, "Note: the runs weigh the loss differently (%s), so their total losses do not compare; %s.\n", keys,
+                inner ? "alpha and beta also weigh inside the heat and PAF terms: compare validation AP"
+                      : "compare the unweighted terms");
 }
 
 static cJSON *num_or_null(double v) { return isnan(v) ? cJSON_CreateNull() : cJSON_CreateNumber(v); }

@@ -82,7 +82,6 @@ typedef struct sweep_state {
     int nterms;
     char term_names[SWEEP_MAX_TERMS][32];
     double terms[SWEEP_MAX_TERMS]; /* unweighted, last stage, last logged line */
-    double weights[SWEEP_MAX_TERMS]; /* the loss weight of each term in that line */
 } sweep_state;
 
 /* Reads a run directory's state; with_metrics also scans metrics.jsonl for the summary. */

@@ -164,7 +164,8 @@ def test_plot_sweep_swatches_drawn():
 
 def test_plot_sweep_weights_note():
     lay, _ = layout(D)
-    assert "total losses do not compare" in lay["note"] and "heat" in lay["note"], lay["note"]
+    assert "total losses do not compare" in lay["note"] and "(gamma, delta, alpha, beta)" in lay["note"], lay["note"]
+    assert "compare validation AP" in lay["note"], lay["note"]
     lay, _ = layout(D, "--metric", "heat,paf")
     assert lay["note"] == "", lay["note"]
 

@@ -123,7 +123,7 @@ assert abs(float(c[0]["final_loss"]) - rows[0]["final_loss"]) <= 1e-6 * rows[0][
 md = open(sys.argv[3]).read().splitlines()
 assert md[0].startswith("| alpha | gamma | step | final loss | best loss |"), md[0]
 assert len([l for l in md if l.startswith("| 10 ")]) == 2, md
-assert any("loss weights differ" in l for l in md), "no note on differing weights"
+assert any("weigh the loss differently (gamma, delta, alpha)" in l for l in md), "no note on differing weights"
 print(len(rows), "rows")
 EOF
 ); then t_ok "sweep_summary ($msg)"; else t_fail sweep_summary "${msg:-summary failed}"; fi
@@ -141,6 +141,26 @@ assert a["best_val_ap"] == 0.4 and a["final_val_ap"] == 0.3, a
 assert a["best_loss"] == 3 and a["final_loss"] == 3.5 and a["step"] == 40 and a["status"] == "partial", a
 assert b["best_val_ap"] is None and b["final_loss"] is None and b["status"] == "not started", b
 print("best 0.4, final 0.3")'); then t_ok "sweep_summary_val_ap ($msg)"; else t_fail sweep_summary_val_ap "$msg"; fi
+
+# real validation during training (train.val_every): the summary's AP columns match metrics.jsonl's val lines
+"$SSPOSE" synth --out "$T_TMP/val" --images 4 --seed 5 >/dev/null
+W=$T_TMP/swval
+if "$SSPOSE" sweep plan --config configs/tiny.ini --out "$W" --grid loss.alpha=0,10 "${common[@]}" \
+     --set train.val_every=3 --set data.val_ann="$T_TMP/val/annotations.json" --set data.val_images="$T_TMP/val/images" \
+     --set eval.base_size=64 --set eval.thre1=0 --set eval.thre2=-1 --set eval.mid_thresh=-1 --set eval.min_parts=1 \
+     --set eval.min_inlier_frac=0 --set eval.min_person_score=0 >/dev/null &&
+   "$SSPOSE" sweep run "$W" --jobs 2 >"$T_TMP/runval.out" 2>&1 &&
+   msg=$("$SSPOSE" sweep summary "$W" --json - | "$PY" -c '
+import json, sys
+for r in json.load(sys.stdin):
+    aps = [json.loads(l)["val"]["ap"] for l in open(r["run_dir"] + "/metrics.jsonl") if "\"val\"" in l]
+    assert len(aps) >= 2, (r["run_dir"], aps)
+    assert r["best_val_ap"] == max(aps) and r["final_val_ap"] == aps[-1], (r, aps)
+print("val lines read back")' 2>&1); then
+  t_ok "sweep_summary_real_validation ($msg)"
+else
+  t_fail sweep_summary_real_validation "${msg:-$(tail -n 5 "$T_TMP/runval.out" | tr '\n' '|')}"
+fi
 
 # bad input: one line each
 t_bad_input sweep_plan_unknown_key "unknown config key 'loss.alph'" \
