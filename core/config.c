@@ -11,7 +11,7 @@
 #include "core/check.h"
 #include "core/cuda_backend.h"
 
-typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_NORM } key_type;
+typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_NORM, K_INORM } key_type;
 
 typedef struct {
     const char *name;   /* section.key */
@@ -34,6 +34,7 @@ static const key_desc KEYS[] = {
     {"model.norm", K_NORM, F(model.norm), 0, 0, 1},
     {"model.bn_momentum", K_DBL, F(model.bn_momentum), 0, 0, 1},
     {"model.bn_eps", K_DBL, F(model.bn_eps), 0, 1e-12, 1},
+    {"model.input_norm", K_INORM, F(model.input_norm), 0, 0, CORE_NUM_INPUT_NORMS - 1},
     {"loss.gamma", K_DBL, F(loss.gamma), 0, 0, 1e6},
     {"loss.delta", K_DBL, F(loss.delta), 0, -1, 1e6}, /* -1: gamma + 1 */
     {"loss.alpha", K_DBL, F(loss.alpha), 0, 0, 1e6},
@@ -54,6 +55,9 @@ static const key_desc KEYS[] = {
     {"data.max_rotate", K_DBL, F(data.max_rotate), 0, 0, 180},
     {"data.center_perturb", K_DBL, F(data.center_perturb), 0, 0, 10000},
     {"data.target_height", K_DBL, F(data.target_height), 0, 0.01, 10},
+    {"data.val_ann", K_STR, S(data.val_ann), 0, 0},
+    {"data.val_images", K_STR, S(data.val_images), 0, 0},
+    {"data.val_max_images", K_INT, F(data.val_max_images), 0, 0, 1e9},
     {"train.batch", K_INT, F(train.batch), 0, 1, 4096},
     {"train.steps", K_INT, F(train.steps), 0, 0, 1e9},
     {"train.lr", K_DBL, F(train.lr), 0, 0, 100},
@@ -79,6 +83,7 @@ static const key_desc KEYS[] = {
     {"train.schedule", K_STR, S(train.schedule), 0, 0},
     {"train.warmup_start", K_DBL, F(train.warmup_start), 0, 0, 1},
     {"train.lr_final", K_DBL, F(train.lr_final), 0, 0, 1},
+    {"train.val_every", K_INT, F(train.val_every), 0, 0, 1e9},
     {"comm.device", K_STR, S(comm.device), 0, 0},
     {"comm.bucket_mb", K_DBL, F(comm.bucket_mb), 0, 0.001, 4096},
     {"comm.overlap", K_BOOL, F(comm.overlap), 0, 0, 1},
@@ -100,6 +105,7 @@ static const key_desc KEYS[] = {
 
 static const char *SS_NAMES[] = {"off", "p2h", "h2p", "both"};
 static const char *NORM_NAMES[] = {"none", "batch"};
+const char *const core_input_norm_names[CORE_NUM_INPUT_NORMS] = {"centered", "imagenet", "caffe", "cmu"};
 
 void core_config_defaults(core_config *c)
 {
@@ -184,6 +190,8 @@ static const key_desc *find_key(const char *name)
     return NULL;
 }
 
+int core_config_has_key(const char *name) { return find_key(name) != NULL; }
+
 static char *trim(char *s)
 {
     while (isspace((unsigned char)*s)) s++;
@@ -242,6 +250,14 @@ static void set_key(core_config *cfg, const char *name, const char *value, const
             if (!strcmp(value, NORM_NAMES[i])) found = i;
         CHECK(found >= 0, "%s: config key '%s' must be none or batch, got '%s'", where, name, value);
         *(core_norm_mode *)base = (core_norm_mode)found;
+        break;
+    }
+    case K_INORM: {
+        int found = -1;
+        for (int i = 0; i < CORE_NUM_INPUT_NORMS; i++)
+            if (!strcmp(value, core_input_norm_names[i])) found = i;
+        CHECK(found >= 0, "%s: config key '%s' must be centered, imagenet, caffe or cmu, got '%s'", where, name, value);
+        *(core_input_norm *)base = (core_input_norm)found;
         break;
     }
     case K_SCALES: {
@@ -336,16 +352,18 @@ void core_config_parse_text(core_config *cfg, const char *text, const char *orig
     core_config_resolve(cfg);
 }
 
-void core_config_set(core_config *cfg, const char *assignment)
+void core_config_set_origin(core_config *cfg, const char *assignment, const char *origin)
 {
     char *copy = core_strdup(assignment);
     char *eq = strchr(copy, '=');
-    CHECK(eq, "--set wants section.key=value, got '%s'", assignment);
-    CHECK(strchr(copy, '.') && strchr(copy, '.') < eq, "--set wants section.key=value, got '%s'", assignment);
-    parse_line(cfg, copy, "", "--set");
+    CHECK(eq, "%s wants section.key=value, got '%s'", origin, assignment);
+    CHECK(strchr(copy, '.') && strchr(copy, '.') < eq, "%s wants section.key=value, got '%s'", origin, assignment);
+    parse_line(cfg, copy, "", origin);
     free(copy);
     core_config_resolve(cfg);
 }
+
+void core_config_set(core_config *cfg, const char *assignment) { core_config_set_origin(cfg, assignment, "--set"); }
 
 /* Named schedules are given at six stages (SPEC section 4). */
 static const struct {
@@ -438,6 +456,7 @@ static void format_value(const core_config *c, const key_desc *k, char *val, siz
     case K_STR: snprintf(val, len, "%s", base); break;
     case K_SS: snprintf(val, len, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
     case K_NORM: snprintf(val, len, "%s", NORM_NAMES[*(const core_norm_mode *)base]); break;
+    case K_INORM: snprintf(val, len, "%s", core_input_norm_names[*(const core_input_norm *)base]); break;
     case K_SCALES: {
         size_t n = 0;
         val[0] = 0;
@@ -464,6 +483,82 @@ char *core_config_text(const core_config *c)
     return out;
 }
 
+void core_config_kv_parse(core_config_kv *kv, const char *text)
+{
+    memset(kv, 0, sizeof *kv);
+    char section[64] = "";
+    char *copy = core_strdup(text);
+    int cap = 0;
+    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *hash = strpbrk(line, "#;");
+        if (hash) *hash = 0;
+        char *s = trim(line);
+        if (!*s) continue;
+        if (*s == '[') {
+            char *e = strchr(s, ']');
+            if (e) {
+                *e = 0;
+                snprintf(section, sizeof section, "%s", trim(s + 1));
+            }
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (!eq) continue;
+        *eq = 0;
+        char *k = trim(s), *v = trim(eq + 1);
+        if (!*k) continue;
+        size_t len = strlen(section) + strlen(k) + 2;
+        char *full = core_malloc(len);
+        if (strchr(k, '.') || !section[0]) snprintf(full, len, "%s", k);
+        else snprintf(full, len, "%s.%s", section, k);
+        if (kv->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            kv->keys = core_realloc(kv->keys, cap * sizeof *kv->keys);
+            kv->vals = core_realloc(kv->vals, cap * sizeof *kv->vals);
+        }
+        kv->keys[kv->n] = full;
+        kv->vals[kv->n++] = core_strdup(v);
+    }
+    free(copy);
+}
+
+int core_config_kv_read(core_config_kv *kv, const char *path)
+{
+    memset(kv, 0, sizeof *kv);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, got;
+    do {
+        if (len + 4096 + 1 > cap) buf = core_realloc(buf, cap = 2 * cap + 8192);
+        got = fread(buf + len, 1, 4096, f);
+        len += got;
+    } while (got == 4096);
+    fclose(f);
+    buf[len] = 0; /* a NUL inside ends the text: what follows is no config */
+    core_config_kv_parse(kv, buf);
+    free(buf);
+    return 0;
+}
+
+const char *core_config_kv_get(const core_config_kv *kv, const char *key)
+{
+    for (int i = kv->n - 1; i >= 0; i--)
+        if (!strcmp(kv->keys[i], key)) return kv->vals[i];
+    return NULL;
+}
+
+void core_config_kv_free(core_config_kv *kv)
+{
+    for (int i = 0; i < kv->n; i++) {
+        free(kv->keys[i]);
+        free(kv->vals[i]);
+    }
+    free(kv->keys);
+    free(kv->vals);
+    memset(kv, 0, sizeof *kv);
+}
+
 int core_width(const core_config *cfg, int channels)
 {
     int w = (int)lround(channels * cfg->model.width);
@@ -472,35 +567,20 @@ int core_width(const core_config *cfg, int channels)
 
 /* ---- comparing a stored config text with a config (resume) ---------------- */
 
-/* The value of `key` on a "key = value" line of a core_config_text, copied to out; 0 when found. */
-static int text_value(const char *text, const char *key, char *out, size_t len)
-{
-    size_t kl = strlen(key);
-    for (const char *p = text; p && *p;) {
-        const char *eol = strchr(p, '\n');
-        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
-        if (ll >= kl + 3 && !strncmp(p, key, kl) && !strncmp(p + kl, " = ", 3)) {
-            size_t vl = ll - kl - 3;
-            if (vl >= len) vl = len - 1;
-            memcpy(out, p + kl + 3, vl);
-            out[vl] = 0;
-            return 0;
-        }
-        p = eol ? eol + 1 : NULL;
-    }
-    return -1;
-}
-
 int core_config_diff(const char *then_text, const core_config *now, core_config_diff_fn fn, void *ctx)
 {
     int n = 0;
+    core_config_kv kv; /* the one lenient reader: a stored text may come from another build */
+    core_config_kv_parse(&kv, then_text);
     for (size_t i = 0; i < NKEYS; i++) {
-        char then[1100], val[1100];
-        if (text_value(then_text, KEYS[i].name, then, sizeof then) != 0) continue;
+        char val[1100];
+        const char *then = core_config_kv_get(&kv, KEYS[i].name);
+        if (!then) continue;
         format_value(now, &KEYS[i], val, sizeof val);
         if (!strcmp(then, val)) continue;
         n++;
         if (fn) fn(KEYS[i].name, then, val, ctx);
     }
+    core_config_kv_free(&kv);
     return n;
 }

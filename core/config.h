@@ -16,6 +16,12 @@ typedef enum { CORE_OPT_SGD = 0, CORE_OPT_ADAM, CORE_OPT_ADAMW } core_optimizer;
 /* Normalisation after every hidden convolution (docs/training.md, "Batch norm"). */
 typedef enum { CORE_NORM_NONE = 0, CORE_NORM_BATCH } core_norm_mode;
 
+/* What the network's input is (dataio/input_norm.h): SPEC's pixel/255 - 0.5 RGB; torchvision's
+ * ImageNet mean/std RGB; Caffe's BGR mean subtraction (Keras VGG); CMU OpenPose's BGR pixel/256 - 0.5. */
+typedef enum { CORE_NORM_CENTERED = 0, CORE_NORM_IMAGENET, CORE_NORM_CAFFE, CORE_NORM_CMU } core_input_norm;
+#define CORE_NUM_INPUT_NORMS 4
+extern const char *const core_input_norm_names[CORE_NUM_INPUT_NORMS];
+
 typedef struct core_config {
     struct {
         double width;        /* channel multiplier w(c) = max(1, round(c*width)) */
@@ -27,6 +33,7 @@ typedef struct core_config {
         core_norm_mode norm; /* none | batch */
         double bn_momentum;  /* running = (1-m)*running + m*batch, as torch's BatchNorm2d */
         double bn_eps;
+        core_input_norm input_norm; /* how images become the network input */
     } model;
     struct {
         double gamma, delta, alpha;
@@ -44,6 +51,9 @@ typedef struct core_config {
         int threads;         /* loader worker threads */
         int prefetch;        /* batches decoded ahead */
         double scale_min, scale_max, max_rotate, center_perturb, target_height;
+        char val_ann[1024];    /* validation ground truth (COCO JSON), for train.val_every */
+        char val_images[1024]; /* its images folder */
+        int val_max_images;    /* validate on the first N images of val_ann (file order); 0: all */
     } data;
     struct {
         int batch, steps, seed, checkpoint_every, keep, log_every, warmup;
@@ -58,6 +68,7 @@ typedef struct core_config {
         int schedule_cosine; /* resolved from schedule */
         double warmup_start; /* warm-up starts from lr*warmup_start */
         double lr_final;     /* cosine ends at lr*lr_final */
+        int val_every;       /* validation AP every N steps and at the last (trainer/validate.h); 0: off */
     } train;
     struct {
         char device[16];     /* auto | cpu | cuda */
@@ -84,6 +95,10 @@ void core_config_defaults(core_config *cfg);
 void core_config_load(core_config *cfg, const char *path);
 /* Applies one "section.key=value" override; fatal when bad. */
 void core_config_set(core_config *cfg, const char *assignment);
+/* 1 when "section.key" is a config key of this build (sweeps check their grid with it). */
+int core_config_has_key(const char *name);
+/* The same, naming `origin` (e.g. "--grid") in its error messages. */
+void core_config_set_origin(core_config *cfg, const char *assignment, const char *origin);
 /* Parses a config text of "section.key = value" lines (checkpoint attribute). */
 void core_config_parse_text(core_config *cfg, const char *text, const char *origin);
 /* Recomputes derived values (beta_values) and checks cross-key rules. Fatal when inconsistent. */
@@ -94,6 +109,22 @@ char *core_config_text(const core_config *cfg);
 /* Named beta schedules resampled to `stages` values; 0 on success, -1 when the
  * name is unknown and the text is no number list. */
 int core_beta_schedule(const char *spec, int stages, double *out);
+
+/* Lenient reading of a config text written by any version of sspose (RUNDIR/config.ini
+ * of older or newer runs): "key = value" lines under [section] headers, or
+ * "section.key = value" lines, with '#'/';' comments. Unknown keys and sections
+ * are kept as they are, malformed lines skipped: readers that only show or
+ * compare values (plots, sweep tables) must not die on a key this build lacks. */
+typedef struct core_config_kv {
+    int n;
+    char **keys, **vals; /* "section.key" and its value, trimmed, in file order */
+} core_config_kv;
+/* 0 on success; -1 when the file cannot be opened (kv is then empty). */
+int core_config_kv_read(core_config_kv *kv, const char *path);
+void core_config_kv_parse(core_config_kv *kv, const char *text);
+/* The value of a key (the last one when repeated), NULL when absent. */
+const char *core_config_kv_get(const core_config_kv *kv, const char *key);
+void core_config_kv_free(core_config_kv *kv);
 
 /* Compares a stored config text (core_config_text of this or another build:
  * a checkpoint's `config` attribute) with `now`, key by key in the key table's

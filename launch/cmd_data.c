@@ -96,7 +96,7 @@ static void run_task(job *j, task *t)
     for (int m = 0; m < t->nmain; m++)
         for (int c = 0; c < j->copies; c++) {
             const dataio_coco_ann *mp = &ci->anns[t->main[m]];
-            dataio_rng rng = dataio_rng_keyed((uint64_t)j->seed, (uint64_t)ci->id, (uint64_t)mp->id, (uint64_t)c);
+            core_sm64 rng = core_sm64_keyed((uint64_t)j->seed, (uint64_t)ci->id, (uint64_t)mp->id, (uint64_t)c);
             dataio_aug aug;
             dataio_aug_draw(&j->ap, mp, &rng, &aug);
             dataio_make_sample(&j->ap, &img, mask, ci, t->main[m], &aug, &s);

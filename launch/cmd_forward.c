@@ -52,7 +52,7 @@ typedef struct {
 } forward_targets;
 
 static void load_samples(dataio_shard *sh, long index, int count, core_backend *be, int grid_h, int grid_w,
-                         float *input_dev, forward_targets *ft)
+                         core_input_norm norm, float *input_dev, forward_targets *ft)
 {
     const dataio_shard_attrs *a = dataio_shard_info(sh);
     const int S = a->input_size;
@@ -68,7 +68,7 @@ static void load_samples(dataio_shard *sh, long index, int count, core_backend *
     dataio_shard_sample_init(sh, &s);
     for (int i = 0; i < count; i++) {
         dataio_shard_read(sh, index + i, &s);
-        dataio_sample_image_chw(&s, host_img);
+        dataio_sample_input(&s, norm, host_img);
         be->upload(be, input_dev + (size_t)i * img, host_img, img);
         const float *src[DATAIO_NDS] = {s.mask, s.heatmap, s.paf, s.offset, s.attention};
         for (int d = 0; d < DATAIO_NDS; d++) {
@@ -147,7 +147,7 @@ int cmd_forward(int argc, char **argv)
           sa->grid_h, sa->grid_w, gh, gw);
 
     forward_targets ft;
-    load_samples(sh, index, N, be, gh, gw, model_input(net), &ft);
+    load_samples(sh, index, N, be, gh, gw, cfg.model.input_norm, model_input(net), &ft);
     dataio_shard_close(sh);
 
     loss_ctx *lc = loss_create(&cfg, be);

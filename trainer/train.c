@@ -15,6 +15,7 @@
 #include "core/cuda_backend.h"
 #include "dataio/shard.h"
 #include "loss/loss.h"
+#include "model/checkpoint.h"
 #include "model/net.h"
 #include "trainer/batch.h"
 #include "trainer/cudnn_algos.h"
@@ -25,6 +26,7 @@
 #include "trainer/rundir.h"
 #include "trainer/schedule.h"
 #include "trainer/signals.h"
+#include "trainer/validate.h"
 #include "trainer/window.h"
 
 #define NTERMS TRAINER_NTERMS
@@ -77,6 +79,7 @@ typedef struct {
     trainer_batches *data;
     trainer_metrics *metrics;
     trainer_optim *optim;
+    trainer_val *val;    /* NULL without train.val_every */
     size_t nfloats;
     char *config_text;
     trainer_state st;
@@ -222,13 +225,14 @@ static void update(run_ctx *r, long step, step_ctx *s)
 }
 
 /* The step into the log window; a metrics row and a progress line when due (rank 0). */
-static void log_window(run_ctx *r, long step, const step_ctx *s, int last)
+static void log_window(run_ctx *r, long step, const step_ctx *s, int last, const trainer_val_result *val)
 {
     if (r->rank != 0) return;
     trainer_window_add(&r->win, &s->res);
-    if (r->st.step % r->cfg->train.log_every != 0 && !last && !s->stop) return;
+    if (val) r->win.start += val->time_s; /* step times and throughput leave validation out */
+    if (r->st.step % r->cfg->train.log_every != 0 && !last && !s->stop && !val) return;
     trainer_window_info info = {r->cfg, (long)r->st.step, (long)r->st.skipped, trainer_lr(r->cfg, step),
-                                (double)r->st.global_batch, &r->v, r->world};
+                                (double)r->st.global_batch, &r->v, r->world, val};
     trainer_window_flush(&r->win, &info, r->metrics, now_s());
 }
 
@@ -246,12 +250,12 @@ static void verify_replicas(run_ctx *r, int last)
           "drifted apart", (long long)r->st.step, nbad, first);
 }
 
-/* At train.checkpoint_every, at the end and on a stop request; every rank
- * reaches this at the same step, rank 0 writes. */
-static void checkpoint(run_ctx *r, int last, int stop)
+/* At train.checkpoint_every, at the end, and when forced (a stop request, a new
+ * best validation); every rank reaches this at the same step, rank 0 writes. */
+static void checkpoint(run_ctx *r, int last, int force)
 {
     long every = r->cfg->train.checkpoint_every;
-    if (!stop && !last && !(every > 0 && r->st.step % every == 0)) return;
+    if (!force && !last && !(every > 0 && r->st.step % every == 0)) return;
     r->st.elapsed_s += now_s() - r->start_wall;
     r->start_wall = now_s();
     r->last_ckpt = (long)r->st.step;
@@ -285,7 +289,22 @@ static void prepare_rundir(const char *rundir, int resume)
 /* The replica (backend, network, loss, optimizer, reducer), its starting
  * weights and state (fresh or resumed), the data and, on rank 0, the outputs.
  * Returns whether it resumed. */
-static int open_run(run_ctx *r, const core_config *cfg, const char *rundir, int resume)
+/* Weights of a pretrained checkpoint for a fresh run; its input normalisation must be this run's. */
+static void init_from(const core_config *cfg, model_net *net, const char *init)
+{
+    char *text = model_ckpt_read_config(init);
+    core_config ic;
+    core_config_defaults(&ic);
+    core_config_parse_text(&ic, text, init);
+    free(text);
+    CHECK(ic.model.input_norm == cfg->model.input_norm,
+          "train --init: %s was made for model.input_norm = %s, this run has %s", init,
+          core_input_norm_names[ic.model.input_norm], core_input_norm_names[cfg->model.input_norm]);
+    model_ckpt_load(init, net, NULL, NULL, NULL, NULL);
+    core_info("fresh run initialised from %s (weights only)", init);
+}
+
+static int open_run(run_ctx *r, const core_config *cfg, const char *rundir, int resume, const char *init)
 {
     r->be = comm_backend_create(cfg->comm.device);
     core_cuda_set_math(r->be, cfg->comm.tf32, 1); /* fp32 unless comm.tf32; deterministic algorithms */
@@ -305,6 +324,7 @@ static int open_run(run_ctx *r, const core_config *cfg, const char *rundir, int 
      * broadcast anyway so replicas start bit-identical whatever the device. */
     model_init_params(r->net, (uint64_t)cfg->train.seed);
     int resumed = resume ? trainer_resume(cfg, rundir, r->net, r->optim, r->red, &r->st) : 0;
+    if (!resumed && init) init_from(cfg, r->net, init);
     if (!resumed) comm_reducer_bcast(r->red, model_params(r->net), r->nfloats, 0);
 
     /* The loader refuses a saved position from other shards or another seed. */
@@ -327,6 +347,7 @@ static void close_run(run_ctx *r)
 {
     comm_barrier();
     trainer_metrics_close(r->metrics);
+    trainer_val_close(r->val);
     trainer_batches_close(r->data);
     comm_reducer_destroy(r->red);
     trainer_optim_destroy(r->optim);
@@ -341,6 +362,11 @@ static void close_run(run_ctx *r)
 /* ---- the loop ------------------------------------------------------------------ */
 int trainer_run(const core_config *cfg, const char *rundir, int resume)
 {
+    return trainer_run_init(cfg, rundir, resume, NULL);
+}
+
+int trainer_run_init(const core_config *cfg, const char *rundir, int resume, const char *init)
+{
     CHECK(comm_initialized(), "trainer_run before comm_init");
     CHECK(cfg->train.steps > 0, "train.steps must be positive to train");
     trainer_faults_init();
@@ -354,13 +380,14 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
     r->config_text = core_config_text(cfg);
     comm_set_timeout(cfg->comm.timeout_s);
     prepare_rundir(rundir, resume);
-    open_run(r, cfg, rundir, resume);
+    int resumed = open_run(r, cfg, rundir, resume, init);
     if (r->st.step >= cfg->train.steps) {
         if (r->rank == 0) core_info("already at step %lld of %d: nothing to do", (long long)r->st.step, cfg->train.steps);
         close_run(r);
         return 0;
     }
 
+    r->val = trainer_val_open(cfg, r->be, rundir, resumed);
     plan_allreduce(r->red, r->net, cfg->comm.overlap);
     trainer_signals_install();
     r->start_wall = now_s();
@@ -382,11 +409,14 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
         if (step == first_step) trainer_algos_save(r->algos); /* every shape has been searched by now */
         int last = r->st.step == cfg->train.steps;
 
-        log_window(r, step, &s, last);
+        /* Validation goes into this step's row; a stop request skips it (the
+         * grace time is for the checkpoint). A new best AP is also a checkpoint
+         * step, whose file ckpt-best.h5 copies. */
+        const trainer_val_result *val = s.stop && !last ? NULL : trainer_val_step(r->val, r->net, (long)r->st.step, last);
+        log_window(r, step, &s, last, val);
         verify_replicas(r, last);
-        checkpoint(r, last, s.stop);
-        /* Validation (trainer/validate.c, train.val_every) belongs here: after the
-         * checkpoint, on every rank, before a stop ends the loop. */
+        checkpoint(r, last, s.stop || (val && val->improved));
+        trainer_val_keep_best(r->val, val);
         trainer_fault_ctx fault = {.net = r->net};
         trainer_fault(TRAINER_AT_STEP_END, (long)r->st.step, &fault);
         if (s.stop && !last) {

@@ -15,5 +15,9 @@
  * cfg->train.steps. comm_init must have been called. Returns 0 when training
  * finished or was stopped by SIGTERM/SIGUSR1 after writing a checkpoint. */
 int trainer_run(const core_config *cfg, const char *rundir, int resume);
+/* The same, and a fresh run (nothing to resume) starts from the weights of the checkpoint
+ * `init` (e.g. `sspose init --backbone`, tools/convert.py openpose) instead of the seed's
+ * init: step 0, zero momentum, fresh data order. NULL: trainer_run. */
+int trainer_run_init(const core_config *cfg, const char *rundir, int resume, const char *init);
 
 #endif

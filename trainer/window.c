@@ -47,6 +47,7 @@ void trainer_window_flush(trainer_window *w, const trainer_window_info *info, tr
         .t_data = w->t_data / steps, .t_compute = w->t_compute / steps, .t_comm = w->t_comm / steps,
         .t_step = wall / steps, .comm_hidden = w->hidden / steps,
         .clip = cfg->train.clip_norm > 0, .clipped = w->clipped, .clip_scale = w->clip / good,
+        .val = info->val,
     };
     trainer_metrics_write(m, &row);
     char eta[32];

@@ -38,6 +38,7 @@ typedef struct trainer_window_info {
     double lr, global_batch;
     const loss_values *layout; /* stages, active terms and weights of the run */
     int world;
+    const trainer_val_result *val; /* the step's validation (trainer/validate.h), or NULL */
 } trainer_window_info;
 
 /* Writes the window's row to metrics.jsonl, prints the progress line, resets. */
