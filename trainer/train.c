@@ -412,7 +412,9 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
         /* Validation goes into this step's row; a stop request skips it (the
          * grace time is for the checkpoint). A new best AP is also a checkpoint
          * step, whose file ckpt-best.h5 copies. */
+        trainer_algos_local(r->algos, 1); /* validation shapes differ between ranks */
         const trainer_val_result *val = s.stop && !last ? NULL : trainer_val_step(r->val, r->net, (long)r->st.step, last);
+        trainer_algos_local(r->algos, 0);
         log_window(r, step, &s, last, val);
         verify_replicas(r, last);
         checkpoint(r, last, s.stop || (val && val->improved));
