@@ -115,9 +115,10 @@ static void forward_backward(run_ctx *r, long step, step_ctx *s)
 
     model_zero_grads(r->net);
     model_forward(r->net, 1);
-    loss_compute_net(r->loss, r->net, &tg, 1, &r->v);
+    /* The loss values come back after backward is queued: the one download
+     * of the loss sums then waits while the device works, never in between. */
+    loss_queue_net(r->loss, r->net, &tg, 1);
     trainer_fault_ctx fault = {.net = r->net, .loss = &r->v, .poison_at = -1};
-    trainer_fault(TRAINER_AT_LOSS, step + 1, &fault);
     trainer_fault(TRAINER_AT_BACKWARD, step + 1, &fault);
     backward_hook hook = {r->red, &fault};
     /* Each rank's loss is the mean over its samples; the global loss is the
@@ -125,6 +126,8 @@ static void forward_backward(run_ctx *r, long step, step_ctx *s)
      * (each bucket is scaled as it is launched). */
     comm_reducer_begin(r->red, model_grads(r->net), r->world > 1 ? (float)inv_world : 1.0f);
     model_backward_hooked(r->net, on_backward, &hook);
+    loss_fetch(r->loss, &r->v);
+    trainer_fault(TRAINER_AT_LOSS, step + 1, &fault);
     r->be->sync(r->be);
     double t2 = now_s();
 
