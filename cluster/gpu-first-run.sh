@@ -51,6 +51,7 @@ for tf in 1 0; do
   timeout 150 bin/sspose train --config configs/paper.ini --out "$T/run$tf" --set data.train="$T/train-*.h5" \
     --set comm.device=cuda --set comm.tf32=$tf --set train.steps=20 --set train.log_every=5 \
     --set train.checkpoint_every=0 --set data.threads=8 2>&1 | grep -E 'step 20/|step 15/|error' | tail -2
+  echo "tf32=$tf: $(grep -c ' algo=' "$T/run$tf/cudnn_algos.txt" 2>/dev/null) cuDNN choices recorded in cudnn_algos.txt"
 done
 nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw --format=csv
 

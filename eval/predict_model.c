@@ -35,6 +35,7 @@ eval_model *eval_model_load(const char *checkpoint, const char *const *sets, int
     else CORE_DIE("unknown device '%s' (auto, cpu or cuda)", device);
     m->be = cuda ? core_cuda_backend_create(0) : core_cpu_backend_create(0);
     core_cuda_set_math(m->be, m->cfg.comm.tf32, 1);
+    core_cuda_set_workspace(m->be, (size_t)m->cfg.comm.cudnn_workspace_mb);
     m->net = model_create(&m->cfg, m->be);
     char err[512];
     if (model_ckpt_try_load(checkpoint, m->net, NULL, NULL, NULL, NULL, err, sizeof err) != 0)

@@ -137,6 +137,7 @@ int cmd_forward(int argc, char **argv)
 
     core_backend *be = core_backend_create(cfg.comm.device, 0, 0);
     core_cuda_set_math(be, cfg.comm.tf32, 1);
+    core_cuda_set_workspace(be, (size_t)cfg.comm.cudnn_workspace_mb);
     model_net *net = model_create(&cfg, be);
     model_ckpt_load(ck, net, NULL, NULL, NULL, NULL);
     const int S = sa->input_size, N = (int)count;

@@ -20,6 +20,9 @@ struct loss_ctx {
      * then brought back in one download per evaluation. */
     double *sums_dev, *sums_host;
     size_t sums_cap;
+    /* the evaluation queued by loss_queue, for loss_fetch */
+    int q_stages, q_n;
+    double q_per_term;
 };
 
 unsigned loss_active_terms(const core_config *cfg)
@@ -98,8 +101,7 @@ static float *grad_or_null(const loss_stage_io *io, model_out o, int want_grad)
     return want_grad ? io->grad[o].data : NULL;
 }
 
-double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const loss_targets *t, int want_grad,
-                    loss_values *v)
+void loss_queue(loss_ctx *lc, int stages, const loss_stage_io *io, const loss_targets *t, int want_grad)
 {
     const core_config *cfg = &lc->cfg;
     CHECK(stages >= 1 && stages <= CORE_MAX_STAGES && stages == cfg->model.stages,
@@ -120,10 +122,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
     const double per_term = cfg->loss.normalize_cells ? 1.0 / hw : 1.0;
     const double inv_n = cfg->loss.normalize_cells ? 1.0 / ((double)n * hw) : 1.0 / n;
 
-    memset(v, 0, sizeof *v);
-    v->stages = stages;
-    v->active = lc->active;
-    for (int k = 0; k < LOSS_NUM_TERMS; k++) v->weight[k] = (lc->active >> k & 1) ? lc->weight[k] : 0;
+    lc->q_stages = stages, lc->q_n = n, lc->q_per_term = per_term;
 
     for (int s = 0; s < stages; s++) {
         const loss_stage_io *st = &io[s];
@@ -204,6 +203,19 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
         }
     }
 
+}
+
+double loss_fetch(loss_ctx *lc, loss_values *v)
+{
+    const int stages = lc->q_stages, n = lc->q_n;
+    const double per_term = lc->q_per_term;
+    CHECK(stages > 0, "loss_fetch without loss_queue");
+    lc->q_stages = 0;
+    memset(v, 0, sizeof *v);
+    v->stages = stages;
+    v->active = lc->active;
+    for (int k = 0; k < LOSS_NUM_TERMS; k++) v->weight[k] = (lc->active >> k & 1) ? lc->weight[k] : 0;
+
     /* The one host wait of the evaluation: every sum at once. */
     size_t count = (size_t)stages * LOSS_NUM_TERMS * n;
     lc->be->download(lc->be, (float *)lc->sums_host, (const float *)lc->sums_dev, 2 * count);
@@ -218,4 +230,11 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             if (lc->active >> k & 1) total += lc->weight[k] * v->term[s][k];
     v->total = total;
     return total;
+}
+
+double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const loss_targets *t, int want_grad,
+                    loss_values *v)
+{
+    loss_queue(lc, stages, io, t, want_grad);
+    return loss_fetch(lc, v);
 }

@@ -79,4 +79,13 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
  * accumulates into model_output_grad (which model_forward(net, 1) zeroed). */
 double loss_compute_net(loss_ctx *lc, model_net *net, const loss_targets *t, int want_grad, loss_values *v);
 
+/* loss_compute(_net) in two halves: loss_queue(_net) queues every kernel (the
+ * gradients too) without waiting for the device; loss_fetch brings all the
+ * values back in one download and returns the total. The trainer queues the
+ * backward pass in between, so the GPU never idles for the host there. The
+ * inputs must not change before loss_fetch; one evaluation at a time. */
+void loss_queue(loss_ctx *lc, int stages, const loss_stage_io *io, const loss_targets *t, int want_grad);
+void loss_queue_net(loss_ctx *lc, model_net *net, const loss_targets *t, int want_grad);
+double loss_fetch(loss_ctx *lc, loss_values *v);
+
 #endif

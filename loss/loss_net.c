@@ -3,7 +3,7 @@
 #include "core/check.h"
 #include "loss/loss.h"
 
-double loss_compute_net(loss_ctx *lc, model_net *net, const loss_targets *t, int want_grad, loss_values *v)
+void loss_queue_net(loss_ctx *lc, model_net *net, const loss_targets *t, int want_grad)
 {
     const core_config *cfg = model_config(net);
     const int stages = cfg->model.stages;
@@ -15,5 +15,11 @@ double loss_compute_net(loss_ctx *lc, model_net *net, const loss_targets *t, int
             io[s].grad[o] = want_grad && io[s].out[o].data ? model_output_grad(net, s, (model_out)o)
                                                            : (core_tensor){0};
         }
-    return loss_compute(lc, stages, io, t, want_grad, v);
+    loss_queue(lc, stages, io, t, want_grad);
+}
+
+double loss_compute_net(loss_ctx *lc, model_net *net, const loss_targets *t, int want_grad, loss_values *v)
+{
+    loss_queue_net(lc, net, t, want_grad);
+    return loss_fetch(lc, v);
 }

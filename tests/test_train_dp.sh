@@ -112,7 +112,9 @@ tr_mpi 2 "$T_TMP/a2" "${ADAM[@]}" --set train.batch=2 --set train.checksum_every
   t_fail train_dp_adamw_2ranks "exit $?: $(tail -n 3 "$T_TMP/a2.log" | tr '\n' '|')"
 A=$(tr_ckpt "$T_TMP/a1" 20) B=$(tr_ckpt "$T_TMP/a2" 20)
 if [ ! -f "$A" ] || [ ! -f "$B" ]; then t_fail train_dp_adamw_equivalence "missing final checkpoint(s)"
-elif ! msg=$(tr_compare "$B" "$A" 1e-5); then t_fail train_dp_adamw_equivalence "$msg"
+# Per tensor: weights to 1e-5; Adam's moments to 1e-4 (after 20 steps the 2-rank
+# summation order moves exp_avg of a few conv weights by ~1.5e-5 relative).
+elif ! msg=$(tr_compare "$B" "$A" 1e-5 1e-4); then t_fail train_dp_adamw_equivalence "$msg"
 elif ! "$PY" -c '
 import sys, h5py, numpy as np
 a, b = h5py.File(sys.argv[1], "r")["params"], h5py.File(sys.argv[2], "r")["params"]

@@ -63,6 +63,12 @@ trainer_algos *trainer_algos_open(core_backend *be, const char *rundir)
     return a;
 }
 
+void trainer_algos_local(trainer_algos *a, int local)
+{
+    if (!a) return;
+    core_cuda_set_algo_agree(a->be, local ? NULL : agree_rank0, NULL);
+}
+
 void trainer_algos_save(trainer_algos *a)
 {
     if (!a || comm_rank() != 0) return;

@@ -19,6 +19,11 @@ typedef struct trainer_algos trainer_algos;
 
 /* Collective. NULL for a non-CUDA backend (the other calls accept NULL). */
 trainer_algos *trainer_algos_open(core_backend *be, const char *rundir);
+/* local = 1: new shapes are timed and chosen by each rank alone, without
+ * agreement (validation: the ranks run different images, so different shapes
+ * in different orders, and a collective per shape would mismatch); 0: back to
+ * rank 0's choice for every rank. */
+void trainer_algos_local(trainer_algos *a, int local);
 /* Rank 0: writes the record when choices were added since the last write. */
 void trainer_algos_save(trainer_algos *a);
 void trainer_algos_close(trainer_algos *a);

@@ -115,9 +115,10 @@ static void forward_backward(run_ctx *r, long step, step_ctx *s)
 
     model_zero_grads(r->net);
     model_forward(r->net, 1);
-    loss_compute_net(r->loss, r->net, &tg, 1, &r->v);
+    /* The loss values come back after backward is queued: the one download
+     * of the loss sums then waits while the device works, never in between. */
+    loss_queue_net(r->loss, r->net, &tg, 1);
     trainer_fault_ctx fault = {.net = r->net, .loss = &r->v, .poison_at = -1};
-    trainer_fault(TRAINER_AT_LOSS, step + 1, &fault);
     trainer_fault(TRAINER_AT_BACKWARD, step + 1, &fault);
     backward_hook hook = {r->red, &fault};
     /* Each rank's loss is the mean over its samples; the global loss is the
@@ -125,6 +126,8 @@ static void forward_backward(run_ctx *r, long step, step_ctx *s)
      * (each bucket is scaled as it is launched). */
     comm_reducer_begin(r->red, model_grads(r->net), r->world > 1 ? (float)inv_world : 1.0f);
     model_backward_hooked(r->net, on_backward, &hook);
+    loss_fetch(r->loss, &r->v);
+    trainer_fault(TRAINER_AT_LOSS, step + 1, &fault);
     r->be->sync(r->be);
     double t2 = now_s();
 
@@ -412,7 +415,9 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
         /* Validation goes into this step's row; a stop request skips it (the
          * grace time is for the checkpoint). A new best AP is also a checkpoint
          * step, whose file ckpt-best.h5 copies. */
+        trainer_algos_local(r->algos, 1); /* validation shapes differ between ranks */
         const trainer_val_result *val = s.stop && !last ? NULL : trainer_val_step(r->val, r->net, (long)r->st.step, last);
+        trainer_algos_local(r->algos, 0);
         log_window(r, step, &s, last, val);
         verify_replicas(r, last);
         checkpoint(r, last, s.stop || (val && val->improved));
