@@ -11,7 +11,8 @@
 # many steps with validation 8 times on the 48-image validation set. Prints per
 # recipe the validation AP against training time (validation excluded) and a
 # summary with steps/s and CPU time. LEARN_DATA=DIR reuses a dataset made by
-# cluster/demo.sh (DIR/synth, DIR/val, DIR/shards); LEARN_KEEP=DIR keeps the runs.
+# cluster/demo.sh (DIR/synth, DIR/val, DIR/shards); LEARN_KEEP=DIR keeps the runs;
+# LEARN_VAL_IMAGES=N validates on the first N images only (a quick check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=${1:-8}
@@ -33,7 +34,8 @@ if ! ls "$D"/shards/train-*.h5 >/dev/null 2>&1; then
     --copies 2 --seed 1 --threads 2 >/dev/null
 fi
 BASE=(--set data.train="$D/shards/train-*.h5" --set data.val_ann="$D/val/annotations.json"
-      --set data.val_images="$D/val/images" --set train.checkpoint_every=0 --set train.keep=1)
+      --set data.val_images="$D/val/images" --set data.val_max_images="${LEARN_VAL_IMAGES:-0}"
+      --set train.checkpoint_every=0 --set train.keep=1)
 
 recipe_sets() {
   case $1 in

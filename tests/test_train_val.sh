@@ -13,7 +13,10 @@ VAL=(--set data.val_ann="$T_TMP/val/annotations.json" --set data.val_images="$T_
 LOOSE=(--set eval.base_size=64 --set eval.thre1=0 --set eval.thre2=-1 --set eval.mid_thresh=-1
        --set eval.min_inlier_frac=0 --set eval.min_parts=1 --set eval.min_person_score=0)
 # log_every 1: every line is one step, so lines with and without validation compare one to one
-STEPS=(--set train.steps=10 --set train.checkpoint_every=0 --set train.keep=20 --set train.log_every=1)
+# The demo's kind of network and optimizer: batch norm (the replica must get the
+# running statistics and use them) and AdamW.
+STEPS=(--set train.steps=10 --set train.checkpoint_every=0 --set train.keep=20 --set train.log_every=1
+       --set model.norm=batch --set train.optimizer=adamw --set train.lr=1e-3 --set loss.normalize=cells)
 
 # --- 2 ranks with validation every 4 steps on the first 4 of 6 images
 R=$T_TMP/withval

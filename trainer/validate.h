@@ -8,7 +8,8 @@
  * and training is bit-identical with and without validation. The images are
  * split over the ranks (image i on rank i mod ranks), the detections gathered
  * in file order, and rank 0 scores them with eval/cocoeval.h; the numbers equal
- * `sspose eval --checkpoint` on a checkpoint of the same step.
+ * `sspose eval --checkpoint` on a checkpoint of the same step. Rank 0 also
+ * writes the detections to RUNDIR/val-results.json (COCO results format).
  *
  * The best checkpoint: a validation that beats every earlier one (AP, ties keep
  * the earlier) makes the trainer write that step's regular checkpoint (if its
