@@ -8,6 +8,7 @@
 
 #include "core/cuda_backend.h"
 #include "core/check.h"
+#include "core/fileid.h"
 #include "core/h5util.h"
 #include "dataio/shard.h"
 #include "launch/cli.h"
@@ -120,6 +121,8 @@ int cmd_forward(int argc, char **argv)
     CHECK(ck, "forward: --checkpoint CK.h5 is required (see 'sspose forward --help')");
     CHECK(shard_path, "forward: --shard FILE.h5 is required (see 'sspose forward --help')");
     CHECK(out, "forward: --out OUT.h5 is required (see 'sspose forward --help')");
+    core_refuse_input_output("forward", "--out", out, (const char *const[]){ck, shard_path},
+                             (const char *const[]){"--checkpoint", "--shard"}, 2);
 
     /* the checkpoint's own config, so the network matches its parameters; --set may change the loss */
     core_config cfg;

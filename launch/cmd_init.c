@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "core/check.h"
+#include "core/fileid.h"
 #include "launch/cli.h"
 #include "model/checkpoint.h"
 
@@ -31,6 +32,9 @@ int cmd_init(int argc, char **argv)
     CHECK(out, "init: --out CK.h5 is required (see 'sspose init --help')");
     core_config cfg;
     cli_config_build(&ca, &cfg);
+    /* after the build, so a bad --set is named first; the defaults alone are never meant */
+    CHECK(ca.config_path, "init: --config CFG is required (e.g. configs/baseline.ini; see 'sspose init --help')");
+    core_refuse_input_output("init", "--out", out, (const char *const[]){ca.config_path}, (const char *const[]){"--config"}, 1);
     if (seed) cfg.train.seed = (int)cli_long("--seed", seed, 0, 2147483647L);
     core_backend *be = core_cpu_backend_create(0);
     model_net *net = model_create(&cfg, be);
