@@ -878,12 +878,24 @@ void dataio_loader_state_pack(const dataio_loader_state *st, int64_t out[DATAIO_
     out[5] = st->step;
 }
 
+int dataio_loader_state_check(const int64_t in[DATAIO_LOADER_STATE_LEN], char *err, size_t errlen)
+{
+    if (in[0] != STATE_VERSION) {
+        snprintf(err, errlen, "not a loader state (version word %llx)", (unsigned long long)in[0]);
+        return -1;
+    }
+    if (!(in[2] >= 0 && in[3] >= 0 && in[4] > 0 && in[3] <= in[4] && in[5] >= 0)) {
+        snprintf(err, errlen, "corrupt loader state (epoch %lld, position %lld of %lld, step %lld)", (long long)in[2],
+                 (long long)in[3], (long long)in[4], (long long)in[5]);
+        return -1;
+    }
+    return 0;
+}
+
 void dataio_loader_state_unpack(const int64_t in[DATAIO_LOADER_STATE_LEN], dataio_loader_state *st)
 {
-    CHECK(in[0] == STATE_VERSION, "loader: not a loader state (version word %llx)", (unsigned long long)in[0]);
-    CHECK(in[2] >= 0 && in[3] >= 0 && in[4] > 0 && in[3] <= in[4] && in[5] >= 0,
-          "loader: corrupt loader state (epoch %lld, position %lld of %lld, step %lld)", (long long)in[2],
-          (long long)in[3], (long long)in[4], (long long)in[5]);
+    char err[200];
+    CHECK(dataio_loader_state_check(in, err, sizeof err) == 0, "loader: %s", err);
     st->seed = (uint64_t)in[1];
     st->epoch = in[2];
     st->position = in[3];

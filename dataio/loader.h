@@ -78,6 +78,9 @@ typedef struct {
 #define DATAIO_LOADER_STATE_LEN 6
 /* As int64 values (a version word first), e.g. for a checkpoint's /state/loader dataset. */
 void dataio_loader_state_pack(const dataio_loader_state *st, int64_t out[DATAIO_LOADER_STATE_LEN]);
+/* 0 when the array is a packed loader state, else -1 with the reason in err
+ * (resume treats that checkpoint as unusable and falls back to an older one). */
+int dataio_loader_state_check(const int64_t in[DATAIO_LOADER_STATE_LEN], char *err, size_t errlen);
 /* Fatal (one line) when the array is not a packed loader state. */
 void dataio_loader_state_unpack(const int64_t in[DATAIO_LOADER_STATE_LEN], dataio_loader_state *st);
 

@@ -434,6 +434,7 @@ int trainer_run(const core_config *cfg, const char *rundir, int resume)
     /* The run directory: refuse to mix a fresh run into an old one. */
     if (r->rank == 0) {
         trainer_rundir_make(rundir);
+        trainer_rundir_lock(rundir); /* one trainer per run directory, before anything in it is read */
         long *steps;
         int n = trainer_ckpt_list(rundir, &steps);
         free(steps);
