@@ -6,6 +6,7 @@
 #ifndef SSPOSE_CORE_CONFIG_H
 #define SSPOSE_CORE_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CORE_MAX_STAGES 12
@@ -68,6 +69,10 @@ void core_config_load(core_config *cfg, const char *path);
 void core_config_set(core_config *cfg, const char *assignment);
 /* Parses a config text of "section.key = value" lines (checkpoint attribute). */
 void core_config_parse_text(core_config *cfg, const char *text, const char *origin);
+/* Parses INI text (len bytes, need not be NUL-terminated) into cfg without
+ * resolving or dying: 0, or -1 with one line in err (unknown key or section,
+ * bad value, a key set twice, NUL bytes). For fuzzing and tools. */
+int core_config_try_parse(core_config *cfg, const char *text, size_t len, const char *origin, char *err, size_t errlen);
 /* Recomputes derived values (beta_values) and checks cross-key rules. Fatal when inconsistent. */
 void core_config_resolve(core_config *cfg);
 /* The resolved config as "section.key = value\n" lines; caller frees. */
