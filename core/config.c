@@ -49,6 +49,8 @@ static const key_desc KEYS[] = {
     {"data.max_rotate", K_DBL, F(data.max_rotate), 0, 0, 180},
     {"data.center_perturb", K_DBL, F(data.center_perturb), 0, 0, 10000},
     {"data.target_height", K_DBL, F(data.target_height), 0, 0.01, 10},
+    {"data.skip_corrupt", K_BOOL, F(data.skip_corrupt), 0, 0, 1},
+    {"data.mix_shards", K_BOOL, F(data.mix_shards), 0, 0, 1},
     {"train.batch", K_INT, F(train.batch), 0, 1, 4096},
     {"train.steps", K_INT, F(train.steps), 0, 0, 1e9},
     {"train.lr", K_DBL, F(train.lr), 0, 0, 100},

@@ -37,6 +37,8 @@ typedef struct core_config {
         int threads;         /* loader worker threads */
         int prefetch;        /* batches decoded ahead */
         double scale_min, scale_max, max_rotate, center_perturb, target_height;
+        int skip_corrupt;    /* corrupt samples: 0 = fatal error naming shard and sample, 1 = skip and count */
+        int mix_shards;      /* 1 = allow shards of different seed/augment/target parameters in one glob */
     } data;
     struct {
         int batch, steps, seed, checkpoint_every, keep, log_every, warmup;

@@ -42,9 +42,18 @@ typedef struct {
     void *(*alloc)(size_t bytes, void *ctx);
     void (*free)(void *ptr, void *ctx);
     void *alloc_ctx;
+    /* A corrupt sample (checksum mismatch, JPEG decode error or warning, not a
+     * JPEG) is a fatal error naming shard and sample; with skip_corrupt it is
+     * delivered as an empty sample instead (grey image, all targets and the
+     * mask 0, so it adds nothing to the loss) and counted (stats.corrupt). */
+    int skip_corrupt;     /* data.skip_corrupt */
+    /* Shards made with another seed, augmentation or target parameters than the
+     * first are refused unless mix_shards (data.mix_shards). */
+    int mix_shards;
 } dataio_loader_opts;
 
 /* Options from the config keys data.train, data.flip, data.threads, data.prefetch,
+ * data.skip_corrupt, data.mix_shards,
  * train.batch and train.seed, for `rank` of `world`; no allocation hooks. */
 dataio_loader_opts dataio_loader_opts_from_config(const core_config *cfg, int rank, int world);
 
@@ -113,6 +122,7 @@ typedef struct {
     double wall_s;         /* seconds since open */
     double per_thread;     /* samples / busy_s: throughput of one decoding thread */
     double per_core;       /* samples / cpu_s: throughput of one fully used core */
+    int64_t corrupt;       /* corrupt samples skipped (skip_corrupt) since open */
 } dataio_loader_stats;
 void dataio_loader_get_stats(const dataio_loader *L, dataio_loader_stats *s);
 

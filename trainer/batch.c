@@ -48,6 +48,8 @@ trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, in
     o.flip = cfg->data.flip;
     o.threads = cfg->data.threads;
     o.prefetch = cfg->data.prefetch;
+    o.skip_corrupt = cfg->data.skip_corrupt;
+    o.mix_shards = cfg->data.mix_shards;
     if (b->be->dev == CORE_DEV_CUDA) {
         /* Pinned batch buffers: the uploads below return at once and run on the
          * stream ahead of the forward pass while the workers decode the next batches. */
