@@ -146,14 +146,14 @@ static int decode_jpeg(const uint8_t *data, size_t len, dataio_image *img, char 
     line = NULL;
     if (je.truncated || je.warning[0]) {
         if (je.truncated) snprintf(err, errlen, "truncated JPEG (premature end of data)");
-        else snprintf(err, errlen, "corrupt JPEG data: %s", je.warning);
+        else snprintf(err, errlen, "corrupt JPEG: %s", je.warning);
         jpeg_destroy_decompress(&cinfo);
         free(rgb);
         return -1;
     }
     jpeg_finish_decompress(&cinfo);
     if (je.warning[0]) { /* warnings about trailing data come from finish */
-        snprintf(err, errlen, "corrupt JPEG data: %s", je.warning);
+        snprintf(err, errlen, "corrupt JPEG: %s", je.warning);
         jpeg_destroy_decompress(&cinfo);
         free(rgb);
         return -1;

@@ -533,14 +533,14 @@ static int decode_image(const dataio_loader *L, scratch_t *w, int flip, float *o
     }
     if (je.truncated || je.warning[0]) {
         if (je.truncated) snprintf(msg, JMSG_LENGTH_MAX, "truncated JPEG (premature end of data)");
-        else snprintf(msg, JMSG_LENGTH_MAX, "corrupt JPEG data: %.150s", je.warning);
+        else snprintf(msg, JMSG_LENGTH_MAX, "%.150s", je.warning);
         jpeg_destroy_decompress(&ci);
         return -1;
     }
     jpeg_finish_decompress(&ci);
     jpeg_destroy_decompress(&ci);
     if (je.warning[0]) {
-        snprintf(msg, JMSG_LENGTH_MAX, "corrupt JPEG data: %.150s", je.warning);
+        snprintf(msg, JMSG_LENGTH_MAX, "%.150s", je.warning);
         return -1;
     }
     return 0;

@@ -134,12 +134,12 @@ int cmd_plot(int argc, char **argv)
     o.metrics = metrics;
     o.nmetrics = nm;
     CHECK(o.out, "plot: --out FILE.png|svg|pdf is required (see 'sspose plot --help')");
-    report_plot_format(o.out); /* a wrong extension fails before reading any run */
-    CHECK(optind < argc, "plot: no RUNDIR given (see 'sspose plot --help')");
     refuse_overwriting_runs("--out", o.out, argv + optind, argc - optind);
     refuse_overwriting_runs("--dump-layout", o.dump_layout, argv + optind, argc - optind);
     CHECK(!o.dump_layout || (!core_same_file(o.out, o.dump_layout) && strcmp(o.out, o.dump_layout)),
           "plot: --out and --dump-layout name the same file '%s'", o.out);
+    report_plot_format(o.out); /* a wrong extension fails before reading any run */
+    CHECK(optind < argc, "plot: no RUNDIR given (see 'sspose plot --help')");
     int np = report_plot((const char *const *)argv + optind, argc - optind, &o);
     /* with --dump-layout -, stdout carries the JSON alone */
     FILE *say = o.dump_layout && !strcmp(o.dump_layout, "-") ? stderr : stdout;

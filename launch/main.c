@@ -35,10 +35,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     core_h5_quiet(); /* sspose reports HDF5 failures itself, in one line */
-    if (argc < 2) {
-        usage(stderr);
-        CORE_DIE("no command given (see 'sspose --help')");
-    }
+    if (argc < 2) CORE_DIE("no command given; one of synth, data, init, train, plot, forward, eval, infer (see 'sspose --help')");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(stdout);
         return 0;
