@@ -73,10 +73,10 @@ static int replay_dir(const char *dir, replay_fn fn, const char *name, int *verd
         size_t len;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         uint8_t *data = dataio_read_file(path, 1 << 20, &len, err, sizeof err);
-        T_CHECKF(data, "%s", err);
+        T_CHECKF(data, "%.300s", err);
         if (!data) continue;
         int x = 0, rc = fn(data, len, &x);
-        T_CHECKF(rc == 0 || rc == -1, "%s: refused without a message or round trip broken (rc %d)", path, rc);
+        T_CHECKF(rc == 0 || rc == -1, "%.300s: refused without a message or round trip broken (rc %d)", path, rc);
         if (name && !strcmp(e->d_name, name)) *verdict = rc, *extra = x;
         free(data);
         n++;
