@@ -74,6 +74,24 @@ elif ! grep -q 'skipped 4 (1 malformed annotation, 1 annotation of an unknown im
   t_fail skip_bad_annotations "$(grep skipped $D/edit.out)"
 else t_ok skip_bad_annotations; fi
 
+# issue 14 item 7: one absurd box used to abort the whole run ("degenerate augmentation");
+# now it is skipped, named once with image and annotation id, and counted at the end
+python3 - "$ANN" > $D/hugebox.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+a = d["annotations"]
+a.append(dict(a[0], id=900004, bbox=[0, 0, 1e30, 1e30]))
+json.dump(d, sys.stdout)
+PY
+img=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['annotations'][0]['image_id'])" "$ANN")
+$SSPOSE data --ann $D/hugebox.json --images $SH --out $D/huge --threads 2 >$D/huge.out 2>$D/huge.err; rc=$?
+if [ $rc -ne 0 ]; then t_fail skip_huge_box "exit $rc: $(cat $D/huge.err)"
+elif [ "$(grep -c 'annotation 900004 in image '"$img"': box \[0, 0, 1e+30, 1e+30\]' $D/huge.err)" -ne 1 ]; then
+  t_fail skip_huge_box "not named once: $(cat $D/huge.err)"
+elif ! grep -q 'wrote 12 samples' $D/huge.out || ! grep -q 'skipped 1 (1 box outside the image)' $D/huge.out; then
+  t_fail skip_huge_box "$(cat $D/huge.out)"
+else t_ok skip_huge_box; fi
+
 # a second run into the same prefix is refused (its shards would mix with the first's);
 # --overwrite replaces them and removes the first run's extra shards (issue 14, item 6)
 $SSPOSE data --ann $ANN --images $SH --out $D/stale --samples-per-shard 5 >/dev/null 2>&1
