@@ -80,6 +80,7 @@ static void test_checkpoint_listing_and_pruning(void)
     char lp[2200];
     snprintf(lp, sizeof lp, "%s/%s", dir, live);
     T_CHECKF(access(lp, F_OK) == 0, "a live writer's temporary file was removed");
+    unlink(lp); /* a rerun in the same scratch folder starts clean */
     trainer_ckpt_prune(dir, 2);
     n = trainer_ckpt_list(dir, &steps);
     T_CHECKF(n == 2 && steps[0] == 200 && steps[1] == 30, "after pruning to 2: %d left", n);

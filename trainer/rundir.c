@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/fileid.h"
 
 void trainer_rundir_make(const char *rundir)
 {
@@ -144,16 +145,4 @@ int trainer_rundir_clean_tmp(const char *rundir)
     return removed;
 }
 
-void trainer_write_text_atomic(const char *path, const char *text)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    CHECK(f, "cannot write '%s': %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n;
-    ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    CHECK(ok, "cannot write '%s': %s", tmp, strerror(errno));
-    CHECK(rename(tmp, path) == 0, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-}
+void trainer_write_text_atomic(const char *path, const char *text) { core_atomic_write(path, text, strlen(text)); }
