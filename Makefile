@@ -16,7 +16,7 @@ NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/loca
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
-MODULES := core model loss dataio eval comm trainer report
+MODULES := core model loss dataio eval comm trainer report sweep
 
 # OpenBLAS: prefer its OpenMP build, so that sgemm and our OpenMP loops share one thread
 # pool (the pthread build's threads and libgomp's spin-waiting workers fight over the cores).

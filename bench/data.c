@@ -75,7 +75,7 @@ static void run(run_stats *st)
         bench_image *b = &imgs[k % nimgs];
         int mi = b->main[(k / nimgs) % b->nmain];
         const dataio_coco_ann *mp = &b->ci->anns[mi];
-        dataio_rng rng = dataio_rng_keyed(1, (uint64_t)b->ci->id, (uint64_t)mp->id, (uint64_t)k);
+        core_sm64 rng = core_sm64_keyed(1, (uint64_t)b->ci->id, (uint64_t)mp->id, (uint64_t)k);
         dataio_aug aug;
         dataio_aug_draw(&AP, mp, &rng, &aug);
         double a = cpu_now();
@@ -151,7 +151,7 @@ static void bench_loader(long samples, int threads)
     for (long k = 0; k < n; k++) {
         bench_image *b = &imgs[k % nimgs];
         int mi = b->main[(k / nimgs) % b->nmain];
-        dataio_rng rng = dataio_rng_keyed(1, (uint64_t)b->ci->id, (uint64_t)b->ci->anns[mi].id, (uint64_t)k);
+        core_sm64 rng = core_sm64_keyed(1, (uint64_t)b->ci->id, (uint64_t)b->ci->anns[mi].id, (uint64_t)k);
         dataio_aug aug;
         dataio_aug_draw(&AP, &b->ci->anns[mi], &rng, &aug);
         dataio_make_sample(&AP, &b->img, b->mask, b->ci, mi, &aug, &s);

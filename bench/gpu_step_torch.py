@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
 """PyTorch peer of bench/gpu_step.c: the SPEC section 3 network (OpenPose body
-with offsets and the p2h/h2p subnets, as configured) timed for forward +
-backward on the GPU, channels-last, cudnn.benchmark on.
+with offsets and the p2h/h2p subnets, as configured), forward + backward on
+the GPU as PyTorch users train it: eager mode, channels_last,
+cudnn.benchmark, and --precision bf16 (autocast to bfloat16, the default),
+tf32 (fp32 tensors, TF32 tensor cores) or fp32 (TF32 off).
 
-Prints two machine-read lines for gpu_step.c:
-  torch_samples_per_s <float>
+It serves timed rounds so that gpu_step can alternate them with its own:
+on start it prints
   torch_flops_per_step <float>   (conv FLOPs counted by forward hooks; x3 for
                                   training, less the input layer's backward-data)
-Any failure prints one line on stderr and exits 1.
+  torch_precision <bf16|tf32|fp32>
+  torch_ready
+then answers each stdin line "warmup N" with "ok" and "round N" with
+  round_ms <float>               (N steps, timed with CUDA events)
+until "quit" or end of input. Any failure prints one line on stderr and
+exits 1.
 
   /usr/bin/python3 bench/gpu_step_torch.py --width 1 --stages 6 --stride 8 \
-      --offsets 1 --ss p2h --batch 10 --input 368
+      --offsets 1 --ss p2h --batch 10 --input 368 --precision bf16
 """
 import argparse
 import math
 import sys
-import time
 
 
 def fail(msg):
@@ -92,6 +98,38 @@ def build(nn, torch, a):
     return Net()
 
 
+def serve(torch, net, x, a):
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if a.precision == "bf16" else torch.autocast("cuda", enabled=False)
+
+    def step():
+        with ctx:
+            outs = net(x)
+        torch.autograd.backward(outs, [torch.full_like(o, 1e-3) for o in outs])
+        net.zero_grad(set_to_none=False)
+
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    print("torch_ready", flush=True)
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts or parts[0] == "quit":
+            break
+        if len(parts) != 2 or parts[0] not in ("warmup", "round") or not parts[1].isdigit():
+            fail(f"bad command {line.strip()!r} (expected 'warmup N', 'round N' or 'quit')")
+        n = int(parts[1])
+        if parts[0] == "warmup":
+            for _ in range(n):
+                step()
+            torch.cuda.synchronize()
+            print("ok", flush=True)
+            continue
+        start.record()
+        for _ in range(n):
+            step()
+        stop.record()
+        stop.synchronize()
+        print(f"round_ms {start.elapsed_time(stop):.6f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--width", type=float, default=1.0)
@@ -101,10 +139,7 @@ def main():
     ap.add_argument("--ss", default="p2h", choices=("off", "p2h", "h2p", "both"))
     ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--input", type=int, default=368)
-    ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--tf32", type=int, default=0, choices=(0, 1))
-    ap.add_argument("--deterministic", type=int, default=0, choices=(0, 1))
+    ap.add_argument("--precision", default="bf16", choices=("bf16", "tf32", "fp32"))
     a = ap.parse_args()
     try:
         import torch
@@ -114,9 +149,8 @@ def main():
     if not torch.cuda.is_available():
         fail(f"PyTorch {torch.__version__} sees no CUDA device (a CPU-only torch, or no GPU)")
     torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.deterministic = bool(a.deterministic)
-    torch.backends.cudnn.allow_tf32 = bool(a.tf32)
-    torch.backends.cuda.matmul.allow_tf32 = bool(a.tf32)
+    torch.backends.cudnn.allow_tf32 = a.precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = a.precision != "fp32"
     dev = torch.device("cuda", 0)
     net = build(nn, torch, a).to(dev).to(memory_format=torch.channels_last)
     x = (torch.rand(a.batch, 3, a.input, a.input, device=dev) - 0.5).contiguous(memory_format=torch.channels_last)
@@ -135,23 +169,9 @@ def main():
         net(x)
     for h in hooks:
         h.remove()
-    train_flops = 3 * flops[0] - first[0]
-
-    def step():
-        outs = net(x)
-        torch.autograd.backward(outs, [torch.full_like(o, 1e-3) for o in outs])
-        net.zero_grad(set_to_none=False)
-
-    for _ in range(a.warmup):
-        step()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(a.iters):
-        step()
-    torch.cuda.synchronize()
-    dt = (time.perf_counter() - t0) / a.iters
-    print(f"torch_samples_per_s {a.batch / dt:.6f}")
-    print(f"torch_flops_per_step {train_flops:.6e}")
+    print(f"torch_flops_per_step {3 * flops[0] - first[0]:.6e}")
+    print(f"torch_precision {a.precision}", flush=True)
+    serve(torch, net, x, a)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "comm/mpi_check.h"
+#include "core/cuda_backend.h"
 
 static int g_init, g_rank, g_size = 1, g_local_rank, g_local_size = 1, g_thread_level;
 static int g_we_initialized_mpi;
@@ -152,9 +153,44 @@ void comm_set_timeout(double seconds)
 }
 
 /* ---- init ---------------------------------------------------------------- */
+static char g_device_pref[16] = "auto";
+static int g_env_local_rank = -1;
+
+void comm_set_device(const char *device)
+{
+    CHECK(!g_init, "comm_set_device after comm_init");
+    snprintf(g_device_pref, sizeof g_device_pref, "%s", device ? device : "auto");
+}
+
+/* The launcher's node-local rank (Open MPI, SLURM, MPICH/Hydra, PMI), or -1. */
+static int env_local_rank(void)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID",
+                                        "PMI_LOCAL_RANK"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv(names[i]);
+        if (!v || !*v) continue;
+        char *end = NULL;
+        long r = strtol(v, &end, 10);
+        if (*end == 0 && r >= 0 && r < 1 << 20) return (int)r;
+    }
+    return -1;
+}
+
+/* The GPU is made current before MPI starts: a CUDA-aware MPI opens its
+ * context on the current device during MPI_Init, so choosing afterwards
+ * would leave every rank of a node with a context on GPU 0. */
+static void preselect_device(void)
+{
+    g_env_local_rank = env_local_rank();
+    if (!strcmp(g_device_pref, "cpu") || g_env_local_rank < 0) return;
+    core_cuda_select_device(g_env_local_rank);
+}
+
 void comm_init(int *argc, char ***argv)
 {
     if (g_init) return;
+    preselect_device();
     int already = 0;
     MPI_CHECK(MPI_Initialized(&already), "MPI_Initialized");
     if (!already) {
@@ -182,6 +218,8 @@ void comm_init(int *argc, char ***argv)
     MPI_CHECK(MPI_Comm_rank(node, &g_local_rank), "MPI_Comm_rank(node)");
     MPI_CHECK(MPI_Comm_size(node, &g_local_size), "MPI_Comm_size(node)");
     MPI_CHECK(MPI_Comm_free(&node), "MPI_Comm_free");
+    /* The launcher's numbering chose the device above; keep the backend on it. */
+    if (g_env_local_rank >= 0 && g_env_local_rank < g_local_size) g_local_rank = g_env_local_rank;
 
     g_init = 1;
     core_set_exit_hook(abort_hook);

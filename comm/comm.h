@@ -24,13 +24,18 @@
  * finds rank, size and the node-local rank (shared-memory split), installs the
  * abort hook and the "rank N" log prefix. Safe to call twice. */
 void comm_init(int *argc, char ***argv);
+/* comm.device, before comm_init: unless it is "cpu", comm_init makes GPU
+ * (launcher's node-local rank % GPUs) current before MPI_Init_thread, the
+ * local rank read from OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID,
+ * MPI_LOCALRANKID or PMI_LOCAL_RANK (default "auto"). */
+void comm_set_device(const char *device);
 /* Finalises MPI (a no-op when comm_init was never called). */
 void comm_finalize(void);
 int comm_initialized(void);
 
 int comm_rank(void);
 int comm_size(void);
-int comm_local_rank(void); /* rank among the processes sharing this node's memory */
+int comm_local_rank(void); /* rank among the processes sharing this node's memory (the launcher's when set) */
 int comm_local_size(void);
 
 /* Ends every rank of the job now (MPI_Abort), after printing nothing more. */
@@ -111,6 +116,12 @@ void comm_reducer_force_collectives(comm_reducer *r);
 /* Tests: called for each bucket just before it is scaled and launched. */
 typedef void (*comm_launch_fn)(void *ctx, int bucket, const float *data, size_t count);
 void comm_reducer_on_launch(comm_reducer *r, comm_launch_fn fn, void *ctx);
+/* Tests, CUDA backend with NCCL (several ranks, or force_collectives): called
+ * for each bucket right after its collective is queued, with the NCCL stream
+ * (cudaStream_t as void *); what it queues there runs after the collective and
+ * before finish returns. Returns 0 (and sets nothing) without NCCL. */
+typedef void (*comm_collective_fn)(void *ctx, const float *data, size_t count, void *stream);
+int comm_reducer_on_collective(comm_reducer *r, comm_collective_fn fn, void *ctx);
 
 typedef struct comm_reducer_stats {
     int buckets;            /* launched in this all-reduce */

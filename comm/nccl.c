@@ -27,6 +27,8 @@ struct comm_nccl {
      * most recent record, so no step needs fresh ones. */
     cudaEvent_t *ready, *done;
     int nevents;
+    comm_nccl_tap_fn tap;
+    void *tap_ctx;
 };
 
 #define CUDA_CHECK(call, what) do { cudaError_t e_ = (call); \
@@ -189,7 +191,14 @@ void comm_nccl_launch(comm_nccl *c, void *after, float *buf, size_t n, int slot)
     /* Returns once NCCL has queued the collective (ncclInProgress only while
      * its host side is busy, e.g. connecting): no wait for the device. */
     settle(c, rc, "gradient all-reduce");
+    if (c->tap) c->tap(c->tap_ctx, buf, n, (void *)c->stream);
     CUDA_CHECK(cudaEventRecord(c->done[slot], c->stream), "cudaEventRecord(all-reduce done)");
+}
+
+void comm_nccl_set_tap(comm_nccl *c, comm_nccl_tap_fn fn, void *ctx)
+{
+    c->tap = fn;
+    c->tap_ctx = ctx;
 }
 
 int comm_nccl_done(comm_nccl *c, int slot)

@@ -20,6 +20,12 @@ void comm_nccl_bcast(comm_nccl *c, float *buf, size_t n, int root, size_t bucket
  * on the NCCL stream, ordered after everything queued on `after` so far
  * through an event; the host does not wait for the device. */
 void comm_nccl_launch(comm_nccl *c, void *after, float *buf, size_t n, int slot);
+/* Tests: called in comm_nccl_launch right after the collective is queued
+ * and before its done event, with the NCCL stream (a cudaStream_t as void *):
+ * work the tap queues there sees the bucket as the collective left it, and
+ * comm_nccl_wait covers it. NULL removes it. */
+typedef void (*comm_nccl_tap_fn)(void *ctx, const float *buf, size_t n, void *stream);
+void comm_nccl_set_tap(comm_nccl *c, comm_nccl_tap_fn fn, void *ctx);
 /* 1 when launch `slot`'s collective has completed on the device (never blocks). */
 int comm_nccl_done(comm_nccl *c, int slot);
 /* Orders `after` behind launches 0..nlaunched-1 (the optimizer step may be

@@ -99,6 +99,18 @@ void comm_reducer_on_launch(comm_reducer *r, comm_launch_fn fn, void *ctx)
     r->on_launch_ctx = ctx;
 }
 
+int comm_reducer_on_collective(comm_reducer *r, comm_collective_fn fn, void *ctx)
+{
+#ifdef SSPOSE_CUDA
+    if (!r->nccl) return 0;
+    comm_nccl_set_tap(r->nccl, fn, ctx);
+    return 1;
+#else
+    (void)r; (void)fn; (void)ctx;
+    return 0;
+#endif
+}
+
 void comm_reducer_force_collectives(comm_reducer *r)
 {
     r->force = 1;

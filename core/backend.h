@@ -27,6 +27,19 @@ typedef struct core_conv_shape {
     int relu;         /* y = relu(conv(x) + b) when set, else linear */
 } core_conv_shape;
 
+/* One Adam/AdamW update of a run of parameters; the host folds the step count
+ * into the bias corrections so the kernels stay elementwise:
+ *   d = g + l2*w                      (l2: Adam's L2 weight decay, 0 for AdamW)
+ *   w *= decay                        (decay: AdamW's 1 - lr*wd, 1 for Adam)
+ *   m = beta1*m + (1-beta1)*d;  v = beta2*v + (1-beta2)*d*d
+ *   w -= step_size * m / (sqrt(v)*inv_sqrt_bc2 + eps)
+ * with step_size = lr/(1-beta1^t), inv_sqrt_bc2 = 1/sqrt(1-beta2^t), t = 1, 2, ... */
+typedef struct core_adam_args {
+    float beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
+    float l2, decay;
+    float step_size, inv_sqrt_bc2;
+} core_adam_args;
+
 typedef struct core_backend core_backend;
 struct core_backend {
     const char *name;  /* "cpu", "cuda" */
@@ -66,6 +79,31 @@ struct core_backend {
      *   m = momentum*m + lr*(g + wd*w);  w -= m */
     void (*sgd_step)(core_backend *, size_t n, float *w, const float *g, float *m, float lr, float momentum,
                      float wd);
+
+    /* ---- optimizer updates beyond Caffe's SGD (trainer/optim.c; docs/training.md "Optimizers") ---- */
+    /* Nesterov momentum in Caffe's form (lr inside the momentum buffer):
+     *   d = g + wd*w;  m = momentum*m + lr*d;  w -= momentum*m + lr*d
+     * equal to torch.optim.SGD(nesterov=True) while lr is constant (m = lr*buf). */
+    void (*sgd_nesterov_step)(core_backend *, size_t n, float *w, const float *g, float *m, float lr, float momentum,
+                              float wd);
+    /* Adam / AdamW (torch.optim's rules); m, v: first and second moments. */
+    void (*adam_step)(core_backend *, const struct core_adam_args *a, size_t n, float *w, const float *g, float *m,
+                      float *v);
+    /* ---- batch normalisation and ReLU (model/net.c, docs/design.md "Batch norm") ----
+     * Per-channel reductions and affine maps over N x C x HW; the statistics
+     * themselves (a few numbers per channel) are computed by the caller in double. */
+    /* out[ch] = sum of a, out[c + ch] = sum of a*b over the N*HW cells of channel ch
+     * (b may alias a), accumulated in double in a fixed order; out is a HOST array of
+     * 2c doubles. Synchronous. */
+    void (*chan_sums)(core_backend *, int n, int c, int hw, const float *a, const float *b, double *out);
+    /* y = scale[ch]*x + shift[ch], then max(0, .) when relu; scale, shift: c floats each. */
+    void (*chan_affine)(core_backend *, int n, int c, int hw, const float *x, const float *scale, const float *shift,
+                        int relu, float *y);
+    /* dx += A[ch]*dy + B[ch]*(x - M[ch]) + C[ch], coef = [A | B | M | C], 4c floats. */
+    void (*chan_affine_grad)(core_backend *, int n, int c, int hw, const float *dy, const float *x,
+                             const float *coef, float *dx);
+    /* dy = 0 where !(y > 0) (so a NaN output passes no gradient, as conv_backward's mask). */
+    void (*relu_mask)(core_backend *, size_t n, const float *y, float *dy);
 
     void (*destroy)(core_backend *);
 };

@@ -9,8 +9,9 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/cuda_backend.h"
 
-typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES } key_type;
+typedef enum { K_INT, K_DBL, K_BOOL, K_STR, K_SS, K_SCALES, K_NORM, K_INORM } key_type;
 
 typedef struct {
     const char *name;   /* section.key */
@@ -30,6 +31,10 @@ static const key_desc KEYS[] = {
     {"model.input", K_INT, F(model.input), 0, 16, 4096},
     {"model.offsets", K_BOOL, F(model.offsets), 0, 0, 1},
     {"model.ss", K_SS, F(model.ss), 0, 0, 3},
+    {"model.norm", K_NORM, F(model.norm), 0, 0, 1},
+    {"model.bn_momentum", K_DBL, F(model.bn_momentum), 0, 0, 1},
+    {"model.bn_eps", K_DBL, F(model.bn_eps), 0, 1e-12, 1},
+    {"model.input_norm", K_INORM, F(model.input_norm), 0, 0, CORE_NUM_INPUT_NORMS - 1},
     {"loss.gamma", K_DBL, F(loss.gamma), 0, 0, 1e6},
     {"loss.delta", K_DBL, F(loss.delta), 0, -1, 1e6}, /* -1: gamma + 1 */
     {"loss.alpha", K_DBL, F(loss.alpha), 0, 0, 1e6},
@@ -38,6 +43,7 @@ static const key_desc KEYS[] = {
     {"loss.pdd_threshold", K_DBL, F(loss.pdd_threshold), 0, 0, 1},
     {"loss.kl_detach", K_BOOL, F(loss.kl_detach), 0, 0, 1},
     {"loss.kl_eps", K_DBL, F(loss.kl_eps), 0, 1e-12, 1},
+    {"loss.normalize", K_STR, S(loss.normalize), 0, 0},
     {"data.sigma", K_DBL, F(data.sigma), 0, 0.1, 1000},
     {"data.paf_width", K_DBL, F(data.paf_width), 0, 0.01, 100},
     {"data.train", K_STR, S(data.train), 0, 0},
@@ -49,6 +55,9 @@ static const key_desc KEYS[] = {
     {"data.max_rotate", K_DBL, F(data.max_rotate), 0, 0, 180},
     {"data.center_perturb", K_DBL, F(data.center_perturb), 0, 0, 10000},
     {"data.target_height", K_DBL, F(data.target_height), 0, 0.01, 10},
+    {"data.val_ann", K_STR, S(data.val_ann), 0, 0},
+    {"data.val_images", K_STR, S(data.val_images), 0, 0},
+    {"data.val_max_images", K_INT, F(data.val_max_images), 0, 0, 1e9},
     {"data.skip_corrupt", K_BOOL, F(data.skip_corrupt), 0, 0, 1},
     {"data.mix_shards", K_BOOL, F(data.mix_shards), 0, 0, 1},
     {"train.batch", K_INT, F(train.batch), 0, 1, 4096},
@@ -67,10 +76,21 @@ static const key_desc KEYS[] = {
     {"train.log_every", K_INT, F(train.log_every), 0, 1, 1e9},
     {"train.skip_nonfinite", K_BOOL, F(train.skip_nonfinite), 0, 0, 1},
     {"train.checksum_every", K_INT, F(train.checksum_every), 0, 0, 1e9},
+    {"train.optimizer", K_STR, S(train.optimizer), 0, 0},
+    {"train.nesterov", K_BOOL, F(train.nesterov), 0, 0, 1},
+    {"train.beta1", K_DBL, F(train.beta1), 0, 0, 0.99999},
+    {"train.beta2", K_DBL, F(train.beta2), 0, 0, 0.9999999},
+    {"train.eps", K_DBL, F(train.eps), 0, 1e-30, 1},
+    {"train.clip_norm", K_DBL, F(train.clip_norm), 0, 0, 1e30},
+    {"train.schedule", K_STR, S(train.schedule), 0, 0},
+    {"train.warmup_start", K_DBL, F(train.warmup_start), 0, 0, 1},
+    {"train.lr_final", K_DBL, F(train.lr_final), 0, 0, 1},
+    {"train.val_every", K_INT, F(train.val_every), 0, 0, 1e9},
     {"comm.device", K_STR, S(comm.device), 0, 0},
     {"comm.bucket_mb", K_DBL, F(comm.bucket_mb), 0, 0.001, 4096},
     {"comm.overlap", K_BOOL, F(comm.overlap), 0, 0, 1},
     {"comm.tf32", K_BOOL, F(comm.tf32), 0, 0, 1},
+    {"comm.cudnn_workspace_mb", K_INT, F(comm.cudnn_workspace_mb), 0, 0, 1 << 20},
     {"comm.timeout_s", K_DBL, F(comm.timeout_s), 0, 1, 1e6},
     {"eval.scales", K_SCALES, F(eval.scales), 0, 0.05, 8},
     {"eval.flip", K_BOOL, F(eval.flip), 0, 0, 1},
@@ -86,6 +106,8 @@ static const key_desc KEYS[] = {
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
 static const char *SS_NAMES[] = {"off", "p2h", "h2p", "both"};
+static const char *NORM_NAMES[] = {"none", "batch"};
+const char *const core_input_norm_names[CORE_NUM_INPUT_NORMS] = {"centered", "imagenet", "caffe", "cmu"};
 
 void core_config_defaults(core_config *c)
 {
@@ -96,6 +118,9 @@ void core_config_defaults(core_config *c)
     c->model.input = 368;
     c->model.offsets = 1;
     c->model.ss = CORE_SS_P2H;
+    c->model.norm = CORE_NORM_NONE;
+    c->model.bn_momentum = 0.1;
+    c->model.bn_eps = 1e-5;
     c->loss.gamma = 9;
     c->loss.delta = -1;
     c->loss.alpha = 10;
@@ -104,6 +129,7 @@ void core_config_defaults(core_config *c)
     c->loss.pdd_threshold = 0.1;
     c->loss.kl_detach = 0;
     c->loss.kl_eps = 1e-6;
+    snprintf(c->loss.normalize, sizeof c->loss.normalize, "sum");
     c->data.sigma = 7;
     c->data.paf_width = 1;
     c->data.flip = 0.5;
@@ -130,10 +156,20 @@ void core_config_defaults(core_config *c)
     c->train.log_every = 10;
     c->train.skip_nonfinite = 0;
     c->train.checksum_every = 100;
+    snprintf(c->train.optimizer, sizeof c->train.optimizer, "sgd");
+    c->train.nesterov = 0;
+    c->train.beta1 = 0.9;
+    c->train.beta2 = 0.999;
+    c->train.eps = 1e-8;
+    c->train.clip_norm = 0;
+    snprintf(c->train.schedule, sizeof c->train.schedule, "step");
+    c->train.warmup_start = 0;
+    c->train.lr_final = 0;
     snprintf(c->comm.device, sizeof c->comm.device, "auto");
     c->comm.bucket_mb = 25;
     c->comm.overlap = 1;
     c->comm.tf32 = 0;
+    c->comm.cudnn_workspace_mb = CORE_CUDA_WORKSPACE_MB;
     c->comm.timeout_s = 600;
     c->eval.nscales = 1;
     c->eval.scales[0] = 1.0;
@@ -155,6 +191,8 @@ static const key_desc *find_key(const char *name)
         if (!strcmp(KEYS[i].name, name)) return &KEYS[i];
     return NULL;
 }
+
+int core_config_has_key(const char *name) { return find_key(name) != NULL; }
 
 static char *trim(char *s)
 {
@@ -227,6 +265,14 @@ static int set_key(core_config *cfg, const char *name, const char *value, const 
         for (int i = 0; i < 4; i++)
             if (!strcmp(value, SS_NAMES[i])) return *(core_ss_mode *)base = (core_ss_mode)i, 0;
         FAIL("%s: config key '%s' must be off, p2h, h2p or both, got '%s'", where, name, value);
+    case K_NORM:
+        for (int i = 0; i < 2; i++)
+            if (!strcmp(value, NORM_NAMES[i])) return *(core_norm_mode *)base = (core_norm_mode)i, 0;
+        FAIL("%s: config key '%s' must be none or batch, got '%s'", where, name, value);
+    case K_INORM:
+        for (int i = 0; i < CORE_NUM_INPUT_NORMS; i++)
+            if (!strcmp(value, core_input_norm_names[i])) return *(core_input_norm *)base = (core_input_norm)i, 0;
+        FAIL("%s: config key '%s' must be centered, imagenet, caffe or cmu, got '%s'", where, name, value);
     case K_SCALES:
         return set_scales(cfg, k, name, value, where, err, errlen);
     }
@@ -331,18 +377,20 @@ void core_config_parse_text(core_config *cfg, const char *text, const char *orig
     core_config_resolve(cfg);
 }
 
-void core_config_set(core_config *cfg, const char *assignment)
+void core_config_set_origin(core_config *cfg, const char *assignment, const char *origin)
 {
     char *copy = core_strdup(assignment);
     char *eq = strchr(copy, '=');
-    CHECK(eq, "--set wants section.key=value, got '%s'", assignment);
-    CHECK(strchr(copy, '.') && strchr(copy, '.') < eq, "--set wants section.key=value, got '%s'", assignment);
+    CHECK(eq, "%s wants section.key=value, got '%s'", origin, assignment);
+    CHECK(strchr(copy, '.') && strchr(copy, '.') < eq, "%s wants section.key=value, got '%s'", origin, assignment);
     char err[1024], full[160];
-    int rc = parse_line(cfg, copy, "", "--set", full, sizeof full, err, sizeof err);
+    int rc = parse_line(cfg, copy, "", origin, full, sizeof full, err, sizeof err);
     free(copy);
     CHECK(rc == 0, "%s", err);
     core_config_resolve(cfg);
 }
+
+void core_config_set(core_config *cfg, const char *assignment) { core_config_set_origin(cfg, assignment, "--set"); }
 
 /* Named schedules are given at six stages (SPEC section 4). */
 static const struct {
@@ -401,11 +449,50 @@ void core_config_resolve(core_config *c)
           "non-negative numbers, got '%s'",
           c->loss.beta);
     CHECK(c->data.scale_min <= c->data.scale_max, "config key 'data.scale_min' exceeds data.scale_max");
+    c->loss.normalize_cells = !strcmp(c->loss.normalize, "cells");
+    CHECK(c->loss.normalize_cells || !strcmp(c->loss.normalize, "sum"),
+          "config key 'loss.normalize' must be sum or cells, got '%s'", c->loss.normalize);
+    const char *opts[] = {"sgd", "adam", "adamw"};
+    c->train.optimizer_kind = -1;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(c->train.optimizer, opts[i])) c->train.optimizer_kind = i;
+    CHECK(c->train.optimizer_kind >= 0, "config key 'train.optimizer' must be sgd, adam or adamw, got '%s'",
+          c->train.optimizer);
+    CHECK(!c->train.nesterov || c->train.optimizer_kind == CORE_OPT_SGD,
+          "config key 'train.nesterov' applies to train.optimizer = sgd only");
+    c->train.schedule_cosine = !strcmp(c->train.schedule, "cosine");
+    CHECK(c->train.schedule_cosine || !strcmp(c->train.schedule, "step"),
+          "config key 'train.schedule' must be step or cosine, got '%s'", c->train.schedule);
     CHECK(!strcmp(c->comm.device, "auto") || !strcmp(c->comm.device, "cpu") || !strcmp(c->comm.device, "cuda"),
           "config key 'comm.device' must be auto, cpu or cuda, got '%s'", c->comm.device);
 }
 
 static double effective_delta(const core_config *c) { return c->loss.delta < 0 ? c->loss.gamma + 1 : c->loss.delta; }
+
+/* One key's value as core_config_text writes it. */
+static void format_value(const core_config *c, const key_desc *k, char *val, size_t len)
+{
+    const char *base = (const char *)c + k->off;
+    switch (k->type) {
+    case K_INT:
+    case K_BOOL: snprintf(val, len, "%d", *(const int *)base); break;
+    case K_DBL:
+        /* delta is written resolved so that readers need not know the gamma+1 rule */
+        snprintf(val, len, "%.17g", !strcmp(k->name, "loss.delta") ? effective_delta(c) : *(const double *)base);
+        break;
+    case K_STR: snprintf(val, len, "%s", base); break;
+    case K_SS: snprintf(val, len, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
+    case K_NORM: snprintf(val, len, "%s", NORM_NAMES[*(const core_norm_mode *)base]); break;
+    case K_INORM: snprintf(val, len, "%s", core_input_norm_names[*(const core_input_norm *)base]); break;
+    case K_SCALES: {
+        size_t n = 0;
+        val[0] = 0;
+        for (int j = 0; j < c->eval.nscales && n < len; j++)
+            n += snprintf(val + n, len - n, "%s%.17g", j ? "," : "", c->eval.scales[j]);
+        break;
+    }
+    }
+}
 
 char *core_config_text(const core_config *c)
 {
@@ -414,25 +501,8 @@ char *core_config_text(const core_config *c)
     out[0] = 0;
     for (size_t i = 0; i < NKEYS; i++) {
         const key_desc *k = &KEYS[i];
-        const char *base = (const char *)c + k->off;
         char val[1100];
-        switch (k->type) {
-        case K_INT:
-        case K_BOOL: snprintf(val, sizeof val, "%d", *(const int *)base); break;
-        case K_DBL:
-            /* delta is written resolved so that readers need not know the gamma+1 rule */
-            snprintf(val, sizeof val, "%.17g", !strcmp(k->name, "loss.delta") ? effective_delta(c) : *(const double *)base);
-            break;
-        case K_STR: snprintf(val, sizeof val, "%s", base); break;
-        case K_SS: snprintf(val, sizeof val, "%s", SS_NAMES[*(const core_ss_mode *)base]); break;
-        case K_SCALES: {
-            size_t n = 0;
-            val[0] = 0;
-            for (int j = 0; j < c->eval.nscales; j++)
-                n += snprintf(val + n, sizeof val - n, "%s%.17g", j ? "," : "", c->eval.scales[j]);
-            break;
-        }
-        }
+        format_value(c, k, val, sizeof val);
         size_t need = strlen(k->name) + strlen(val) + 8;
         if (len + need >= cap) out = core_realloc(out, cap = 2 * cap + need);
         len += snprintf(out + len, cap - len, "%s = %s\n", k->name, val);
@@ -440,8 +510,104 @@ char *core_config_text(const core_config *c)
     return out;
 }
 
+void core_config_kv_parse(core_config_kv *kv, const char *text)
+{
+    memset(kv, 0, sizeof *kv);
+    char section[64] = "";
+    char *copy = core_strdup(text);
+    int cap = 0;
+    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *hash = strpbrk(line, "#;");
+        if (hash) *hash = 0;
+        char *s = trim(line);
+        if (!*s) continue;
+        if (*s == '[') {
+            char *e = strchr(s, ']');
+            if (e) {
+                *e = 0;
+                snprintf(section, sizeof section, "%s", trim(s + 1));
+            }
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (!eq) continue;
+        *eq = 0;
+        char *k = trim(s), *v = trim(eq + 1);
+        if (!*k) continue;
+        size_t len = strlen(section) + strlen(k) + 2;
+        char *full = core_malloc(len);
+        if (strchr(k, '.') || !section[0]) snprintf(full, len, "%s", k);
+        else snprintf(full, len, "%s.%s", section, k);
+        if (kv->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            kv->keys = core_realloc(kv->keys, cap * sizeof *kv->keys);
+            kv->vals = core_realloc(kv->vals, cap * sizeof *kv->vals);
+        }
+        kv->keys[kv->n] = full;
+        kv->vals[kv->n++] = core_strdup(v);
+    }
+    free(copy);
+}
+
+int core_config_kv_read(core_config_kv *kv, const char *path)
+{
+    memset(kv, 0, sizeof *kv);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, got;
+    do {
+        if (len + 4096 + 1 > cap) buf = core_realloc(buf, cap = 2 * cap + 8192);
+        got = fread(buf + len, 1, 4096, f);
+        len += got;
+    } while (got == 4096);
+    fclose(f);
+    buf[len] = 0; /* a NUL inside ends the text: what follows is no config */
+    core_config_kv_parse(kv, buf);
+    free(buf);
+    return 0;
+}
+
+const char *core_config_kv_get(const core_config_kv *kv, const char *key)
+{
+    for (int i = kv->n - 1; i >= 0; i--)
+        if (!strcmp(kv->keys[i], key)) return kv->vals[i];
+    return NULL;
+}
+
+void core_config_kv_free(core_config_kv *kv)
+{
+    for (int i = 0; i < kv->n; i++) {
+        free(kv->keys[i]);
+        free(kv->vals[i]);
+    }
+    free(kv->keys);
+    free(kv->vals);
+    memset(kv, 0, sizeof *kv);
+}
+
 int core_width(const core_config *cfg, int channels)
 {
     int w = (int)lround(channels * cfg->model.width);
     return w < 1 ? 1 : w;
+}
+
+/* ---- comparing a stored config text with a config (resume) ---------------- */
+
+int core_config_diff(const char *then_text, const core_config *now, core_config_diff_fn fn, void *ctx)
+{
+    int n = 0;
+    core_config_kv kv; /* the one lenient reader: a stored text may come from another build */
+    core_config_kv_parse(&kv, then_text);
+    for (size_t i = 0; i < NKEYS; i++) {
+        char val[1100];
+        const char *then = core_config_kv_get(&kv, KEYS[i].name);
+        if (!then) continue;
+        format_value(now, &KEYS[i], val, sizeof val);
+        if (!strcmp(then, val)) continue;
+        n++;
+        if (fn) fn(KEYS[i].name, then, val, ctx);
+    }
+    core_config_kv_free(&kv);
+    return n;
 }

@@ -151,6 +151,98 @@ static void cpu_sgd_step(core_backend *be, size_t n, float *w, const float *g, f
     }
 }
 
+/* ---- optimizer updates beyond Caffe's SGD ---- */
+
+static void cpu_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr,
+                                  float momentum, float wd)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float d = lr * (g[i] + wd * w[i]);
+        float v = momentum * m[i] + d;
+        m[i] = v;
+        w[i] -= momentum * v + d;
+    }
+}
+
+static void cpu_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m,
+                          float *v)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float wi = w[i] * a->decay;
+        float d = g[i] + a->l2 * w[i];
+        float mi = a->beta1 * m[i] + a->one_minus_beta1 * d;
+        float vi = a->beta2 * v[i] + a->one_minus_beta2 * (d * d);
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = wi - a->step_size * (mi / (sqrtf(vi) * a->inv_sqrt_bc2 + a->eps));
+    }
+}
+
+/* ---- batch normalisation and ReLU ---- */
+
+static void cpu_chan_sums(core_backend *be, int n, int c, int hw, const float *a, const float *b, double *out)
+{
+    /* one channel per iteration, cells in a fixed order: the sums do not depend on the thread count */
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < c; ch++) {
+        double sa = 0, sab = 0;
+        for (int i = 0; i < n; i++) {
+            const float *pa = a + ((size_t)i * c + ch) * hw, *pb = b + ((size_t)i * c + ch) * hw;
+            double ra = 0, rab = 0;
+            for (int k = 0; k < hw; k++) {
+                ra += pa[k];
+                rab += (double)pa[k] * pb[k];
+            }
+            sa += ra;
+            sab += rab;
+        }
+        out[ch] = sa;
+        out[c + ch] = sab;
+    }
+}
+
+static void cpu_chan_affine(core_backend *be, int n, int c, int hw, const float *x, const float *scale,
+                            const float *shift, int relu, float *y)
+{
+#pragma omp parallel for schedule(static)
+    for (long p = 0; p < (long)n * c; p++) {
+        int ch = (int)(p % c);
+        float a = scale[ch], s = shift[ch];
+        const float *xp = x + (size_t)p * hw;
+        float *yp = y + (size_t)p * hw;
+        if (relu) {
+            for (int k = 0; k < hw; k++) {
+                float v = a * xp[k] + s;
+                yp[k] = v > 0 ? v : 0.0f;
+            }
+        } else {
+            for (int k = 0; k < hw; k++) yp[k] = a * xp[k] + s;
+        }
+    }
+}
+
+static void cpu_chan_affine_grad(core_backend *be, int n, int c, int hw, const float *dy, const float *x,
+                                 const float *coef, float *dx)
+{
+#pragma omp parallel for schedule(static)
+    for (long p = 0; p < (long)n * c; p++) {
+        int ch = (int)(p % c);
+        float A = coef[ch], B = coef[c + ch], M = coef[2 * c + ch], C = coef[3 * c + ch];
+        const float *dyp = dy + (size_t)p * hw, *xp = x + (size_t)p * hw;
+        float *dxp = dx + (size_t)p * hw;
+        for (int k = 0; k < hw; k++) dxp[k] += A * dyp[k] + B * (xp[k] - M) + C;
+    }
+}
+
+static void cpu_relu_mask(core_backend *be, size_t n, const float *y, float *dy)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        if (!(y[i] > 0)) dy[i] = 0.0f;
+}
+
 static void cpu_destroy(core_backend *be)
 {
     cpu_state *st = be->impl;
@@ -220,6 +312,12 @@ core_backend *core_cpu_backend_create(int threads)
     be->pool_backward = cpu_pool_backward;
     be->copy_channels = cpu_copy_channels;
     be->sgd_step = cpu_sgd_step;
+    be->sgd_nesterov_step = cpu_sgd_nesterov_step;
+    be->adam_step = cpu_adam_step;
+    be->chan_sums = cpu_chan_sums;
+    be->chan_affine = cpu_chan_affine;
+    be->chan_affine_grad = cpu_chan_affine_grad;
+    be->relu_mask = cpu_relu_mask;
     be->destroy = cpu_destroy;
     return be;
 }

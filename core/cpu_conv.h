@@ -24,6 +24,14 @@ void core_cpu_gemm_conv_forward(core_cpu_gemm *g, const core_conv_shape *s, cons
 void core_cpu_gemm_conv_backward(core_cpu_gemm *g, const core_conv_shape *s, const float *x, const float *w,
                                  const float *y, float *dy, float *dx, float *dw, float *db);
 
+/* The parameter gradients, shared by both paths (their reductions run over
+ * N*H*W terms, too many for a float accumulator):
+ * db += sum of dy over samples and pixels, in double; */
+void core_cpu_conv_bias_grad(const core_conv_shape *s, const float *dy, float *db);
+/* dw += dy * im2col(x)^T as float sgemm products over blocks of pixels, summed in double. */
+void core_cpu_gemm_conv_backward_weights(core_cpu_gemm *g, const core_conv_shape *s, const float *x, const float *dy,
+                                         float *dw);
+
 /* dy[i] = 0 where y[i] <= 0 (or NaN): the ReLU mask both paths apply when s->relu. */
 void core_cpu_conv_relu_mask(const core_conv_shape *s, const float *y, float *dy);
 

@@ -6,10 +6,20 @@
  * chose (and back). The reorders cost a few percent of a 3x3/7x7 convolution
  * and are what PyTorch's CPU convolutions pay too.
  *
- * Backward primitives overwrite their outputs, while the backend interface
- * accumulates into dx/dw/db: the results land in scratch and go out through a
- * reorder with a sum post-op (dst = src + dst), which is also the layout
- * conversion, so accumulation costs no extra pass.
+ * The backward-data primitive overwrites its output, while the backend
+ * interface accumulates into dx: the result lands in scratch and goes out
+ * through a reorder with a sum post-op (dst = src + dst), which is also the
+ * layout conversion, so accumulation costs no extra pass.
+ *
+ * The parameter gradients are reductions over N*H*W terms. oneDNN's
+ * backward-weights kernel sums each element's terms in one float accumulator
+ * per thread: 2-4e-5 off a double reference over a paper batch (10 x 368 px),
+ * 7e-6 over one 368 px sample, ~2e-6 over one sample of up to DW_MAX_HW pixels.
+ * So db is summed in double (core_cpu_conv_bias_grad), and dw comes from
+ * oneDNN one sample at a time, summed in double, where a sample has at most
+ * DW_MAX_HW pixels (the stage and p2h convolutions, where oneDNN is fastest),
+ * and from the blocked sgemm of core/cpu_conv_gemm.c on larger maps (the VGG
+ * layers at 92-368 px). docs/design.md, "CPU convolutions", has the numbers.
  *
  * Everything is cached per shape (a network uses a handful of shapes per input
  * size): primitives, reorders and memory objects. Scratch buffers and the
@@ -49,7 +59,10 @@ typedef struct {
     int sum;
 } xfer;
 
-enum { BUF_X, BUF_W, BUF_Y, BUF_DYD, BUF_DYW, BUF_DX, BUF_DW, BUF_DB, BUF_COUNT };
+/* Largest H*W whose weight gradient oneDNN computes (per sample); 48x48. */
+#define DW_MAX_HW 2304
+
+enum { BUF_X, BUF_W, BUF_Y, BUF_DY, BUF_DX, BUF_DW, BUF_DWP, BUF_COUNT };
 
 typedef struct entry {
     core_conv_shape s;
@@ -64,11 +77,11 @@ typedef struct entry {
     prim bd;
     xfer d_dy, d_w, d_dx;
     dnnl_memory_t d_ddst, d_wei, d_dsrc;
-    /* backward weights, created on first backward */
+    /* backward weights (entries of batch-1 shapes only), created on first use */
     int have_bw;
     prim bw;
     xfer w_x, w_dy, w_dw;
-    dnnl_memory_t w_src, w_ddst, w_dwei, w_dbias;
+    dnnl_memory_t w_src, w_ddst, w_dwei;
     struct entry *next;
 } entry;
 
@@ -76,6 +89,9 @@ struct core_cpu_dnnl {
     dnnl_engine_t eng;
     dnnl_stream_t stream;
     entry *entries;
+    core_cpu_gemm *gemm; /* weight gradients of large maps (see the top of this file) */
+    double *acc;         /* weight-gradient accumulator */
+    size_t acc_cap;      /* doubles */
     void *buf[BUF_COUNT];
     size_t cap[BUF_COUNT]; /* bytes */
     void *pad;             /* shared primitive scratchpad */
@@ -259,13 +275,14 @@ static entry *entry_get(core_cpu_dnnl *d, const core_conv_shape *s)
     return e;
 }
 
+/* Without a bias: db is summed in double by core_cpu_conv_bias_grad. */
 static void entry_make_bw(core_cpu_dnnl *d, entry *e)
 {
     const core_conv_shape *s = &e->s;
     dnnl_memory_desc_t xa = any_layout(&e->x_md), wa = any_layout(&e->w_md), ya = any_layout(&e->y_md);
     dnnl_dims_t pad = {s->k / 2, s->k / 2};
     dnnl_convolution_desc_t cd;
-    DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xa, &wa, &e->b_md, &ya,
+    DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xa, &wa, NULL, &ya,
                                                            STRIDES, pad, pad));
     dnnl_primitive_attr_t a = attr_new(0, 0);
     dnnl_primitive_desc_t pd;
@@ -276,11 +293,10 @@ static void entry_make_bw(core_cpu_dnnl *d, entry *e)
                              *ddst = pd_md(pd, dnnl_query_diff_dst_md);
     e->w_x = xfer_new(d, &e->x_md, src, 0);
     e->w_dy = xfer_new(d, &e->y_md, ddst, 0);
-    e->w_dw = xfer_new(d, dw, &e->w_md, 1);
+    e->w_dw = xfer_new(d, dw, &e->w_md, 0);
     e->w_src = mem_new(d, src);
     e->w_ddst = mem_new(d, ddst);
     e->w_dwei = mem_new(d, dw);
-    e->w_dbias = mem_new(d, &e->b_md);
     DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
     e->have_bw = 1;
 }
@@ -317,8 +333,8 @@ static void entry_free(entry *e)
     prim_free(&e->bw);
     xfer *xs[] = {&e->f_x, &e->f_w, &e->f_y, &e->d_dy, &e->d_w, &e->d_dx, &e->w_x, &e->w_dy, &e->w_dw};
     for (size_t i = 0; i < sizeof xs / sizeof *xs; i++) xfer_free(xs[i]);
-    dnnl_memory_t ms[] = {e->f_src, e->f_wei, e->f_bias, e->f_dst, e->d_ddst, e->d_wei,
-                          e->d_dsrc, e->w_src, e->w_ddst, e->w_dwei, e->w_dbias};
+    dnnl_memory_t ms[] = {e->f_src, e->f_wei,  e->f_bias, e->f_dst, e->d_ddst,
+                          e->d_wei, e->d_dsrc, e->w_src,  e->w_ddst, e->w_dwei};
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) mem_free(ms[i]);
     if (e->fwd_pd) DNNL_CHECK(dnnl_primitive_desc_destroy(e->fwd_pd));
     free(e);
@@ -329,6 +345,7 @@ core_cpu_dnnl *core_cpu_dnnl_create(void)
     core_cpu_dnnl *d = core_calloc(1, sizeof *d);
     DNNL_CHECK(dnnl_engine_create(&d->eng, dnnl_cpu, 0));
     DNNL_CHECK(dnnl_stream_create(&d->stream, d->eng, dnnl_stream_default_flags));
+    d->gemm = core_cpu_gemm_create();
     return d;
 }
 
@@ -342,6 +359,8 @@ void core_cpu_dnnl_destroy(core_cpu_dnnl *d)
     }
     for (int i = 0; i < BUF_COUNT; i++) free(d->buf[i]);
     free(d->pad);
+    core_cpu_gemm_destroy(d->gemm);
+    free(d->acc);
     DNNL_CHECK(dnnl_stream_destroy(d->stream));
     DNNL_CHECK(dnnl_engine_destroy(d->eng));
     free(d);
@@ -371,34 +390,48 @@ void core_cpu_dnnl_conv_forward(core_cpu_dnnl *d, const core_conv_shape *s, cons
     xfer_run(d, &e->f_y, dst, y);
 }
 
+/* dw += sum over samples of oneDNN's per-sample weight gradient, summed in double. */
+static void backward_weights_per_sample(core_cpu_dnnl *d, const core_conv_shape *s, const float *x, const float *dy,
+                                        float *dw)
+{
+    core_conv_shape s1 = *s;
+    s1.n = 1;
+    s1.relu = 0; /* backward weights does not depend on it: one entry serves both */
+    entry *e = entry_get(d, &s1);
+    if (!e->have_bw) entry_make_bw(d, e);
+    size_t hw = (size_t)s->h * s->w, wn = (size_t)s->cout * s->cin * s->k * s->k;
+    double *acc = aligned_grow((void **)&d->acc, &d->acc_cap, wn * sizeof(double));
+    memset(acc, 0, wn * sizeof(double));
+    for (int n = 0; n < s->n; n++) {
+        const void *src = xfer_run(d, &e->w_x, x + (size_t)n * s->cin * hw, buf(d, BUF_X, mem_md(e->w_src)));
+        const void *ddst = xfer_run(d, &e->w_dy, dy + (size_t)n * s->cout * hw, buf(d, BUF_DY, mem_md(e->w_ddst)));
+        void *dwei = buf(d, BUF_DW, mem_md(e->w_dwei));
+        mem_set(e->w_src, src);
+        mem_set(e->w_ddst, ddst);
+        mem_set(e->w_dwei, dwei);
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->w_src}, {DNNL_ARG_DIFF_DST, e->w_ddst},
+                                   {DNNL_ARG_DIFF_WEIGHTS, e->w_dwei}};
+        exec(d, &e->bw, 3, args);
+        const float *plain = xfer_run(d, &e->w_dw, dwei, buf(d, BUF_DWP, &e->w_md));
+#pragma omp parallel for schedule(static) if (wn > 65536)
+        for (size_t i = 0; i < wn; i++) acc[i] += plain[i];
+    }
+#pragma omp parallel for schedule(static) if (wn > 65536)
+    for (size_t i = 0; i < wn; i++) dw[i] += (float)acc[i];
+}
+
 void core_cpu_dnnl_conv_backward(core_cpu_dnnl *d, const core_conv_shape *s, const float *x, const float *w,
                                  const float *y, float *dy, float *dx, float *dw, float *db)
 {
     entry *e = entry_get(d, s);
     if (s->relu) core_cpu_conv_relu_mask(s, y, dy);
-    if (!e->have_bw) entry_make_bw(d, e);
-
-    /* backward weights: dw += reorder(diff_w), db += diff_b */
-    const void *src = xfer_run(d, &e->w_x, x, buf(d, BUF_X, mem_md(e->w_src)));
-    const void *ddst = xfer_run(d, &e->w_dy, dy, buf(d, BUF_DYW, mem_md(e->w_ddst)));
-    float *dbias = buf(d, BUF_DB, &e->b_md);
-    void *dwei = buf(d, BUF_DW, mem_md(e->w_dwei));
-    mem_set(e->w_src, src);
-    mem_set(e->w_ddst, ddst);
-    mem_set(e->w_dwei, dwei);
-    mem_set(e->w_dbias, dbias);
-    dnnl_exec_arg_t wargs[5] = {{DNNL_ARG_SRC, e->w_src}, {DNNL_ARG_DIFF_DST, e->w_ddst},
-                                {DNNL_ARG_DIFF_WEIGHTS, e->w_dwei}, {DNNL_ARG_DIFF_BIAS, e->w_dbias}};
-    exec(d, &e->bw, 4, wargs);
-    xfer_run(d, &e->w_dw, dwei, dw);
-    for (int c = 0; c < s->cout; c++) db[c] += dbias[c];
+    core_cpu_conv_bias_grad(s, dy, db);
+    if ((size_t)s->h * s->w <= DW_MAX_HW) backward_weights_per_sample(d, s, x, dy, dw);
+    else core_cpu_gemm_conv_backward_weights(d->gemm, s, x, dy, dw);
 
     if (!dx) return;
     if (!e->have_bd) entry_make_bd(d, e);
-    /* backward weights ran first and left dy in its layout: reuse it when the layouts agree */
-    const void *bddst = dnnl_memory_desc_equal(mem_md(e->d_ddst), mem_md(e->w_ddst))
-                            ? ddst
-                            : xfer_run(d, &e->d_dy, dy, buf(d, BUF_DYD, mem_md(e->d_ddst)));
+    const void *bddst = xfer_run(d, &e->d_dy, dy, buf(d, BUF_DY, mem_md(e->d_ddst)));
     const void *wei = xfer_run(d, &e->d_w, w, buf(d, BUF_W, mem_md(e->d_wei)));
     void *dsrc = buf(d, BUF_DX, mem_md(e->d_dsrc));
     mem_set(e->d_ddst, bddst);

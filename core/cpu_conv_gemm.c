@@ -1,5 +1,13 @@
 /* CPU convolution as im2col + OpenBLAS sgemm, one sample at a time (the column
- * buffer of one sample is already the largest scratch the backend holds). */
+ * buffer of one sample is already the largest scratch the backend holds).
+ *
+ * The parameter gradients are reductions over every output pixel of the batch
+ * (N*H*W: 1.35 M terms for the paper's conv1_2 at batch 10), too long for one
+ * float accumulator: db is summed in double, and dw is summed in double over
+ * sgemm products of at most DW_BLOCK columns each, so the float rounding of a
+ * product never sees more than DW_BLOCK terms. Both paths (this one and
+ * oneDNN's) use these two functions; docs/design.md "CPU convolutions" has the
+ * measurements. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,9 +15,18 @@
 #include "core/check.h"
 #include "core/cpu_conv.h"
 
+/* Columns (output pixels) per float sgemm product of the weight gradient:
+ * OpenBLAS accumulates a product's K dimension in register blocks added into
+ * C, so its float error grows with K; 4096 keeps it near 3e-7 of the result. */
+#define DW_BLOCK 4096
+
 struct core_cpu_gemm {
     float *col;     /* im2col scratch, grown on demand */
     size_t col_cap; /* floats */
+    float *part;    /* one block's weight-gradient product [cout, kdim] */
+    size_t part_cap;
+    double *acc;    /* the weight gradient's double accumulator */
+    size_t acc_cap;
 };
 
 core_cpu_gemm *core_cpu_gemm_create(void) { return core_calloc(1, sizeof(core_cpu_gemm)); }
@@ -18,22 +35,25 @@ void core_cpu_gemm_destroy(core_cpu_gemm *g)
 {
     if (!g) return;
     free(g->col);
+    free(g->part);
+    free(g->acc);
     free(g);
 }
 
-static float *scratch(core_cpu_gemm *g, size_t n)
+/* 64-byte alignment keeps sgemm's packing on full cache lines */
+static void *grow(void **p, size_t *cap, size_t n, size_t elem)
 {
-    if (n > g->col_cap) {
-        free(g->col);
-        g->col = NULL;
-        /* 64-byte alignment keeps sgemm's packing on full cache lines */
-        size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
-        CHECK(posix_memalign((void **)&g->col, 64, bytes) == 0, "out of memory allocating %zu bytes on the CPU",
-              bytes);
-        g->col_cap = n;
+    if (n > *cap) {
+        free(*p);
+        *p = NULL;
+        size_t bytes = (n * elem + 63) & ~(size_t)63;
+        CHECK(posix_memalign(p, 64, bytes) == 0, "out of memory allocating %zu bytes on the CPU", bytes);
+        *cap = n;
     }
-    return g->col;
+    return *p;
 }
+
+static float *scratch(core_cpu_gemm *g, size_t n) { return grow((void **)&g->col, &g->col_cap, n, sizeof(float)); }
 
 /* col[(c*k*k + ky*k + kx), (y*w + x)] = in[c, y+ky-p, x+kx-p] (0 outside) */
 static void im2col(const float *in, int c, int h, int w, int k, float *col)
@@ -122,26 +142,54 @@ void core_cpu_gemm_conv_forward(core_cpu_gemm *g, const core_conv_shape *s, cons
     }
 }
 
+void core_cpu_conv_bias_grad(const core_conv_shape *s, const float *dy, float *db)
+{
+    size_t hw = (size_t)s->h * s->w;
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < s->cout; co++) {
+        double acc = 0;
+        for (int n = 0; n < s->n; n++) {
+            const float *row = dy + ((size_t)n * s->cout + co) * hw;
+            for (size_t i = 0; i < hw; i++) acc += row[i];
+        }
+        db[co] += (float)acc;
+    }
+}
+
+void core_cpu_gemm_conv_backward_weights(core_cpu_gemm *g, const core_conv_shape *s, const float *x, const float *dy,
+                                         float *dw)
+{
+    int hw = s->h * s->w, kdim = s->cin * s->k * s->k;
+    size_t wn = (size_t)s->cout * kdim;
+    float *part = grow((void **)&g->part, &g->part_cap, wn, sizeof(float));
+    double *acc = grow((void **)&g->acc, &g->acc_cap, wn, sizeof(double));
+    memset(acc, 0, wn * sizeof(double));
+    for (int n = 0; n < s->n; n++) {
+        const float *col = columns(g, s, x + (size_t)n * s->cin * hw);
+        const float *dyn = dy + (size_t)n * s->cout * hw;
+        for (int j0 = 0; j0 < hw; j0 += DW_BLOCK) {
+            int cols = hw - j0 < DW_BLOCK ? hw - j0 : DW_BLOCK;
+            /* part[cout, kdim] = dy[cout, j0:j0+cols] * col[kdim, j0:j0+cols]^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->cout, kdim, cols, 1.0f, dyn + j0, hw, col + j0,
+                        hw, 0.0f, part, kdim);
+#pragma omp parallel for schedule(static) if (wn > 65536)
+            for (size_t i = 0; i < wn; i++) acc[i] += part[i];
+        }
+    }
+#pragma omp parallel for schedule(static) if (wn > 65536)
+    for (size_t i = 0; i < wn; i++) dw[i] += (float)acc[i];
+}
+
 void core_cpu_gemm_conv_backward(core_cpu_gemm *g, const core_conv_shape *s, const float *x, const float *w,
                                  const float *y, float *dy, float *dx, float *dw, float *db)
 {
     int hw = s->h * s->w, kdim = s->cin * s->k * s->k;
     if (s->relu) core_cpu_conv_relu_mask(s, y, dy);
+    core_cpu_conv_bias_grad(s, dy, db);
+    core_cpu_gemm_conv_backward_weights(g, s, x, dy, dw);
+    if (!dx) return;
     for (int n = 0; n < s->n; n++) {
-        const float *xn = x + (size_t)n * s->cin * hw;
         const float *dyn = dy + (size_t)n * s->cout * hw;
-#pragma omp parallel for schedule(static)
-        for (int co = 0; co < s->cout; co++) {
-            const float *row = dyn + (size_t)co * hw;
-            double acc = 0;
-            for (int i = 0; i < hw; i++) acc += row[i];
-            db[co] += (float)acc;
-        }
-        const float *col = columns(g, s, xn);
-        /* dW[cout, kdim] += dy[cout, hw] * col[kdim, hw]^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->cout, kdim, hw, 1.0f, dyn, hw, col, hw, 1.0f, dw,
-                    kdim);
-        if (!dx) continue;
         float *dxn = dx + (size_t)n * s->cin * hw;
         if (s->k == 1) {
             /* dx[cin, hw] += W^T[cin, cout] * dy[cout, hw] */

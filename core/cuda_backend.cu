@@ -49,14 +49,21 @@ static void cu_free(core_backend *be, float *p)
     CUDA_CHECK(cudaFree(p));
 }
 
-// Asynchronous on the stream. From pageable memory the runtime stages the data
-// before returning, so the host buffer may be reused at once; from pinned
-// memory the copy is truly asynchronous and the buffer must live until sync().
+// Asynchronous, on the copy stream: after the work queued so far (which may
+// still read dst), before any work queued later; the host never waits for
+// the compute stream. From pageable memory the runtime stages the data before
+// returning, so the host buffer may be reused at once; from pinned memory the
+// copy is truly asynchronous and the buffer must live until sync() or
+// core_cuda_upload_wait().
 static void cu_upload(core_backend *be, float *dst, const float *host_src, size_t n)
 {
     cuda_state *st = cuda_enter(be);
     if (!n) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, n * sizeof(float), cudaMemcpyHostToDevice, st->stream));
+    CUDA_CHECK(cudaEventRecord(st->consumed, st->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(st->copy, st->consumed, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, n * sizeof(float), cudaMemcpyHostToDevice, st->copy));
+    CUDA_CHECK(cudaEventRecord(st->uploaded, st->copy));
+    CUDA_CHECK(cudaStreamWaitEvent(st->stream, st->uploaded, 0));
 }
 
 static void cu_download(core_backend *be, float *host_dst, const float *src, size_t n)
@@ -80,35 +87,50 @@ static void cu_sync(core_backend *be)
     CUDA_CHECK(cudaGetLastError());
 }
 
-// A device buffer that grows on demand: when it must grow, queued work that
-// may still read the old one is waited for before it is freed.
-static void *grow(cuda_state *st, void **buf, size_t *have, size_t bytes, const char *what)
+static CORE_NORETURN void out_of_memory(cuda_state *st, const char *what, size_t bytes, const char *hint)
 {
-    if (bytes <= *have) return *buf;
-    // Round up so a sequence of slightly growing requests does not reallocate each time.
-    size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
-    if (*buf) {
-        CUDA_CHECK(cudaStreamSynchronize(st->stream));
-        CUDA_CHECK(cudaFree(*buf));
-        *buf = NULL;
-        *have = 0;
-    }
-    cudaError_t e = cudaMalloc(buf, want);
-    if (e == cudaErrorMemoryAllocation) {
-        cudaGetLastError();
-        CORE_DIE("out of GPU memory growing the %s to %.1f MiB on GPU %d: lower train.batch", what, want / 1048576.0,
-                 st->device);
-    }
-    CUDA_CHECK(e);
-    *have = want;
-    return *buf;
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    CORE_DIE("out of GPU memory allocating the %s (%.1f MiB) on GPU %d (%.1f of %.1f MiB free): %s", what,
+             bytes / 1048576.0, st->device, free_b / 1048576.0, total_b / 1048576.0, hint);
 }
 
-void *cuda_workspace(cuda_state *st, size_t bytes) { return grow(st, &st->ws, &st->ws_bytes, bytes, "cuDNN workspace"); }
+// The workspace is one allocation of the configured size, made before the
+// first convolution runs: a cudaFree inside a step would wait for the whole
+// device (the NCCL stream included, outside comm.timeout_s), and a size that
+// followed the free memory would let ranks or resumes choose differently.
+void *cuda_workspace(cuda_state *st, size_t bytes)
+{
+    CHECK(bytes <= st->ws_limit, "cuDNN workspace request of %.1f MiB exceeds comm.cudnn_workspace_mb (%.0f MiB)",
+          bytes / 1048576.0, st->ws_limit / 1048576.0);
+    if (!st->ws && st->ws_limit) {
+        cudaError_t e = cudaMalloc(&st->ws, st->ws_limit);
+        if (e == cudaErrorMemoryAllocation)
+            out_of_memory(st, "cuDNN workspace", st->ws_limit, "lower comm.cudnn_workspace_mb or train.batch");
+        CUDA_CHECK(e);
+        st->ws_bytes = st->ws_limit;
+    }
+    return st->ws;
+}
 
+// Scratch grows stream-ordered: the old buffer is released after the work
+// queued on it, and the new one is usable by work queued after, without any
+// host wait.
 void *cuda_scratch(cuda_state *st, int slot, size_t bytes)
 {
-    return grow(st, &st->scratch[slot], &st->scratch_bytes[slot], bytes, "convolution scratch");
+    CHECK(slot >= 0 && slot < CUDA_SCRATCH_SLOTS, "CUDA scratch slot %d does not exist", slot);
+    if (bytes <= st->scratch_bytes[slot]) return st->scratch[slot];
+    // Round up so a sequence of slightly growing requests does not reallocate each time.
+    size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+    if (st->scratch[slot]) CUDA_CHECK(cudaFreeAsync(st->scratch[slot], st->stream));
+    st->scratch[slot] = NULL;
+    st->scratch_bytes[slot] = 0;
+    cudaError_t e = cudaMallocAsync(&st->scratch[slot], want, st->stream);
+    if (e == cudaErrorMemoryAllocation) out_of_memory(st, "convolution scratch", want, "lower train.batch");
+    CUDA_CHECK(e);
+    st->scratch_bytes[slot] = want;
+    return st->scratch[slot];
 }
 
 // ---------------------------------------------------------------- lifetime
@@ -119,11 +141,17 @@ static void cu_destroy(core_backend *be)
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
     cuda_conv_cache_free(st);
     if (st->ws) CUDA_CHECK(cudaFree(st->ws));
-    for (int i = 0; i < 4; i++)
-        if (st->scratch[i]) CUDA_CHECK(cudaFree(st->scratch[i]));
+    for (int i = 0; i < CUDA_SCRATCH_SLOTS; i++)
+        if (st->scratch[i]) CUDA_CHECK(cudaFreeAsync(st->scratch[i], st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    free(st->algos);
     CUDA_CHECK(cudaFree(st->red));
     CUDA_CHECK(cudaFreeHost(st->red_host));
     CUDNN_CHECK(cudnnDestroy(st->cudnn));
+    CUDA_CHECK(cudaStreamSynchronize(st->copy));
+    CUDA_CHECK(cudaEventDestroy(st->consumed));
+    CUDA_CHECK(cudaEventDestroy(st->uploaded));
+    CUDA_CHECK(cudaStreamDestroy(st->copy));
     CUDA_CHECK(cudaStreamDestroy(st->stream));
     free(st);
     free(be);
@@ -158,13 +186,12 @@ extern "C" core_backend *core_cuda_backend_create(int device)
     st->tf32 = 0;
     st->deterministic = 1;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st->copy, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&st->consumed, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&st->uploaded, cudaEventDisableTiming));
     CUDNN_CHECK(cudnnCreate(&st->cudnn));
     CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
-    // An algorithm may use up to a quarter of the free memory (at most 2 GiB):
-    // enough for the fast FFT/Winograd paths, leaving room for activations.
-    size_t free_b = 0, total_b = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    st->ws_limit = free_b / 4 < ((size_t)2 << 30) ? free_b / 4 : ((size_t)2 << 30);
+    st->ws_limit = (size_t)CORE_CUDA_WORKSPACE_MB << 20; // allocated on the first convolution
     CUDA_CHECK(cudaMalloc((void **)&st->red, CORE_CUDA_RED_SLOTS * sizeof(double)));
     CUDA_CHECK(cudaMallocHost((void **)&st->red_host, 8 * sizeof(double)));
 
@@ -188,6 +215,12 @@ extern "C" core_backend *core_cuda_backend_create(int device)
     be->pool_backward = cuda_pool_backward;
     be->copy_channels = cuda_copy_channels;
     be->sgd_step = cuda_sgd_step;
+    be->sgd_nesterov_step = cuda_sgd_nesterov_step;
+    be->adam_step = cuda_adam_step;
+    be->chan_sums = cuda_chan_sums;
+    be->chan_affine = cuda_chan_affine;
+    be->chan_affine_grad = cuda_chan_affine_grad;
+    be->relu_mask = cuda_relu_mask;
     be->destroy = cu_destroy;
     return be;
 }
@@ -202,10 +235,101 @@ extern "C" void core_cuda_set_math(core_backend *be, int tf32, int deterministic
     st->deterministic = deterministic ? 1 : 0;
 }
 
+extern "C" void core_cuda_set_workspace(core_backend *be, size_t mb)
+{
+    if (!be || be->dev != CORE_DEV_CUDA) return;
+    cuda_state *st = cuda_enter(be);
+    size_t bytes = mb << 20;
+    if (bytes == st->ws_limit) return;
+    // Outside a step by contract. The limit is part of each choice's key, so
+    // the plans forget their algorithms and look them up (or time) again.
+    cuda_conv_cache_free(st);
+    if (st->ws) {
+        CUDA_CHECK(cudaStreamSynchronize(st->stream));
+        CUDA_CHECK(cudaFree(st->ws));
+    }
+    st->ws = NULL;
+    st->ws_bytes = 0;
+    st->ws_limit = bytes;
+}
+
 extern "C" void *core_cuda_stream(core_backend *be)
 {
     if (!be || be->dev != CORE_DEV_CUDA) return NULL;
     return (void *)cuda_st(be)->stream;
+}
+
+extern "C" void core_cuda_upload_wait(core_backend *be)
+{
+    if (!be || be->dev != CORE_DEV_CUDA) return;
+    cuda_state *st = cuda_enter(be);
+    CUDA_CHECK(cudaEventSynchronize(st->uploaded)); // the copy stream runs uploads in order: the last covers all
+}
+
+extern "C" void *core_cuda_enter(core_backend *be)
+{
+    CHECK(be && be->dev == CORE_DEV_CUDA, "core_cuda_enter on a non-CUDA backend");
+    return (void *)cuda_enter(be)->stream;
+}
+
+extern "C" void *core_cuda_scratch(core_backend *be, int slot, size_t bytes)
+{
+    CHECK(be && be->dev == CORE_DEV_CUDA, "core_cuda_scratch on a non-CUDA backend");
+    CHECK(slot == CORE_CUDA_SCRATCH_LOSS, "CUDA scratch slot %d is not public", slot);
+    return cuda_scratch(cuda_enter(be), slot, bytes);
+}
+
+extern "C" void core_cuda_copy_on(void *stream, float *dst, const float *src, size_t n)
+{
+    if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, (cudaStream_t)stream));
+}
+
+extern "C" int core_cuda_select_device(int local_rank)
+{
+    int n = core_cuda_device_count();
+    if (n <= 0) return -1;
+    int dev = (local_rank < 0 ? 0 : local_rank) % n;
+    CUDA_CHECK(cudaSetDevice(dev));
+    return dev;
+}
+
+struct core_cuda_timer {
+    core_backend *be;
+    cudaEvent_t start, stop;
+};
+
+extern "C" core_cuda_timer *core_cuda_timer_create(core_backend *be)
+{
+    CHECK(be && be->dev == CORE_DEV_CUDA, "core_cuda_timer_create on a non-CUDA backend");
+    cuda_enter(be);
+    core_cuda_timer *t = (core_cuda_timer *)core_calloc(1, sizeof *t);
+    t->be = be;
+    CUDA_CHECK(cudaEventCreate(&t->start));
+    CUDA_CHECK(cudaEventCreate(&t->stop));
+    return t;
+}
+
+extern "C" void core_cuda_timer_start(core_cuda_timer *t)
+{
+    CUDA_CHECK(cudaEventRecord(t->start, cuda_enter(t->be)->stream));
+}
+
+extern "C" double core_cuda_timer_stop_ms(core_cuda_timer *t)
+{
+    CUDA_CHECK(cudaEventRecord(t->stop, cuda_enter(t->be)->stream));
+    CUDA_CHECK(cudaEventSynchronize(t->stop));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t->start, t->stop));
+    return ms;
+}
+
+extern "C" void core_cuda_timer_destroy(core_cuda_timer *t)
+{
+    if (!t) return;
+    cuda_enter(t->be);
+    CUDA_CHECK(cudaEventDestroy(t->start));
+    CUDA_CHECK(cudaEventDestroy(t->stop));
+    free(t);
 }
 
 extern "C" void *core_cuda_host_alloc(size_t bytes)
@@ -220,22 +344,41 @@ extern "C" void core_cuda_host_free(void *p)
     if (p) CUDA_CHECK(cudaFreeHost(p));
 }
 
-extern "C" int core_cuda_device_peak(int device, char *name, size_t name_len, double *fp32_tflops, double *tf32_tflops)
+// Dense FLOPs per SM per clock, from the architecture whitepapers and the
+// datasheets' dense (not sparse) figures: fp32 on the FMA lanes, TF32 and
+// bf16 (fp32 accumulate) on the tensor cores. A100 (sm_80): 128 / 1024 /
+// 2048; GA10x and AD10x (sm_86, sm_89): 256 / 256 / 512; H100 (sm_90): 256 /
+// 2048 / 4096; B200 (sm_100): 256 / 4096 / 8192. Anything else: -1.
+static int flops_per_sm_clock(int cc, double *fp32, double *tf32, double *bf16)
+{
+    switch (cc) {
+    case 80: *fp32 = 128, *tf32 = 1024, *bf16 = 2048; return 0;
+    case 86: case 87: case 89: *fp32 = 256, *tf32 = 256, *bf16 = 512; return 0;
+    case 90: *fp32 = 256, *tf32 = 2048, *bf16 = 4096; return 0;
+    case 100: *fp32 = 256, *tf32 = 4096, *bf16 = 8192; return 0;
+    default: return -1;
+    }
+}
+
+extern "C" int core_cuda_device_peak(int device, double clock_mhz, core_cuda_peak *out)
 {
     int n = core_cuda_device_count();
     if (device < 0 || device >= n) return -1;
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-    int clock_khz = 0;
-    CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device));
-    if (name && name_len) snprintf(name, name_len, "%s", prop.name);
-    // FP32 lanes and dense TF32 tensor-core FLOPs per SM per clock, from the
-    // architecture whitepapers (A100: 64 / 1024; sm_86/89: 128 / 512; H100: 128 / 2048).
-    int cc = prop.major * 10 + prop.minor;
-    double fp32_lanes = cc == 80 ? 64 : 128;
-    double tf32_flops = cc >= 90 ? 2048 : cc == 80 ? 1024 : 512;
-    double sm_ghz = prop.multiProcessorCount * (clock_khz / 1e6);
-    if (fp32_tflops) *fp32_tflops = sm_ghz * fp32_lanes * 2 / 1e3;
-    if (tf32_tflops) *tf32_tflops = sm_ghz * tf32_flops / 1e3;
+    double fp32, tf32, bf16;
+    if (flops_per_sm_clock(prop.major * 10 + prop.minor, &fp32, &tf32, &bf16)) return -1;
+    if (clock_mhz <= 0) {
+        int clock_khz = 0; // the maximum boost clock the device reports
+        CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device));
+        clock_mhz = clock_khz / 1e3;
+    }
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", prop.name);
+    out->clock_mhz = clock_mhz;
+    double sm_mhz = prop.multiProcessorCount * clock_mhz;
+    out->fp32 = sm_mhz * fp32 / 1e6;
+    out->tf32 = sm_mhz * tf32 / 1e6;
+    out->bf16 = sm_mhz * bf16 / 1e6;
     return 0;
 }

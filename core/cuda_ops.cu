@@ -73,6 +73,50 @@ void cuda_sgd_step(core_backend *be, size_t n, float *w, const float *g, float *
     CUDA_LAUNCH_CHECK();
 }
 
+// ---------------------------------------------------------------- optimizer updates beyond Caffe's SGD
+// Same float expression trees as core/cpu_backend.c, without FMA contraction.
+
+__global__ void k_sgd_nesterov(size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float d = __fmul_rn(lr, __fadd_rn(g[i], __fmul_rn(wd, w[i])));
+        float v = __fadd_rn(__fmul_rn(momentum, m[i]), d);
+        m[i] = v;
+        w[i] = __fsub_rn(w[i], __fadd_rn(__fmul_rn(momentum, v), d));
+    }
+}
+
+__global__ void k_adam(core_adam_args a, size_t n, float *w, const float *g, float *m, float *v)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float wi = __fmul_rn(w[i], a.decay);
+        float d = __fadd_rn(g[i], __fmul_rn(a.l2, w[i]));
+        float mi = __fadd_rn(__fmul_rn(a.beta1, m[i]), __fmul_rn(a.one_minus_beta1, d));
+        float vi = __fadd_rn(__fmul_rn(a.beta2, v[i]), __fmul_rn(a.one_minus_beta2, __fmul_rn(d, d)));
+        m[i] = mi;
+        v[i] = vi;
+        float denom = __fadd_rn(__fmul_rn(__fsqrt_rn(vi), a.inv_sqrt_bc2), a.eps);
+        w[i] = __fsub_rn(wi, __fmul_rn(a.step_size, __fdiv_rn(mi, denom)));
+    }
+}
+
+void cuda_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
+                            float wd)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return;
+    k_sgd_nesterov<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(n, w, g, m, lr, momentum, wd);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m, float *v)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return;
+    k_adam<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(*a, n, w, g, m, v);
+    CUDA_LAUNCH_CHECK();
+}
+
 // ---------------------------------------------------------------- reductions
 
 // Tree sum of one value per thread (blockDim.x == THREADS, a power of two);
@@ -208,7 +252,7 @@ void cuda_relu_mask_bias_grad(cuda_state *st, const float *y, float *dy, float *
     if (splits > CORE_CUDA_BIAS_SPLITS_MAX) splits = CORE_CUDA_BIAS_SPLITS_MAX;
     if (splits < 1) splits = 1;
     size_t need = (size_t)c * splits * sizeof(double);
-    double *partial = (double *)cuda_workspace(st, need);
+    double *partial = (double *)cuda_scratch(st, CUDA_SCRATCH_BIAS, need);
     dim3 grid((unsigned)c, (unsigned)splits);
     k_mask_bias_partial<<<grid, THREADS, 0, st->stream>>>(y, dy, n, c, hw, relu, (int)splits, partial);
     CUDA_LAUNCH_CHECK();
@@ -244,5 +288,134 @@ void cuda_copy_channels(core_backend *be, int n, int hw, const float *src, int s
     size_t total = (size_t)n * count * hw;
     k_copy_channels_add<<<cuda_grid(total, THREADS), THREADS, 0, st->stream>>>(n, hw, src, src_c, src_off, dst, dst_c,
                                                                                dst_off, count);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---------------------------------------------------------------- batch norm and ReLU
+// Same semantics as the CPU kernels (core/backend.h); the per-channel sums use
+// the bias gradient's fixed (channel, split) partials, so they are repeatable.
+
+__global__ void k_chan_sums_partial(const float *a, const float *b, int n, int c, int hw, int splits,
+                                    double *partial)
+{
+    int ch = blockIdx.x, s = blockIdx.y;
+    double sa = 0, sab = 0;
+    for (int nn = 0; nn < n; nn++) {
+        size_t base = ((size_t)nn * c + ch) * hw;
+        for (int i = s * THREADS + threadIdx.x; i < hw; i += splits * THREADS) {
+            double va = a[base + i];
+            sa += va;
+            sab += va * (double)b[base + i];
+        }
+    }
+    double t = block_sum(sa);
+    __syncthreads(); // block_sum's shared array is reused
+    double u = block_sum(sab);
+    if (threadIdx.x == 0) {
+        partial[((size_t)ch * splits + s) * 2] = t;
+        partial[((size_t)ch * splits + s) * 2 + 1] = u;
+    }
+}
+
+__global__ void k_chan_sums_finish(const double *partial, int c, int splits, double *out)
+{
+    for (int ch = blockIdx.x * blockDim.x + threadIdx.x; ch < c; ch += gridDim.x * blockDim.x) {
+        double sa = 0, sab = 0;
+        for (int s = 0; s < splits; s++) {
+            sa += partial[((size_t)ch * splits + s) * 2];
+            sab += partial[((size_t)ch * splits + s) * 2 + 1];
+        }
+        out[ch] = sa;
+        out[c + ch] = sab;
+    }
+}
+
+void cuda_chan_sums(core_backend *be, int n, int c, int hw, const float *a, const float *b, double *out)
+{
+    cuda_state *st = cuda_enter(be);
+    if (c <= 0) return;
+    if (n <= 0 || hw <= 0) {
+        for (int i = 0; i < 2 * c; i++) out[i] = 0;
+        return;
+    }
+    size_t per = (size_t)n * hw;
+    size_t splits = (per + 16 * THREADS - 1) / (16 * THREADS);
+    size_t max_splits = ((size_t)hw + THREADS - 1) / THREADS;
+    if (splits > max_splits) splits = max_splits;
+    if (splits > CORE_CUDA_BIAS_SPLITS_MAX) splits = CORE_CUDA_BIAS_SPLITS_MAX;
+    if (splits < 1) splits = 1;
+    size_t npart = (size_t)c * splits * 2;
+    double *partial = (double *)cuda_scratch(st, CUDA_SCRATCH_CHAN, (npart + 2 * (size_t)c) * sizeof(double));
+    double *dev_out = partial + npart;
+    dim3 grid((unsigned)c, (unsigned)splits);
+    k_chan_sums_partial<<<grid, THREADS, 0, st->stream>>>(a, b, n, c, hw, (int)splits, partial);
+    CUDA_LAUNCH_CHECK();
+    k_chan_sums_finish<<<cuda_grid((size_t)c, THREADS), THREADS, 0, st->stream>>>(partial, c, (int)splits, dev_out);
+    CUDA_LAUNCH_CHECK();
+    CUDA_CHECK(cudaMemcpyAsync(out, dev_out, 2 * (size_t)c * sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+}
+
+__global__ void k_chan_affine(const float *x, const float *scale, const float *shift, int relu, float *y, int planes,
+                              int c, int hw)
+{
+    for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+        int ch = plane % c;
+        float a = scale[ch], s = shift[ch];
+        const float *xr = x + (size_t)plane * hw;
+        float *yr = y + (size_t)plane * hw;
+        for (int i = blockIdx.x * THREADS + threadIdx.x; i < hw; i += gridDim.x * THREADS) {
+            float v = __fadd_rn(__fmul_rn(a, xr[i]), s);
+            yr[i] = relu ? (v > 0 ? v : 0.0f) : v;
+        }
+    }
+}
+
+void cuda_chan_affine(core_backend *be, int n, int c, int hw, const float *x, const float *scale, const float *shift,
+                      int relu, float *y)
+{
+    cuda_state *st = cuda_enter(be);
+    size_t planes = (size_t)n * c;
+    if (!planes || hw <= 0) return;
+    CHECK(planes < ((size_t)1 << 31), "batch norm input has too many planes (%zu)", planes);
+    k_chan_affine<<<plane_grid(planes, hw), THREADS, 0, st->stream>>>(x, scale, shift, relu, y, (int)planes, c, hw);
+    CUDA_LAUNCH_CHECK();
+}
+
+__global__ void k_chan_affine_grad(const float *dy, const float *x, const float *coef, float *dx, int planes, int c,
+                                   int hw)
+{
+    for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+        int ch = plane % c;
+        float A = coef[ch], B = coef[c + ch], M = coef[2 * c + ch], C = coef[3 * c + ch];
+        const float *dyr = dy + (size_t)plane * hw, *xr = x + (size_t)plane * hw;
+        float *dxr = dx + (size_t)plane * hw;
+        for (int i = blockIdx.x * THREADS + threadIdx.x; i < hw; i += gridDim.x * THREADS)
+            dxr[i] += A * dyr[i] + B * (xr[i] - M) + C;
+    }
+}
+
+void cuda_chan_affine_grad(core_backend *be, int n, int c, int hw, const float *dy, const float *x, const float *coef,
+                           float *dx)
+{
+    cuda_state *st = cuda_enter(be);
+    size_t planes = (size_t)n * c;
+    if (!planes || hw <= 0) return;
+    CHECK(planes < ((size_t)1 << 31), "batch norm input has too many planes (%zu)", planes);
+    k_chan_affine_grad<<<plane_grid(planes, hw), THREADS, 0, st->stream>>>(dy, x, coef, dx, (int)planes, c, hw);
+    CUDA_LAUNCH_CHECK();
+}
+
+__global__ void k_relu_mask(const float *y, float *dy, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        if (!(y[i] > 0)) dy[i] = 0.0f;
+}
+
+void cuda_relu_mask(core_backend *be, size_t n, const float *y, float *dy)
+{
+    cuda_state *st = cuda_enter(be);
+    if (!n) return;
+    k_relu_mask<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(y, dy, n);
     CUDA_LAUNCH_CHECK();
 }

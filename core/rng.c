@@ -2,17 +2,11 @@
 
 #include <math.h>
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+static uint64_t splitmix64(uint64_t *x) { return core_rng_mix64(*x += CORE_RNG_GOLDEN); }
 
 uint64_t core_rng_key(uint64_t a, uint64_t b)
 {
-    uint64_t x = a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL);
+    uint64_t x = a * CORE_RNG_GOLDEN ^ (b + 0x632be59bd9b4e019ULL);
     return splitmix64(&x);
 }
 
@@ -37,7 +31,7 @@ uint64_t core_rng_u64(core_rng *r)
     return result;
 }
 
-double core_rng_uniform(core_rng *r) { return (core_rng_u64(r) >> 11) * 0x1.0p-53; }
+double core_rng_uniform(core_rng *r) { return core_rng_unit(core_rng_u64(r)); }
 
 uint64_t core_rng_below(core_rng *r, uint64_t n)
 {

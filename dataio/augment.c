@@ -6,13 +6,13 @@
 
 #include "core/check.h"
 
-void dataio_aug_draw(const dataio_aug_params *p, const dataio_coco_ann *mp, dataio_rng *rng, dataio_aug *out)
+void dataio_aug_draw(const dataio_aug_params *p, const dataio_coco_ann *mp, core_sm64 *rng, dataio_aug *out)
 {
-    double mult = dataio_rng_range(rng, p->scale_min, p->scale_max);
-    double deg = dataio_rng_range(rng, -p->max_rotate, p->max_rotate);
-    double dx = dataio_rng_range(rng, -p->center_perturb, p->center_perturb);
-    double dy = dataio_rng_range(rng, -p->center_perturb, p->center_perturb);
-    int flip = dataio_rng_uniform(rng) < p->flip;
+    double mult = core_sm64_range(rng, p->scale_min, p->scale_max);
+    double deg = core_sm64_range(rng, -p->max_rotate, p->max_rotate);
+    double dx = core_sm64_range(rng, -p->center_perturb, p->center_perturb);
+    double dy = core_sm64_range(rng, -p->center_perturb, p->center_perturb);
+    int flip = core_sm64_uniform(rng) < p->flip;
     double s = p->target_height * p->size / mp->bbox[3] * mult;
     double bx = mp->bbox[0] + mp->bbox[2] / 2, by = mp->bbox[1] + mp->bbox[3] / 2;
     /* x' = s R (x - b) + d + (S-1)/2; image y points down, so a positive angle

@@ -12,7 +12,7 @@
 
 #include "dataio/coco.h"
 #include "dataio/image.h"
-#include "dataio/rng.h"
+#include "core/rng.h"
 #include "dataio/sample.h"
 
 typedef struct {
@@ -31,7 +31,7 @@ typedef struct {
 } dataio_aug;
 
 /* Draws scale, rotation, centre offset and flip, in that order, from rng. */
-void dataio_aug_draw(const dataio_aug_params *p, const dataio_coco_ann *main_person, dataio_rng *rng, dataio_aug *out);
+void dataio_aug_draw(const dataio_aug_params *p, const dataio_coco_ann *main_person, core_sm64 *rng, dataio_aug *out);
 
 /* Affine warps (inverse-mapped, bilinear). */
 void dataio_warp_rgb(const dataio_aug *a, const uint8_t *src, int w, int h, uint8_t *dst, int size);

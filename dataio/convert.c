@@ -77,7 +77,7 @@ static void run_task(job *j, task *t)
     for (int m = 0; m < t->nmain; m++)
         for (int c = 0; c < o->copies; c++) {
             const dataio_coco_ann *mp = &ci->anns[t->main[m]];
-            dataio_rng rng = dataio_rng_keyed((uint64_t)o->seed, (uint64_t)ci->id, (uint64_t)mp->id, (uint64_t)c);
+            core_sm64 rng = core_sm64_keyed((uint64_t)o->seed, (uint64_t)ci->id, (uint64_t)mp->id, (uint64_t)c);
             dataio_aug aug;
             dataio_aug_draw(&o->ap, mp, &rng, &aug);
             if (!aug_usable(&aug)) {

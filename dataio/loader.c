@@ -24,7 +24,9 @@
 
 #include "core/check.h"
 #include "core/h5util.h"
+#include "core/rng.h"
 #include "core/skeleton.h"
+#include "dataio/input_norm.h"
 #include "dataio/shard.h"
 
 #define STATE_VERSION 0x5353504c44520001LL /* "SSPLDR" v1 */
@@ -55,6 +57,7 @@ typedef struct { struct dataio_loader *L; int id; } worker_arg;
 
 struct dataio_loader {
     dataio_loader_opts o;
+    dataio_input_norm norm; /* of o.input_norm */
     int nshards;
     dataio_shard **shards;
     char **paths;
@@ -103,20 +106,12 @@ static double cpu_s(void)
 }
 
 /* ---- sampling order ---- */
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void make_perm(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch)
 {
-    uint64_t s = mix64(seed ^ 0x6c6f61646572ULL) ^ mix64((uint64_t)epoch + 0x9e3779b97f4a7c15ULL);
+    core_sm64 r = {core_rng_mix64(seed ^ 0x6c6f61646572ULL) ^ core_rng_mix64((uint64_t)epoch + CORE_RNG_GOLDEN)};
     for (int64_t i = 0; i < n; i++) perm[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
-        s += 0x9e3779b97f4a7c15ULL;
-        int64_t j = (int64_t)(((unsigned __int128)mix64(s) * (uint64_t)(i + 1)) >> 64);
+    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates; j by multiply-shift range reduction */
+        int64_t j = (int64_t)(((unsigned __int128)core_sm64_next(&r) * (uint64_t)(i + 1)) >> 64);
         int64_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
@@ -126,8 +121,9 @@ static void make_perm(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch)
 static int flip_decision(uint64_t seed, int64_t epoch, int64_t index, double p)
 {
     if (p <= 0) return 0;
-    uint64_t h = mix64(mix64(seed ^ 0x666c6970ULL) ^ mix64((uint64_t)epoch * 0x2545f4914f6cdd1dULL + (uint64_t)index));
-    return (h >> 11) * (1.0 / 9007199254740992.0) < p;
+    uint64_t h = core_rng_mix64(core_rng_mix64(seed ^ 0x666c6970ULL) ^
+                                core_rng_mix64((uint64_t)epoch * 0x2545f4914f6cdd1dULL + (uint64_t)index));
+    return core_rng_unit(h) < p;
 }
 
 /* (epoch, position) of the k-th batch after the start. */
@@ -207,55 +203,50 @@ static inline void put4(float *p, __m128 v, int nt)
 }
 #endif
 
-/* One decoded RGB row to its three float rows of the batch, mirrored when
- * flip: pixel/255 - 0.5 with the very operations of dataio_sample_image_chw
- * (float multiply, then subtract), so the result is bit-identical. SSE2
- * converts 16 pixels at a time, de-interleaves, and writes straight to the
- * batch (streaming when nt: the rows are 16-byte aligned and S % 4 == 0, so
- * mirrored groups of 4 stay aligned too). */
-static void rgb_row_out(const uint8_t *px, float *r, float *g, float *b, int S, int flip, int nt)
+/* One decoded RGB row to its three float rows of the batch (planes[c] = input
+ * channel c), mirrored when flip, normalised by dataio/input_norm.h with the very
+ * operations of dataio_input_norm_px (float multiply, then add), so the result is
+ * bit-identical to every other input path. SSE2 converts 16 pixels at a time,
+ * de-interleaves, and writes straight to the batch (streaming when nt: the rows
+ * are 16-byte aligned and S % 4 == 0, so mirrored groups of 4 stay aligned too). */
+static void rgb_row_out(const uint8_t *px, float *const planes[3], const dataio_input_norm *nm, int S, int flip,
+                        int nt)
 {
     int x = 0;
 #ifdef __SSE2__
-    const __m128 k = _mm_set1_ps(1.0f / 255.0f), half = _mm_set1_ps(0.5f);
     const __m128i z = _mm_setzero_si128();
+    __m128 vs[3], vb[3];
+    for (int c = 0; c < 3; c++) vs[c] = _mm_set1_ps(nm->scale[c]), vb[c] = _mm_set1_ps(nm->bias[c]);
     for (; x + 16 <= S; x += 16) {
-        __m128 f[12]; /* 48 interleaved values r g b r g b ... */
+        __m128 f[12]; /* 48 interleaved pixel values r g b r g b ... */
         for (int q = 0; q < 3; q++) {
             __m128i v = _mm_loadu_si128((const __m128i *)(px + 3 * x + 16 * q));
             __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
             __m128i w4[4] = {_mm_unpacklo_epi16(lo, z), _mm_unpackhi_epi16(lo, z), _mm_unpacklo_epi16(hi, z),
                              _mm_unpackhi_epi16(hi, z)};
-            for (int e = 0; e < 4; e++) f[4 * q + e] = _mm_sub_ps(_mm_mul_ps(_mm_cvtepi32_ps(w4[e]), k), half);
+            for (int e = 0; e < 4; e++) f[4 * q + e] = _mm_cvtepi32_ps(w4[e]);
         }
         for (int p = 0; p < 4; p++) { /* a = r0 g0 b0 r1, bb = g1 b1 r2 g2, c = b2 r3 g3 b3 */
-            __m128 a = f[3 * p], bb = f[3 * p + 1], c = f[3 * p + 2];
+            __m128 a = f[3 * p], bb = f[3 * p + 1], c = f[3 * p + 2], rgb[3];
             __m128 t1 = _mm_shuffle_ps(bb, c, _MM_SHUFFLE(0, 1, 0, 2));  /* r2 . r3 . */
-            __m128 R = _mm_shuffle_ps(a, t1, _MM_SHUFFLE(2, 0, 3, 0));   /* r0 r1 r2 r3 */
+            rgb[0] = _mm_shuffle_ps(a, t1, _MM_SHUFFLE(2, 0, 3, 0));     /* r0 r1 r2 r3 */
             __m128 t2 = _mm_shuffle_ps(a, bb, _MM_SHUFFLE(0, 0, 0, 1));  /* g0 . g1 . */
             __m128 t3 = _mm_shuffle_ps(bb, c, _MM_SHUFFLE(0, 2, 0, 3));  /* g2 . g3 . */
-            __m128 G = _mm_shuffle_ps(t2, t3, _MM_SHUFFLE(2, 0, 2, 0));
+            rgb[1] = _mm_shuffle_ps(t2, t3, _MM_SHUFFLE(2, 0, 2, 0));
             __m128 t4 = _mm_shuffle_ps(a, bb, _MM_SHUFFLE(0, 1, 0, 2));  /* b0 . b1 . */
             __m128 t5 = _mm_shuffle_ps(c, c, _MM_SHUFFLE(0, 3, 0, 0));   /* b2 . b3 . */
-            __m128 B = _mm_shuffle_ps(t4, t5, _MM_SHUFFLE(2, 0, 2, 0));
-            if (flip) {
-                int at = S - 4 - (x + 4 * p);
-                put4(r + at, _mm_shuffle_ps(R, R, _MM_SHUFFLE(0, 1, 2, 3)), nt);
-                put4(g + at, _mm_shuffle_ps(G, G, _MM_SHUFFLE(0, 1, 2, 3)), nt);
-                put4(b + at, _mm_shuffle_ps(B, B, _MM_SHUFFLE(0, 1, 2, 3)), nt);
-            } else {
-                put4(r + x + 4 * p, R, nt);
-                put4(g + x + 4 * p, G, nt);
-                put4(b + x + 4 * p, B, nt);
+            rgb[2] = _mm_shuffle_ps(t4, t5, _MM_SHUFFLE(2, 0, 2, 0));
+            for (int ch = 0; ch < 3; ch++) {
+                __m128 o = _mm_add_ps(_mm_mul_ps(rgb[nm->src[ch]], vs[ch]), vb[ch]);
+                if (flip) put4(planes[ch] + S - 4 - (x + 4 * p), _mm_shuffle_ps(o, o, _MM_SHUFFLE(0, 1, 2, 3)), nt);
+                else put4(planes[ch] + x + 4 * p, o, nt);
             }
         }
     }
 #endif
     for (; x < S; x++) {
         int at = flip ? S - 1 - x : x;
-        r[at] = px[3 * x] * (1.0f / 255.0f) - 0.5f;
-        g[at] = px[3 * x + 1] * (1.0f / 255.0f) - 0.5f;
-        b[at] = px[3 * x + 2] * (1.0f / 255.0f) - 0.5f;
+        for (int ch = 0; ch < 3; ch++) planes[ch][at] = dataio_input_norm_px(nm, ch, px[3 * x + nm->src[ch]]);
     }
 }
 
@@ -527,7 +518,8 @@ static int decode_image(const dataio_loader *L, scratch_t *w, int flip, float *o
         int got = (int)jpeg_read_scanlines(&ci, rows, LOADER_JPEG_ROWS);
         for (int r = 0; r < got; r++) {
             float *dst = out + (size_t)(y0 + r) * S;
-            rgb_row_out(rows[r], dst, dst + plane, dst + 2 * plane, S, flip, nt);
+            float *const planes[3] = {dst, dst + plane, dst + 2 * plane};
+            rgb_row_out(rows[r], planes, &L->norm, S, flip, nt);
         }
         if (!got) break;
     }
@@ -546,7 +538,7 @@ static int decode_image(const dataio_loader *L, scratch_t *w, int flip, float *o
     return 0;
 }
 
-/* A skipped corrupt sample: mid-grey image (0 after normalisation), targets
+/* A skipped corrupt sample: image 0 (the normalised mean), targets
  * and mask 0, so it adds nothing to the loss; the batch keeps its shape and
  * the run its sample order. */
 static void skip_sample(dataio_loader *L, float *image, float *const outs[DATAIO_NDS])
@@ -717,6 +709,7 @@ dataio_loader *dataio_loader_open(const dataio_loader_opts *opts, const dataio_l
     CHECK(!opts->alloc == !opts->free, "loader: give both alloc and free hooks, or neither");
     dataio_loader *L = core_calloc(1, sizeof *L);
     L->o = *opts;
+    L->norm = dataio_input_norm_get(opts->input_norm);
     L->o.pattern = core_strdup(opts->pattern);
     find_shards(L, opts->pattern);
 
@@ -811,8 +804,8 @@ dataio_loader_opts dataio_loader_opts_from_config(const core_config *cfg, int ra
 {
     dataio_loader_opts o = {.pattern = cfg->data.train, .rank = rank, .world = world, .batch = cfg->train.batch,
                             .seed = (uint64_t)cfg->train.seed, .flip = cfg->data.flip, .threads = cfg->data.threads,
-                            .prefetch = cfg->data.prefetch, .skip_corrupt = cfg->data.skip_corrupt,
-                            .mix_shards = cfg->data.mix_shards};
+                            .prefetch = cfg->data.prefetch, .input_norm = cfg->model.input_norm,
+                            .skip_corrupt = cfg->data.skip_corrupt, .mix_shards = cfg->data.mix_shards};
     return o;
 }
 

@@ -37,6 +37,7 @@ typedef struct {
     double flip;          /* probability of the online left-right flip (data.flip) */
     int threads;          /* worker threads (data.threads); 0 = decode in the caller of next() */
     int prefetch;         /* batches decoded ahead (data.prefetch), >= 1 */
+    core_input_norm input_norm; /* model.input_norm: how pixels become the image (dataio/input_norm.h) */
     /* Batch buffer allocation, e.g. cudaHostAlloc for pinned memory; NULL = malloc/free.
      * alloc must return memory aligned for float or NULL (fatal). */
     void *(*alloc)(size_t bytes, void *ctx);
@@ -53,8 +54,8 @@ typedef struct {
 } dataio_loader_opts;
 
 /* Options from the config keys data.train, data.flip, data.threads, data.prefetch,
- * data.skip_corrupt, data.mix_shards,
- * train.batch and train.seed, for `rank` of `world`; no allocation hooks. */
+ * data.skip_corrupt, data.mix_shards, train.batch, train.seed and model.input_norm,
+ * for `rank` of `world`; no allocation hooks. */
 dataio_loader_opts dataio_loader_opts_from_config(const core_config *cfg, int rank, int world);
 
 /* One rank's share of one global batch; float NCHW, ready to copy to a device. */
@@ -62,7 +63,7 @@ typedef struct {
     int n;                   /* samples: opts.batch */
     int size;                /* S: input crop */
     int grid_h, grid_w;      /* h x w output grid */
-    float *image;            /* [n,3,S,S]  pixel/255 - 0.5 */
+    float *image;            /* [n,3,S,S]  normalised by opts.input_norm (default pixel/255 - 0.5) */
     float *heatmap;          /* [n,19,h,w] */
     float *paf;              /* [n,38,h,w] */
     float *offset;           /* [n,36,h,w] */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "dataio/input_norm.h"
 
 void dataio_sample_init(dataio_sample *s, int size, int gh, int gw, int P)
 {
@@ -37,9 +38,12 @@ void dataio_sample_free(dataio_sample *s)
 
 void dataio_sample_image_chw(const dataio_sample *s, float *out)
 {
-    size_t n = (size_t)s->size * s->size;
-    for (size_t p = 0; p < n; p++)
-        for (int c = 0; c < 3; c++) out[c * n + p] = s->rgb[p * 3 + c] * (1.0f / 255.0f) - 0.5f;
+    dataio_sample_input(s, CORE_NORM_CENTERED, out);
+}
+
+void dataio_sample_input(const dataio_sample *s, core_input_norm mode, float *out)
+{
+    dataio_input_norm_image(mode, s->rgb, (size_t)s->size * s->size, out);
 }
 
 static void reverse_rows(float *plane, int h, int w)

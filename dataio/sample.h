@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "core/config.h"
 #include "dataio/targets.h"
 
 typedef struct {
@@ -39,6 +40,8 @@ void dataio_sample_free(dataio_sample *s);
 
 /* The crop as the network input: float NCHW (one image), pixel/255 - 0.5. */
 void dataio_sample_image_chw(const dataio_sample *s, float *out);
+/* The same under any model.input_norm (dataio/input_norm.h). */
+void dataio_sample_input(const dataio_sample *s, core_input_norm mode, float *out);
 
 /* Mirrors the sample left-right in place: image and grids reversed along x,
  * left/right heatmap, offset and attention channels swapped, PAF limbs swapped

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/rng.h"
 
 /* Fatal errors inside the parallel rendering: the first thread to fail enters
  * the critical section and exits; others that fail meanwhile wait there, so
@@ -49,25 +50,6 @@ static const int coco_skeleton[19][2] = {
 #define MAX_POLYS 16
 #define DEG (M_PI / 180.0)
 
-/* ---- deterministic random numbers (splitmix64: tiny, well mixed, seedable per image) ---- */
-typedef struct { uint64_t s; } rng_t;
-
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static uint64_t rng_u64(rng_t *r) { return mix64(r->s += 0x9e3779b97f4a7c15ULL); }
-static double rng_uni(rng_t *r) { return (rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
-static double rng_range(rng_t *r, double lo, double hi) { return lo + (hi - lo) * rng_uni(r); }
-static int rng_int(rng_t *r, int lo, int hi) { return lo + (int)(rng_uni(r) * (hi - lo + 1)); }
-static double rng_normal(rng_t *r)
-{
-    double u = rng_uni(r) + 1e-12, v = rng_uni(r);
-    return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
-}
-
 typedef struct { double r, g, b; } rgb_t;
 
 static rgb_t hsv(double h, double s, double v)
@@ -84,7 +66,7 @@ static rgb_t hsv(double h, double s, double v)
     default: return (rgb_t){v, p, q};
     }
 }
-static rgb_t muted(rng_t *r) { return hsv(rng_uni(r), rng_range(r, 0, 0.3), rng_range(r, 0.3, 0.85)); }
+static rgb_t muted(core_sm64 *r) { return hsv(core_sm64_uniform(r), core_sm64_range(r, 0, 0.3), core_sm64_range(r, 0.3, 0.85)); }
 
 /* ---- scene description ---- */
 typedef struct { double x, y; } pt_t;
@@ -129,28 +111,28 @@ static pt_t add(pt_t a, pt_t b, double s) { return (pt_t){a.x + s * b.x, a.y + s
 /* unit vector `down` turned by angle t toward side direction d (both unit) */
 static pt_t swing(pt_t down, pt_t d, double t) { return (pt_t){down.x * cos(t) + d.x * sin(t), down.y * cos(t) + d.y * sin(t)}; }
 
-static double arm_raise(rng_t *r)
+static double arm_raise(core_sm64 *r)
 {
-    double u = rng_uni(r);
-    return (u < 0.55 ? rng_range(r, -10, 45) : u < 0.88 ? rng_range(r, 45, 120) : rng_range(r, 120, 170)) * DEG;
+    double u = core_sm64_uniform(r);
+    return (u < 0.55 ? core_sm64_range(r, -10, 45) : u < 0.88 ? core_sm64_range(r, 45, 120) : core_sm64_range(r, 120, 170)) * DEG;
 }
-static double arm_bend(rng_t *r)
+static double arm_bend(core_sm64 *r)
 {
-    double b = rng_uni(r) < 0.5 ? rng_range(r, 0, 30) : rng_range(r, 30, 140);
-    return (rng_uni(r) < 0.6 ? b : -b) * DEG;
+    double b = core_sm64_uniform(r) < 0.5 ? core_sm64_range(r, 0, 30) : core_sm64_range(r, 30, 140);
+    return (core_sm64_uniform(r) < 0.6 ? b : -b) * DEG;
 }
 
 /* An articulated figure of standing height h with its hip centre at (x, y).
  * Proportions follow the usual 7.5-head canon; angles are in the image plane. */
-static void sample_figure(rng_t *r, figure_t *f, double x, double y, double h)
+static void sample_figure(core_sm64 *r, figure_t *f, double x, double y, double h)
 {
     memset(f, 0, sizeof *f);
     f->height = h;
-    double roll = rng_uni(r) < 0.06 ? rng_range(r, 50, 100) * (rng_uni(r) < 0.5 ? -1 : 1) * DEG
-                                    : fmax(-25, fmin(25, 8 * rng_normal(r))) * DEG;
-    double lean = fmax(-20, fmin(20, 7 * rng_normal(r))) * DEG;
-    double yaw = rng_range(r, -55, 55) * DEG;
-    f->facing = rng_uni(r) < 0.8 ? 1 : -1;
+    double roll = core_sm64_uniform(r) < 0.06 ? core_sm64_range(r, 50, 100) * (core_sm64_uniform(r) < 0.5 ? -1 : 1) * DEG
+                                    : fmax(-25, fmin(25, 8 * core_sm64_normal(r))) * DEG;
+    double lean = fmax(-20, fmin(20, 7 * core_sm64_normal(r))) * DEG;
+    double yaw = core_sm64_range(r, -55, 55) * DEG;
+    f->facing = core_sm64_uniform(r) < 0.8 ? 1 : -1;
     f->face_labelled = f->facing > 0;
     double cy = cos(yaw);
 
@@ -168,7 +150,7 @@ static void sample_figure(rng_t *r, figure_t *f, double x, double y, double h)
     f->kp[R_HIP] = add(hip, rdir, 0.08 * h * cy);
     f->kp[L_HIP] = add(hip, ldir, 0.08 * h * cy);
 
-    double tilt = fmax(-25, fmin(25, 10 * rng_normal(r))) * DEG;
+    double tilt = fmax(-25, fmin(25, 10 * core_sm64_normal(r))) * DEG;
     pt_t hup = {up.x * cos(tilt) - up.y * sin(tilt), up.x * sin(tilt) + up.y * cos(tilt)};
     pt_t hlat = {-hup.y, hup.x};
     f->radius = 0.065 * h;
@@ -188,75 +170,75 @@ static void sample_figure(rng_t *r, figure_t *f, double x, double y, double h)
         f->kp[elb] = add(f->kp[sho], swing(down, d, a1), 0.165 * h);
         f->kp[wri] = add(f->kp[elb], swing(down, d, a2), 0.145 * h);
         int hp = side ? L_HIP : R_HIP, kn = side ? L_KNEE : R_KNEE, an = side ? L_ANK : R_ANK;
-        double l1 = (rng_uni(r) < 0.7 ? rng_range(r, -8, 18) : rng_range(r, 18, 50)) * DEG;
-        double k = (rng_uni(r) < 0.7 ? rng_range(r, 0, 15) : rng_range(r, 15, 95)) * DEG;
-        double l2 = l1 + (rng_uni(r) < 0.7 ? -k : k);
+        double l1 = (core_sm64_uniform(r) < 0.7 ? core_sm64_range(r, -8, 18) : core_sm64_range(r, 18, 50)) * DEG;
+        double k = (core_sm64_uniform(r) < 0.7 ? core_sm64_range(r, 0, 15) : core_sm64_range(r, 15, 95)) * DEG;
+        double l2 = l1 + (core_sm64_uniform(r) < 0.7 ? -k : k);
         f->kp[kn] = add(f->kp[hp], swing(down, d, l1), 0.245 * h);
         f->kp[an] = add(f->kp[kn], swing(down, d, l2), 0.245 * h);
     }
-    f->t_arm = 0.05 * h * rng_range(r, 0.8, 1.25);
-    f->t_leg = 0.065 * h * rng_range(r, 0.8, 1.25);
-    f->shirt = hsv(rng_uni(r), rng_range(r, 0.55, 1), rng_range(r, 0.45, 1));
-    f->pants = hsv(rng_uni(r), rng_range(r, 0.3, 0.9), rng_range(r, 0.15, 0.6));
+    f->t_arm = 0.05 * h * core_sm64_range(r, 0.8, 1.25);
+    f->t_leg = 0.065 * h * core_sm64_range(r, 0.8, 1.25);
+    f->shirt = hsv(core_sm64_uniform(r), core_sm64_range(r, 0.55, 1), core_sm64_range(r, 0.45, 1));
+    f->pants = hsv(core_sm64_uniform(r), core_sm64_range(r, 0.3, 0.9), core_sm64_range(r, 0.15, 0.6));
     static const rgb_t skins[] = {{0.96, 0.80, 0.69}, {0.87, 0.67, 0.52}, {0.72, 0.51, 0.36},
                                   {0.55, 0.37, 0.24}, {0.36, 0.23, 0.15}};
-    f->skin = skins[rng_int(r, 0, 4)];
-    f->hair = hsv(rng_range(r, 0.02, 0.12), rng_range(r, 0.3, 0.9), rng_range(r, 0.05, 0.45));
+    f->skin = skins[core_sm64_int(r, 0, 4)];
+    f->hair = hsv(core_sm64_range(r, 0.02, 0.12), core_sm64_range(r, 0.3, 0.9), core_sm64_range(r, 0.05, 0.45));
 }
 
-static void sample_shape(rng_t *r, shape_t *s, int w, int h, double size)
+static void sample_shape(core_sm64 *r, shape_t *s, int w, int h, double size)
 {
-    s->kind = rng_int(r, 0, 2);
-    s->x = rng_range(r, 0, w);
-    s->y = rng_range(r, 0, h);
-    s->a = rng_range(r, 0.2, 1) * size;
-    s->b = rng_range(r, 0.1, 1) * size;
-    if (s->kind == 2) s->b = rng_range(r, 2, 0.06 * size + 3);
-    s->angle = rng_range(r, 0, M_PI);
+    s->kind = core_sm64_int(r, 0, 2);
+    s->x = core_sm64_range(r, 0, w);
+    s->y = core_sm64_range(r, 0, h);
+    s->a = core_sm64_range(r, 0.2, 1) * size;
+    s->b = core_sm64_range(r, 0.1, 1) * size;
+    if (s->kind == 2) s->b = core_sm64_range(r, 2, 0.06 * size + 3);
+    s->angle = core_sm64_range(r, 0, M_PI);
     s->color = muted(r);
-    s->alpha = rng_range(r, 0.5, 1);
+    s->alpha = core_sm64_range(r, 0.5, 1);
 }
 
 static void sample_scene(uint64_t seed, int index, scene_t *sc)
 {
-    rng_t rr = {mix64(seed * 0x100000001b3ULL + (uint64_t)index * 0x9e3779b97f4a7c15ULL + 1)};
-    rng_t *r = &rr;
+    core_sm64 rr = {core_rng_mix64(seed * 0x100000001b3ULL + (uint64_t)index * CORE_RNG_GOLDEN + 1)};
+    core_sm64 *r = &rr;
     memset(sc, 0, sizeof *sc);
-    int w = sc->width = 8 * rng_int(r, 40, 80);
-    int h = sc->height = 8 * rng_int(r, 30, 60);
+    int w = sc->width = 8 * core_sm64_int(r, 40, 80);
+    int h = sc->height = 8 * core_sm64_int(r, 30, 60);
     sc->grad0 = muted(r);
     sc->grad1 = muted(r);
-    sc->grad_angle = rng_range(r, 0, 2 * M_PI);
-    sc->texture = rng_int(r, 0, 2);
-    sc->tex_period = rng_range(r, 6, 40);
-    sc->tex_angle = rng_range(r, 0, M_PI);
-    sc->tex_alpha = rng_range(r, 0.08, 0.3);
+    sc->grad_angle = core_sm64_range(r, 0, 2 * M_PI);
+    sc->texture = core_sm64_int(r, 0, 2);
+    sc->tex_period = core_sm64_range(r, 6, 40);
+    sc->tex_angle = core_sm64_range(r, 0, M_PI);
+    sc->tex_alpha = core_sm64_range(r, 0.08, 0.3);
     sc->tex_color = muted(r);
-    sc->nclutter = rng_int(r, 4, MAX_CLUTTER);
+    sc->nclutter = core_sm64_int(r, 4, MAX_CLUTTER);
     for (int i = 0; i < sc->nclutter; i++) sample_shape(r, &sc->clutter[i], w, h, 0.25 * h);
 
-    if (rng_uni(r) < 0.25) { /* a crowd: many small people packed into one region */
-        double cx = rng_range(r, 0.2, 0.8) * w, cy = rng_range(r, 0.25, 0.75) * h;
-        double ext = rng_range(r, 0.12, 0.3) * w;
-        sc->ncrowd = rng_int(r, 6, MAX_CROWD_MEMBERS);
+    if (core_sm64_uniform(r) < 0.25) { /* a crowd: many small people packed into one region */
+        double cx = core_sm64_range(r, 0.2, 0.8) * w, cy = core_sm64_range(r, 0.25, 0.75) * h;
+        double ext = core_sm64_range(r, 0.12, 0.3) * w;
+        sc->ncrowd = core_sm64_int(r, 6, MAX_CROWD_MEMBERS);
         for (int i = 0; i < sc->ncrowd; i++)
-            sample_figure(r, &sc->crowd[i], cx + rng_range(r, -ext, ext), cy + rng_range(r, -0.3, 0.3) * ext,
-                          rng_range(r, 16, 34));
+            sample_figure(r, &sc->crowd[i], cx + core_sm64_range(r, -ext, ext), cy + core_sm64_range(r, -0.3, 0.3) * ext,
+                          core_sm64_range(r, 16, 34));
     }
-    sc->ntiny = rng_int(r, 0, MAX_TINY - 1);
+    sc->ntiny = core_sm64_int(r, 0, MAX_TINY - 1);
     for (int i = 0; i < sc->ntiny; i++)
-        sample_figure(r, &sc->tiny[i], rng_range(r, 0.05, 0.95) * w, rng_range(r, 0.15, 0.85) * h,
-                      rng_range(r, 14, 34));
+        sample_figure(r, &sc->tiny[i], core_sm64_range(r, 0.05, 0.95) * w, core_sm64_range(r, 0.15, 0.85) * h,
+                      core_sm64_range(r, 14, 34));
 
-    sc->nmain = rng_int(r, 1, 4);
+    sc->nmain = core_sm64_int(r, 1, 4);
     for (int i = 0; i < sc->nmain; i++) {
-        double ph = rng_range(r, 0.3, 1.05) * h;
-        if (rng_uni(r) < 0.15) ph = rng_range(r, 1.05, 1.4) * h; /* close-up, truncated by the frame */
-        double x = rng_range(r, 0.05, 0.95) * w;
-        if (i > 0 && rng_uni(r) < 0.35) x = sc->main[i - 1].kp[L_HIP].x + rng_range(r, -0.35, 0.35) * ph;
+        double ph = core_sm64_range(r, 0.3, 1.05) * h;
+        if (core_sm64_uniform(r) < 0.15) ph = core_sm64_range(r, 1.05, 1.4) * h; /* close-up, truncated by the frame */
+        double x = core_sm64_range(r, 0.05, 0.95) * w;
+        if (i > 0 && core_sm64_uniform(r) < 0.35) x = sc->main[i - 1].kp[L_HIP].x + core_sm64_range(r, -0.35, 0.35) * ph;
         double ylo = 0.45 * ph, yhi = h - 0.35 * ph;
-        double y = ylo < yhi ? rng_range(r, ylo, yhi) : rng_range(r, yhi, ylo);
-        y += rng_range(r, -0.1, 0.1) * ph;
+        double y = ylo < yhi ? core_sm64_range(r, ylo, yhi) : core_sm64_range(r, yhi, ylo);
+        y += core_sm64_range(r, -0.1, 0.1) * ph;
         sample_figure(r, &sc->main[i], x, y, ph);
     }
     /* Farther people (higher feet) are drawn first so nearer ones overlap them. */
@@ -267,9 +249,9 @@ static void sample_scene(uint64_t seed, int index, scene_t *sc)
             sc->main[j] = sc->main[j - 1];
             sc->main[j - 1] = t;
         }
-    sc->noccluders = rng_uni(r) < 0.45 ? rng_int(r, 1, MAX_OCCLUDERS) : 0;
+    sc->noccluders = core_sm64_uniform(r) < 0.45 ? core_sm64_int(r, 1, MAX_OCCLUDERS) : 0;
     for (int i = 0; i < sc->noccluders; i++) sample_shape(r, &sc->occluder[i], w, h, 0.2 * h);
-    sc->noise_key = rng_u64(r);
+    sc->noise_key = core_sm64_next(r);
 }
 
 /* ---- drawing ---- */
@@ -437,7 +419,7 @@ static void add_noise(unsigned char *data, int stride, int w, int h, uint64_t ke
     for (int y = 0; y < h; y++) {
         uint32_t *row = (uint32_t *)(data + (size_t)y * stride);
         for (int x = 0; x < w; x++) {
-            uint64_t z = mix64(key ^ ((uint64_t)y << 32 | (uint32_t)x));
+            uint64_t z = core_rng_mix64(key ^ ((uint64_t)y << 32 | (uint32_t)x));
             uint32_t px = row[x], out = 0;
             for (int c = 0; c < 3; c++) {
                 int v = (int)((px >> (8 * c)) & 255) + (int)((z >> (8 * c)) & 15) - 7;

@@ -16,7 +16,7 @@ int eval_predict_image(const uint8_t *rgb, int h, int w, const core_config *cfg,
                        eval_person **out)
 {
     eval_tta_opts o = {cfg->eval.scales, cfg->eval.nscales, cfg->eval.flip, cfg->eval.base_size, cfg->model.stride,
-                       cfg->model.offsets};
+                       cfg->model.offsets, cfg->model.input_norm};
     eval_decode_params dp;
     eval_decode_params_from_config(cfg, &dp);
     eval_image_maps maps;

@@ -41,6 +41,11 @@ typedef struct eval_model eval_model;
 eval_model *eval_model_load(const char *checkpoint, const char *const *sets, int nsets, const char *device);
 const core_config *eval_model_config(const eval_model *m);
 void eval_model_free(eval_model *m);
+/* An eval_model over a network the caller built and keeps (the trainer's
+ * validation replica, trainer/validate.h): cfg and net must outlive it, and
+ * eval_model_free then frees only the wrapper. */
+typedef struct model_net model_net;
+eval_model *eval_model_wrap(model_net *net, const core_config *cfg);
 /* eval_forward_fn over an eval_model (ctx): the last stage's maps. */
 void eval_model_forward(void *ctx, const float *input, int H, int W, const eval_pass *pass, eval_grid *out);
 

@@ -15,6 +15,7 @@ struct eval_model {
     model_net *net;
     float *heat, *paf, *offset; /* host copies of the last stage's maps */
     size_t cap;                 /* floats per map plane set, for reallocation */
+    int borrowed;               /* net and backend belong to the caller (eval_model_wrap) */
 };
 
 eval_model *eval_model_load(const char *checkpoint, const char *const *sets, int nsets, const char *device)
@@ -38,6 +39,18 @@ eval_model *eval_model_load(const char *checkpoint, const char *const *sets, int
     char err[512];
     if (model_ckpt_try_load(checkpoint, m->net, NULL, NULL, NULL, NULL, err, sizeof err) != 0)
         CORE_DIE("checkpoint %s: %s", checkpoint, err);
+    /* inference normalises with the running statistics, never with one image's own */
+    model_set_train(m->net, 0);
+    return m;
+}
+
+eval_model *eval_model_wrap(model_net *net, const core_config *cfg)
+{
+    eval_model *m = core_calloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->be = model_backend(net);
+    m->net = net;
+    m->borrowed = 1;
     return m;
 }
 
@@ -46,8 +59,10 @@ const core_config *eval_model_config(const eval_model *m) { return &m->cfg; }
 void eval_model_free(eval_model *m)
 {
     if (!m) return;
-    model_destroy(m->net);
-    core_backend_destroy(m->be);
+    if (!m->borrowed) {
+        model_destroy(m->net);
+        core_backend_destroy(m->be);
+    }
     free(m->heat);
     free(m->paf);
     free(m->offset);

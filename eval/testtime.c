@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "core/skeleton.h"
+#include "dataio/input_norm.h"
 
 /* Separable resampling: output index o reads source coordinate a*o + b through
  * a fixed number of taps (edge-replicated indices, precomputed weights). */
@@ -145,6 +146,12 @@ eval_maps eval_grid_view(const eval_grid *g, const eval_pass *pass, int image_h)
 float *eval_make_input(const uint8_t *rgb, int h, int w, double scale, int flip, int stride, int *H, int *W,
                        eval_pass *pass)
 {
+    return eval_make_input_norm(rgb, h, w, scale, flip, stride, CORE_NORM_CENTERED, H, W, pass);
+}
+
+float *eval_make_input_norm(const uint8_t *rgb, int h, int w, double scale, int flip, int stride,
+                            core_input_norm norm, int *H, int *W, eval_pass *pass)
+{
     CHECK(h > 0 && w > 0 && scale > 0 && stride > 0, "testtime: bad image %dx%d or scale %g", w, h, scale);
     int ws = (int)lround(w * scale), hs = (int)lround(h * scale);
     if (ws < 1) ws = 1;
@@ -160,8 +167,9 @@ float *eval_make_input(const uint8_t *rgb, int h, int w, double scale, int flip,
     float *tmp = core_malloc((size_t)h * ws * sizeof *tmp);
     float *res = core_malloc((size_t)hs * ws * sizeof *res);
     float *in = core_calloc((size_t)3 * Hp * Wp, sizeof *in);
+    const dataio_input_norm nm = dataio_input_norm_get(norm);
     for (int c = 0; c < 3; c++) {
-        for (size_t p = 0; p < (size_t)h * w; p++) plane[p] = rgb[p * 3 + c] / 255.0f - 0.5f;
+        dataio_input_norm_plane(&nm, c, rgb, (size_t)h * w, plane);
         memset(res, 0, (size_t)hs * ws * sizeof *res);
         resample_plane(plane, h, w, &tx, &ty, tmp, res, 1.0f);
         for (int y = 0; y < hs; y++)
@@ -248,7 +256,7 @@ void eval_tta(const uint8_t *rgb, int h, int w, const eval_tta_opts *o, eval_for
             double scale = o->base_size * o->scales[s] / short_side;
             int H, W;
             eval_pass pass;
-            float *in = eval_make_input(rgb, h, w, scale, f, o->stride, &H, &W, &pass);
+            float *in = eval_make_input_norm(rgb, h, w, scale, f, o->stride, o->input_norm, &H, &W, &pass);
             eval_grid g;
             memset(&g, 0, sizeof g);
             fn(ctx, in, H, W, &pass, &g);

@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "core/config.h"
 #include "eval/decode.h"
 
 /* One network pass's maps on its grid (host memory, planar [C][h][w]). */
@@ -38,7 +39,7 @@ typedef struct eval_pass {
     int flipped;         /* the resized image was mirrored left-right before padding */
 } eval_pass;
 
-/* The network: input is [3][H][W] (RGB, pixel/255 - 0.5), H and W multiples of
+/* The network: input is [3][H][W] (normalised by model.input_norm), H and W multiples of
  * the stride. Fills *out with maps that stay valid until the next call. */
 typedef void (*eval_forward_fn)(void *ctx, const float *input, int H, int W, const eval_pass *pass, eval_grid *out);
 
@@ -62,6 +63,10 @@ eval_maps eval_grid_view(const eval_grid *g, const eval_pass *pass, int image_h)
  * Returns a malloc'ed [3][*H][*W] buffer. */
 float *eval_make_input(const uint8_t *rgb, int h, int w, double scale, int flip, int stride, int *H, int *W,
                        eval_pass *pass);
+/* The same under any model.input_norm (dataio/input_norm.h; eval_make_input is centered):
+ * each input channel is normalised from its source pixel channel, then resized. */
+float *eval_make_input_norm(const uint8_t *rgb, int h, int w, double scale, int flip, int stride,
+                            core_input_norm norm, int *H, int *W, eval_pass *pass);
 
 /* acc += weight * (pass maps resampled to acc's pixels; bicubic for heatmaps and
  * PAFs, mirrored channels and negated PAF x in a mirrored pass; votes as above). */
@@ -74,6 +79,7 @@ typedef struct eval_tta_opts {
     int base_size;
     int stride;
     int offsets;          /* accumulate offset votes */
+    core_input_norm input_norm; /* model.input_norm */
 } eval_tta_opts;
 
 /* Runs every pass through fn and leaves the averaged maps in *out (initialised here). */

@@ -27,8 +27,6 @@ static const char USAGE[] =
     "  with --grads, /grads/<param>/{weight,bias} and /output_grads/stage{t}/... .\n"
     "  Stages t are 1-based; the root attribute `indices` lists the samples. See docs/loss.md.\n";
 
-static const char *const OUT_NAMES[MODEL_NUM_OUT] = {"paf", "heat", "offset", "p2h", "h2p"};
-
 static void attr_i64_array(hid_t obj, const char *name, const int64_t *v, int n)
 {
     hsize_t d = (hsize_t)n;
@@ -111,7 +109,7 @@ int cmd_forward(int argc, char **argv)
           sa->grid_h, sa->grid_w, gh, gw);
 
     trainer_samples ft;
-    trainer_samples_load(sh, index, N, be, gh, gw, model_input(net), &ft);
+    trainer_samples_load(sh, index, N, be, gh, gw, cfg.model.input_norm, model_input(net), &ft);
     dataio_shard_close(sh);
 
     loss_ctx *lc = loss_create(&cfg, be);
@@ -145,11 +143,11 @@ int cmd_forward(int argc, char **argv)
         for (int o = 0; o < MODEL_NUM_OUT; o++) {
             core_tensor t = model_output(net, s, (model_out)o);
             if (!t.data) continue;
-            snprintf(path, sizeof path, "/outputs/stage%d/%s", s + 1, OUT_NAMES[o]);
+            snprintf(path, sizeof path, "/outputs/stage%d/%s", s + 1, model_out_names[o]);
             write_device_tensor(be, f, path, &t, host);
             if (grads) { /* the loss's own gradient d(total)/d(output) */
                 core_tensor g = model_output_grad(net, s, (model_out)o);
-                snprintf(path, sizeof path, "/output_grads/stage%d/%s", s + 1, OUT_NAMES[o]);
+                snprintf(path, sizeof path, "/output_grads/stage%d/%s", s + 1, model_out_names[o]);
                 write_device_tensor(be, f, path, &g, host);
             }
         }

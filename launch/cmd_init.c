@@ -1,24 +1,32 @@
-/* sspose init: a fresh checkpoint (He init from train.seed, zero momentum, step 0). */
+/* sspose init: a fresh checkpoint (He init from train.seed, zero momentum, step 0),
+ * optionally with an ImageNet VGG-19 front end (model/pretrained.h). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/check.h"
 #include "core/fileid.h"
 #include "launch/cli.h"
 #include "model/checkpoint.h"
+#include "model/pretrained.h"
 
 static const char USAGE[] =
-    "usage: sspose init --config CFG --out CK.h5 [--set section.key=value ...] [--seed N]\n"
+    "usage: sspose init --config CFG --out CK.h5 [--backbone VGG.h5] [--set section.key=value ...] [--seed N]\n"
     "  Writes a fresh checkpoint: parameters He-initialised from train.seed (or --seed),\n"
-    "  zero momentum, step 0, and the resolved config in the `config` attribute.\n";
+    "  zero momentum, step 0, and the resolved config in the `config` attribute.\n"
+    "  --backbone  ImageNet VGG-19 weights for conv1_1 ... conv4_2 (model.width = 1): the file of\n"
+    "              tools/convert.py vgg19 (torchvision) or Keras' vgg19_weights_tf_dim_ordering_tf_\n"
+    "              kernels_notop.h5. model.input_norm must be what the weights expect (imagenet for\n"
+    "              torchvision, caffe for Keras); see docs/coco.md.\n";
 
 int cmd_init(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'}, {"out", required_argument, 0, 'o'},
                                          {"set", required_argument, 0, 's'},    {"seed", required_argument, 0, 'S'},
-                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+                                         {"backbone", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     cli_config_args ca = {0};
-    const char *out = NULL, *seed = NULL;
+    const char *out = NULL, *seed = NULL, *backbone = NULL;
     int c;
     while ((c = cli_getopt(argc, argv, opts, USAGE)) != -1) {
         switch (c) {
@@ -26,6 +34,7 @@ int cmd_init(int argc, char **argv)
         case 'o': out = optarg; break;
         case 's': cli_config_add_set(&ca, optarg); break;
         case 'S': seed = optarg; break;
+        case 'b': backbone = optarg; break;
         }
     }
     CHECK(optind == argc, "init: unexpected argument '%s'", argv[optind]);
@@ -39,9 +48,18 @@ int cmd_init(int argc, char **argv)
     core_backend *be = core_cpu_backend_create(0);
     model_net *net = model_create(&cfg, be);
     model_init_params(net, (uint64_t)cfg.train.seed);
+    if (backbone) {
+        CHECK(strcmp(backbone, out), "init: --out must not be the --backbone file");
+        core_input_norm want = model_load_vgg19(net, backbone);
+        CHECK(want == cfg.model.input_norm,
+              "init: the weights of %s expect model.input_norm = %s, the config has %s (add --set model.input_norm=%s)",
+              backbone, core_input_norm_names[want], core_input_norm_names[cfg.model.input_norm],
+              core_input_norm_names[want]);
+    }
     char *text = core_config_text(&cfg);
     model_ckpt_save(out, net, NULL, 0, text, NULL, NULL);
-    core_info("wrote %s: %d tensors, %zu parameters", out, model_param_count(net), model_num_weights(net));
+    core_info("wrote %s: %d tensors, %zu parameters%s%s", out, model_param_count(net), model_num_weights(net),
+              backbone ? ", conv1_1 ... conv4_2 from " : "", backbone ? backbone : "");
     free(text);
     model_destroy(net);
     core_backend_destroy(be);

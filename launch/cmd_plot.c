@@ -143,8 +143,8 @@ int cmd_plot(int argc, char **argv)
     int np = report_plot((const char *const *)argv + optind, argc - optind, &o);
     /* with --dump-layout -, stdout carries the JSON alone */
     FILE *say = o.dump_layout && !strcmp(o.dump_layout, "-") ? stderr : stdout;
-    fprintf(say, "wrote %s: %d panel%s, %d run%s\n", o.out, np, np == 1 ? "" : "s", argc - optind,
-            argc - optind == 1 ? "" : "s");
+    int nr = report_plot_count_runs((const char *const *)argv + optind, argc - optind); /* a sweep DIR is many */
+    fprintf(say, "wrote %s: %d panel%s, %d run%s\n", o.out, np, np == 1 ? "" : "s", nr, nr == 1 ? "" : "s");
     fflush(say);
     CHECK(!ferror(stdout), "plot: cannot write to stdout");
     free(metrics);

@@ -9,7 +9,7 @@
 #include "trainer/train.h"
 
 static const char USAGE[] =
-    "usage: sspose train --config CFG --out RUNDIR [--set section.key=value ...] [--resume]\n"
+    "usage: sspose train --config CFG --out RUNDIR [--set section.key=value ...] [--resume] [--init CK.h5]\n"
     "       mpirun -np N sspose train ...     (or srun; one rank per GPU, or per CPU socket)\n"
     "  Trains on the shards of data.train (a glob) for train.steps steps; train.batch is per rank.\n"
     "  RUNDIR receives config.ini (the resolved config), metrics.jsonl and checkpoints\n"
@@ -17,6 +17,8 @@ static const char USAGE[] =
     "  --resume     continue from the newest readable checkpoint in RUNDIR (falling back past broken\n"
     "               ones); without --config it reads RUNDIR/config.ini. With no checkpoint yet it starts\n"
     "               from scratch, so requeued jobs can always pass it.\n"
+    "  --init CK   a fresh run (nothing to resume) starts from CK's weights instead of the seed's init\n"
+    "              (pretrained: sspose init --backbone, tools/convert.py openpose); docs/coco.md.\n"
     "  SIGTERM or SIGUSR1 on any rank: every rank finishes the step, a checkpoint is written, exit 0.\n"
     "  See docs/training.md.\n";
 
@@ -24,9 +26,10 @@ int cmd_train(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'}, {"out", required_argument, 0, 'o'},
                                          {"set", required_argument, 0, 's'},    {"resume", no_argument, 0, 'r'},
-                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+                                         {"init", required_argument, 0, 'i'},  {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     cli_config_args ca = {0};
-    const char *out = NULL;
+    const char *out = NULL, *init = NULL;
     int resume = 0, c;
     while ((c = cli_getopt(argc, argv, opts, USAGE)) != -1) {
         switch (c) {
@@ -34,6 +37,7 @@ int cmd_train(int argc, char **argv)
         case 'o': out = optarg; break;
         case 's': cli_config_add_set(&ca, optarg); break;
         case 'r': resume = 1; break;
+        case 'i': init = optarg; break;
         }
     }
     CHECK(optind == argc, "train: unexpected argument '%s'", argv[optind]);
@@ -49,10 +53,12 @@ int cmd_train(int argc, char **argv)
     cli_config_build(&ca, &cfg);
     core_config_resolve(&cfg);
     CHECK(cfg.data.train[0], "train: data.train (the shard glob) is not set; add it to the config or --set data.train=GLOB");
+    if (init) CHECK(access(init, R_OK) == 0, "train: --init checkpoint '%s' does not exist or is not readable", init);
 
+    comm_set_device(cfg.comm.device); /* the GPU is chosen before MPI starts */
     comm_init(&argc, &argv);
     if (comm_rank() != 0) core_set_quiet(1);
-    int rc = trainer_run(&cfg, out, resume);
+    int rc = trainer_run_init(&cfg, out, resume, init);
     comm_finalize();
     return rc;
 }

@@ -19,6 +19,7 @@ static const struct {
     {"init", cmd_init, "write a fresh checkpoint from a config"},
     {"train", cmd_train, "train under mpirun/srun or alone (data-parallel, resumable)"},
     {"plot", cmd_plot, "training curves of run directories as PNG/SVG/PDF (sweeps overlaid)"},
+    {"sweep", cmd_sweep, "plan, run (locally or as a SLURM job array), watch and tabulate a grid of runs"},
     {"forward", cmd_forward, "outputs, losses and gradients of a checkpoint on shard samples"},
     {"eval", cmd_eval, "COCO keypoint AP of a results file (pycocotools numbers)"},
     {"infer", cmd_infer, "images -> keypoints JSON and skeleton overlay PNG"},

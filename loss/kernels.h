@@ -5,7 +5,9 @@
  *
  * Shared contract of every implementation:
  *  - Tensor pointers are device pointers of the backend, NCHW float32, contiguous.
- *  - Per-sample sums come back to the host as doubles, synchronously. They must be
+ *  - Per-sample sums are written as doubles to `out`, n doubles in the backend's
+ *    memory (device memory on CUDA), asynchronously like any op: no host wait, so
+ *    the loss needs one download per evaluation, not one per term. They must be
  *    deterministic: the same inputs give bit-identical sums on every call (fixed
  *    reduction order, no atomics on the sums).
  *  - Gradients are ACCUMULATED (g += ...) into the given buffers, already scaled
@@ -70,9 +72,9 @@ typedef struct loss_kl_args {
 
 typedef struct loss_kernels {
     const char *name;
-    /* per_sample: host array of a->n doubles, overwritten */
-    void (*l2)(core_backend *be, const loss_l2_args *a, double *per_sample);
-    void (*kl)(core_backend *be, const loss_kl_args *a, double *per_sample);
+    /* out: a->n doubles in the backend's memory, overwritten (asynchronously) */
+    void (*l2)(core_backend *be, const loss_l2_args *a, double *out);
+    void (*kl)(core_backend *be, const loss_kl_args *a, double *out);
 } loss_kernels;
 
 extern const loss_kernels loss_kernels_cpu;

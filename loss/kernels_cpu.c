@@ -7,13 +7,7 @@
 
 #include "core/check.h"
 #include "loss/kernels.h"
-
-static inline int pdd_active(const loss_l2_args *a, const float *tgt_n, int c, int i)
-{
-    if (a->pdd == LOSS_PDD_SCALAR) return tgt_n[(size_t)c * a->hw + i] > a->pdd_thr;
-    int x = c & ~1; /* vector mode: channels 2l and 2l+1 form limb l's vector */
-    return tgt_n[(size_t)x * a->hw + i] != 0.0f || tgt_n[(size_t)(x + 1) * a->hw + i] != 0.0f;
-}
+#include "loss/weight.h"
 
 static void cpu_l2(core_backend *be, const loss_l2_args *a, double *per_sample)
 {
@@ -24,18 +18,10 @@ static void cpu_l2(core_backend *be, const loss_l2_args *a, double *per_sample)
     for (int s = 0; s < n; s++)
         for (int c = 0; c < C; c++) {
             const size_t base = ((size_t)s * C + c) * hw;
-            const float *tgt_n = a->target + (size_t)s * C * hw;
-            const float *m = a->mask ? a->mask + (size_t)s * hw : NULL;
-            const float *att = a->att ? a->att + ((size_t)s * a->att_c + c / a->att_group) * hw : NULL;
-            const float *gate = a->gate ? a->gate + ((size_t)s * a->gate_c + c / a->gate_group) * hw : NULL;
-            const int mc = a->pdd != LOSS_PDD_NONE ? a->mirror[c] : c;
+            const loss_l2_plane pl = loss_l2_plane_at(a, s, c);
             double acc = 0;
             for (int i = 0; i < hw; i++) {
-                double w = 1;
-                if (m) w *= m[i];
-                if (mc != c && pdd_active(a, tgt_n, mc, i) && !pdd_active(a, tgt_n, c, i)) w *= a->beta;
-                if (att) w *= (double)a->alpha * att[i] + 1.0;
-                if (gate && !(gate[i] > a->gate_thr)) w = 0;
+                const double w = loss_l2_weight(a, &pl, i);
                 if (w == 0) continue; /* also keeps 0*inf out of the sum */
                 double d = (double)a->pred[base + i] - (double)a->target[base + i];
                 acc += w * d * d;
@@ -95,14 +81,10 @@ static void cpu_kl(core_backend *be, const loss_kl_args *a, double *per_sample)
 
 const loss_kernels loss_kernels_cpu = {"cpu", cpu_l2, cpu_kl};
 
-/* The CUDA kernels live in loss/kernels_cuda.cu (branch cuda), which defines
- * `loss_kernels_cuda`; until that file exists a CUDA build still links and a
- * GPU run stops with a clear line instead. */
-#if defined(SSPOSE_CUDA) && defined(__has_include)
-#if __has_include("loss/kernels_cuda.cu")
+/* loss/kernels_cuda.cu defines these in every CUDA build. */
+#ifdef SSPOSE_CUDA
 #define LOSS_HAVE_CUDA 1
 extern const loss_kernels loss_kernels_cuda;
-#endif
 #endif
 
 int loss_kernels_built(core_device dev)

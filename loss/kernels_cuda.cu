@@ -9,10 +9,12 @@
 // written by exactly one thread, so the accumulation (g += ...) never races.
 #include <math.h>
 
-#include "core/cuda_impl.h"
+#include "core/cuda_check.h"
 
 extern "C" {
+#include "core/cuda_backend.h"
 #include "loss/kernels.h"
+#include "loss/weight.h"
 }
 
 #define THREADS 256
@@ -31,13 +33,6 @@ __device__ static double loss_block_sum(double v, double *sh)
     return r;
 }
 
-__device__ static inline int pdd_active(const loss_l2_args &a, const float *tgt_n, int c, int i)
-{
-    if (a.pdd == LOSS_PDD_SCALAR) return tgt_n[(size_t)c * a.hw + i] > a.pdd_thr;
-    int x = c & ~1; // vector mode: channels 2l and 2l+1 form limb l's vector
-    return tgt_n[(size_t)x * a.hw + i] != 0.0f || tgt_n[(size_t)(x + 1) * a.hw + i] != 0.0f;
-}
-
 // Block (plane = s*C + c, split) handles cells i = split*THREADS + t + k*splits*THREADS.
 __global__ void k_loss_l2(const loss_l2_args a, int splits, double *partial)
 {
@@ -45,18 +40,10 @@ __global__ void k_loss_l2(const loss_l2_args a, int splits, double *partial)
     const int plane = blockIdx.x, split = blockIdx.y;
     const int s = plane / a.c, c = plane - s * a.c, hw = a.hw;
     const size_t base = (size_t)plane * hw;
-    const float *tgt_n = a.target + (size_t)s * a.c * hw;
-    const float *m = a.mask ? a.mask + (size_t)s * hw : NULL;
-    const float *att = a.att ? a.att + ((size_t)s * a.att_c + c / a.att_group) * hw : NULL;
-    const float *gate = a.gate ? a.gate + ((size_t)s * a.gate_c + c / a.gate_group) * hw : NULL;
-    const int mc = a.pdd != LOSS_PDD_NONE ? a.mirror[c] : c;
+    const loss_l2_plane pl = loss_l2_plane_at(&a, s, c);
     double acc = 0;
     for (int i = split * THREADS + threadIdx.x; i < hw; i += splits * THREADS) {
-        double w = 1;
-        if (m) w *= m[i];
-        if (mc != c && pdd_active(a, tgt_n, mc, i) && !pdd_active(a, tgt_n, c, i)) w *= a.beta;
-        if (att) w *= (double)a.alpha * att[i] + 1.0;
-        if (gate && !(gate[i] > a.gate_thr)) w = 0;
+        const double w = loss_l2_weight(&a, &pl, i);
         if (w == 0) continue; // also keeps 0*inf out of the sum, as on the CPU
         double d = (double)a.pred[base + i] - (double)a.target[base + i];
         acc += w * d * d;
@@ -116,24 +103,32 @@ __global__ void k_loss_finish(const double *partial, int n, int c, int splits, d
     }
 }
 
-// Partials and per-sample results live in the backend's workspace (stream
-// ordered after any convolution that used it); the sums come back synchronously.
-static void finish(cuda_state *st, double *partial, int n, int c, int splits, double *per_sample)
+// Partials live in the backend's loss scratch (stream ordered: the next term's
+// kernel reuses it only after this finish has read it); the per-sample sums go
+// to the caller's device buffer, with no host wait.
+static void finish(cudaStream_t stream, double *partial, int n, int c, int splits, double *out)
 {
-    double *out = partial + (size_t)n * c * splits;
-    k_loss_finish<<<cuda_grid((size_t)n, THREADS), THREADS, 0, st->stream>>>(partial, n, c, splits, out);
+    k_loss_finish<<<cuda_grid((size_t)n, THREADS), THREADS, 0, stream>>>(partial, n, c, splits, out);
     CUDA_LAUNCH_CHECK();
-    CUDA_CHECK(cudaMemcpyAsync(per_sample, out, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost, st->stream));
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
 }
 
-static void cuda_l2(core_backend *be, const loss_l2_args *a, double *per_sample)
+static void zero_sums(cudaStream_t stream, double *out, int n)
+{
+    CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)n * sizeof(double), stream));
+}
+
+static double *loss_scratch(core_backend *be, size_t doubles)
+{
+    return (double *)core_cuda_scratch(be, CORE_CUDA_SCRATCH_LOSS, doubles * sizeof(double));
+}
+
+static void cuda_l2(core_backend *be, const loss_l2_args *a, double *out)
 {
     CHECK(a->c <= LOSS_MAX_CHANNELS, "loss: %d channels exceed LOSS_MAX_CHANNELS", a->c);
-    cuda_state *st = cuda_enter(be);
+    cudaStream_t stream = (cudaStream_t)core_cuda_enter(be);
     if (a->n <= 0) return;
     if (a->c <= 0 || a->hw <= 0) {
-        for (int s = 0; s < a->n; s++) per_sample[s] = 0;
+        zero_sums(stream, out, a->n);
         return;
     }
     // One block per plane on the usual 46x46 grid; large grids split (a function of hw only).
@@ -141,26 +136,26 @@ static void cuda_l2(core_backend *be, const loss_l2_args *a, double *per_sample)
     if (splits > 16) splits = 16;
     size_t planes = (size_t)a->n * a->c;
     CHECK(planes < (1u << 31), "loss: %zu planes is too many for one launch", planes);
-    double *partial = (double *)cuda_workspace(st, (planes * splits + a->n) * sizeof(double));
-    k_loss_l2<<<dim3((unsigned)planes, (unsigned)splits), THREADS, 0, st->stream>>>(*a, splits, partial);
+    double *partial = loss_scratch(be, planes * splits);
+    k_loss_l2<<<dim3((unsigned)planes, (unsigned)splits), THREADS, 0, stream>>>(*a, splits, partial);
     CUDA_LAUNCH_CHECK();
-    finish(st, partial, a->n, a->c, splits, per_sample);
+    finish(stream, partial, a->n, a->c, splits, out);
 }
 
-static void cuda_kl(core_backend *be, const loss_kl_args *a, double *per_sample)
+static void cuda_kl(core_backend *be, const loss_kl_args *a, double *out)
 {
-    cuda_state *st = cuda_enter(be);
+    cudaStream_t stream = (cudaStream_t)core_cuda_enter(be);
     if (a->n <= 0) return;
     if (a->c <= 0 || a->hw <= 0) {
-        for (int s = 0; s < a->n; s++) per_sample[s] = 0;
+        zero_sums(stream, out, a->n);
         return;
     }
     size_t planes = (size_t)a->n * a->c;
     CHECK(planes < (1u << 31), "loss: %zu planes is too many for one launch", planes);
-    double *partial = (double *)cuda_workspace(st, (planes + a->n) * sizeof(double));
-    k_loss_kl<<<(unsigned)planes, THREADS, 0, st->stream>>>(*a, partial);
+    double *partial = loss_scratch(be, planes);
+    k_loss_kl<<<(unsigned)planes, THREADS, 0, stream>>>(*a, partial);
     CUDA_LAUNCH_CHECK();
-    finish(st, partial, a->n, a->c, 1, per_sample);
+    finish(stream, partial, a->n, a->c, 1, out);
 }
 
 extern "C" const loss_kernels loss_kernels_cuda = {"cuda", cuda_l2, cuda_kl};

@@ -15,8 +15,11 @@ struct loss_ctx {
     core_config cfg; /* a copy: the caller's config may change between runs (alpha sweeps) */
     unsigned active;
     double weight[LOSS_NUM_TERMS];
-    double *per_sample;
-    int per_sample_cap;
+    /* Per-sample sums of every (stage, term), [stage][term][sample] doubles:
+     * in the backend's memory, written by the kernels without a host wait,
+     * then brought back in one download per evaluation. */
+    double *sums_dev, *sums_host;
+    size_t sums_cap;
 };
 
 unsigned loss_active_terms(const core_config *cfg)
@@ -52,7 +55,8 @@ loss_ctx *loss_create(const core_config *cfg, core_backend *be)
 void loss_destroy(loss_ctx *lc)
 {
     if (!lc) return;
-    free(lc->per_sample);
+    if (lc->sums_dev) lc->be->free(lc->be, (float *)lc->sums_dev);
+    free(lc->sums_host);
     free(lc);
 }
 
@@ -69,6 +73,24 @@ static double sample_mean(const double *v, int n)
     double s = 0;
     for (int i = 0; i < n; i++) s += v[i];
     return s / n;
+}
+
+/* Room for stages x terms x n sums (backend memory counts floats: two per double). */
+static void reserve_sums(loss_ctx *lc, int stages, int n)
+{
+    size_t need = (size_t)stages * LOSS_NUM_TERMS * n;
+    if (lc->sums_cap >= need) return;
+    if (lc->sums_dev) lc->be->free(lc->be, (float *)lc->sums_dev);
+    free(lc->sums_host);
+    lc->sums_dev = (double *)lc->be->alloc(lc->be, 2 * need);
+    lc->sums_host = core_malloc(need * sizeof(double));
+    lc->sums_cap = need;
+}
+
+/* Where the kernels put stage s's term t (n samples). */
+static double *sums_of(loss_ctx *lc, int s, loss_term t, int n)
+{
+    return lc->sums_dev + ((size_t)s * LOSS_NUM_TERMS + t) * n;
 }
 
 static float *grad_or_null(const loss_stage_io *io, model_out o, int want_grad)
@@ -91,14 +113,12 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
     if (use_att) check_shape("attention target", &t->attention, n, SKEL_NUM_LIMBS, h, w);
     if (lc->active & 1u << LOSS_OFFSET) check_shape("offset target", &t->offset, n, MODEL_NUM_OFFSET, h, w);
 
-    if (lc->per_sample_cap < n) {
-        free(lc->per_sample);
-        lc->per_sample = core_malloc((size_t)n * sizeof(double));
-        lc->per_sample_cap = n;
-    }
-    double *ps = lc->per_sample;
-    /* d(total)/d(term_n) = weight / N: the batch loss is a mean over samples */
-    const double inv_n = 1.0 / n;
+    reserve_sums(lc, stages, n);
+    /* d(total)/d(term_n) = weight / N: the batch loss is a mean over samples.
+     * loss.normalize = cells divides every term by the grid's cells as well, so
+     * the gradient scale (and the lr that suits it) no longer grows with h*w. */
+    const double per_term = cfg->loss.normalize_cells ? 1.0 / hw : 1.0;
+    const double inv_n = cfg->loss.normalize_cells ? 1.0 / ((double)n * hw) : 1.0 / n;
 
     memset(v, 0, sizeof *v);
     v->stages = stages;
@@ -119,8 +139,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
         for (int c = 0; c < MODEL_NUM_HEAT; c++) a.mirror[c] = skel_heat_mirror(c);
         a.coef = (float)(lc->weight[LOSS_HEAT] * inv_n);
         a.grad_pred = grad_or_null(st, MODEL_OUT_HEAT, want_grad);
-        lc->k->l2(lc->be, &a, ps);
-        v->term[s][LOSS_HEAT] = sample_mean(ps, n);
+        lc->k->l2(lc->be, &a, sums_of(lc, s, LOSS_HEAT, n));
 
         /* PAFs: M * W * (alpha*TA + 1) * (P - TP)^2, TA of the limb owning the channel */
         loss_l2_args b = {0};
@@ -131,8 +150,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
         if (use_att) b.att = t->attention.data, b.att_c = SKEL_NUM_LIMBS, b.att_group = 2, b.alpha = (float)cfg->loss.alpha;
         b.coef = (float)(lc->weight[LOSS_PAF] * inv_n);
         b.grad_pred = grad_or_null(st, MODEL_OUT_PAF, want_grad);
-        lc->k->l2(lc->be, &b, ps);
-        v->term[s][LOSS_PAF] = sample_mean(ps, n);
+        lc->k->l2(lc->be, &b, sums_of(lc, s, LOSS_PAF, n));
 
         if (lc->active & 1u << LOSS_OFFSET) {
             /* offsets: [TH_k > 0.4] * (O - TO)^2, unmasked */
@@ -143,8 +161,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             o.gate = t->heat.data, o.gate_c = MODEL_NUM_HEAT, o.gate_group = 2, o.gate_thr = LOSS_OFFSET_GATE;
             o.coef = (float)(lc->weight[LOSS_OFFSET] * inv_n);
             o.grad_pred = grad_or_null(st, MODEL_OUT_OFFSET, want_grad);
-            lc->k->l2(lc->be, &o, ps);
-            v->term[s][LOSS_OFFSET] = sample_mean(ps, n);
+            lc->k->l2(lc->be, &o, sums_of(lc, s, LOSS_OFFSET, n));
         }
 
         if (lc->active & 1u << LOSS_PS) {
@@ -154,8 +171,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             p.pred = st->out[MODEL_OUT_P2H].data;
             p.coef = (float)(lc->weight[LOSS_PS] * inv_n);
             p.grad_pred = grad_or_null(st, MODEL_OUT_P2H, want_grad);
-            lc->k->l2(lc->be, &p, ps);
-            v->term[s][LOSS_PS] = sample_mean(ps, n);
+            lc->k->l2(lc->be, &p, sums_of(lc, s, LOSS_PS, n));
 
             loss_kl_args k = {0};
             k.n = n, k.c = MODEL_NUM_HEAT, k.hw = hw;
@@ -164,8 +180,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             k.coef = (float)(lc->weight[LOSS_KL] * inv_n);
             k.grad_h = cfg->loss.kl_detach ? NULL : grad_or_null(st, MODEL_OUT_HEAT, want_grad);
             k.grad_hps = grad_or_null(st, MODEL_OUT_P2H, want_grad);
-            lc->k->kl(lc->be, &k, ps);
-            v->term[s][LOSS_KL] = sample_mean(ps, n);
+            lc->k->kl(lc->be, &k, sums_of(lc, s, LOSS_KL, n));
         }
 
         if (lc->active & 1u << LOSS_HP) {
@@ -176,8 +191,7 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             q.pred = st->out[MODEL_OUT_H2P].data, q.target = t->paf.data, q.mask = t->mask.data;
             q.coef = (float)(lc->weight[LOSS_HP] * inv_n);
             q.grad_pred = grad_or_null(st, MODEL_OUT_H2P, want_grad);
-            lc->k->l2(lc->be, &q, ps);
-            v->term[s][LOSS_HP] = sample_mean(ps, n);
+            lc->k->l2(lc->be, &q, sums_of(lc, s, LOSS_HP, n));
 
             /* consistency (Php - P)^2: both sides are predictions and both get gradients */
             loss_l2_args r = {0};
@@ -186,10 +200,17 @@ double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const los
             r.coef = (float)(lc->weight[LOSS_CONSISTENCY] * inv_n);
             r.grad_pred = grad_or_null(st, MODEL_OUT_H2P, want_grad);
             r.grad_target = grad_or_null(st, MODEL_OUT_PAF, want_grad);
-            lc->k->l2(lc->be, &r, ps);
-            v->term[s][LOSS_CONSISTENCY] = sample_mean(ps, n);
+            lc->k->l2(lc->be, &r, sums_of(lc, s, LOSS_CONSISTENCY, n));
         }
     }
+
+    /* The one host wait of the evaluation: every sum at once. */
+    size_t count = (size_t)stages * LOSS_NUM_TERMS * n;
+    lc->be->download(lc->be, (float *)lc->sums_host, (const float *)lc->sums_dev, 2 * count);
+    for (int s = 0; s < stages; s++)
+        for (int k = 0; k < LOSS_NUM_TERMS; k++)
+            if (lc->active >> k & 1)
+                v->term[s][k] = sample_mean(lc->sums_host + ((size_t)s * LOSS_NUM_TERMS + k) * n, n) * per_term;
 
     double total = 0;
     for (int s = 0; s < stages; s++)

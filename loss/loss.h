@@ -9,7 +9,9 @@
  *   kl     sum_c KL(norm(relu(H)+eps) || norm(relu(Hps)+eps))   weight 1      (ss = p2h | both)
  *   hp     sum M*(Php - TP)^2                      weight 1                    (ss = h2p | both)
  *   consistency  sum (Php - P)^2                   weight 1                    (ss = h2p | both)
- * total = mean_n sum_s sum_terms weight*term. W is the PDD weight (beta_s). */
+ * total = mean_n sum_s sum_terms weight*term. W is the PDD weight (beta_s).
+ * loss.normalize = cells (not SPEC's default) divides every term, and so its
+ * gradient, by the output grid's h*w (docs/training.md, "Loss normalisation"). */
 #ifndef SSPOSE_LOSS_LOSS_H
 #define SSPOSE_LOSS_LOSS_H
 

@@ -52,8 +52,46 @@ static void write_tensors(hid_t f, model_net *net, const char *prefix, const flo
     }
 }
 
-void model_ckpt_save(const char *path, model_net *net, const float *momentum, int64_t step, const char *config_text,
-                     model_ckpt_state_fn write_state, void *ctx)
+/* The network's buffers (batch norm's running statistics) beside its parameters,
+ * /params/<layer>/bn/running_{mean,var}, from the same host copy of the flat buffer. */
+static void write_buffers(hid_t f, model_net *net, const float *host)
+{
+    for (int i = 0; i < model_buf_count(net); i++) {
+        const model_param *p = model_buf_at(net, i);
+        char path[160];
+        int64_t d[1] = {(int64_t)p->numel};
+        snprintf(path, sizeof path, "/params/%s", p->name);
+        write_f32_checksummed(f, path, 1, d, host + p->offset);
+    }
+}
+
+static int read_buffers(hid_t f, model_net *net, float *host, const char *path, char *err, size_t errlen)
+{
+    for (int i = 0; i < model_buf_count(net); i++) {
+        const model_param *p = model_buf_at(net, i);
+        char name[160], why[400];
+        int64_t d[1] = {(int64_t)p->numel};
+        snprintf(name, sizeof name, "/params/%s", p->name);
+        if (core_h5_read_f32(f, name, 1, d, host + p->offset, why, sizeof why) != 0) {
+            snprintf(err, errlen, "checkpoint '%s': %s", path, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The /optim group's attributes; its tensors are already written. */
+static void write_optim_attrs(hid_t f, const char *kind, int64_t updates, const char *tmp)
+{
+    hid_t g = H5Gopen2(f, "/optim", H5P_DEFAULT);
+    H5_CHECK(g, "cannot open /optim in '%s'", tmp);
+    core_h5_attr_str(g, "optimizer", kind);
+    core_h5_attr_i64(g, "updates", updates);
+    H5_CHECK(H5Gclose(g), "cannot close /optim in '%s'", tmp);
+}
+
+void model_ckpt_save(const char *path, model_net *net, const model_ckpt_optim *optim, int64_t step,
+                     const char *config_text, model_ckpt_state_fn write_state, void *ctx)
 {
     core_backend *be = model_backend(net);
     size_t n = model_num_floats(net);
@@ -71,13 +109,23 @@ void model_ckpt_save(const char *path, model_net *net, const float *momentum, in
     core_h5_attr_str(f, "config", config_text);
     core_h5_attr_str(f, "checksum", MODEL_CKPT_CHECKSUM);
     write_tensors(f, net, "/params", host);
+    write_buffers(f, net, host);
     core_h5_unlock();
-    if (momentum)
-        be->download(be, host, momentum, n);
-    else
-        memset(host, 0, n * sizeof(float));
+    int nstate = optim ? optim->nstate : 1;
+    CHECK(nstate >= 1 && nstate <= MODEL_CKPT_MAX_OPTIM, "checkpoint: %d optimizer states", nstate);
+    for (int i = 0; i < nstate; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "/optim/%s", optim ? optim->names[i] : "momentum");
+        if (optim)
+            be->download(be, host, optim->state[i], n);
+        else
+            memset(host, 0, n * sizeof(float));
+        core_h5_lock();
+        write_tensors(f, net, prefix, host);
+        core_h5_unlock();
+    }
     core_h5_lock();
-    write_tensors(f, net, "/optim/momentum", host);
+    write_optim_attrs(f, optim ? optim->kind : "sgd", optim ? optim->updates : 0, tmp);
     if (write_state) {
         hid_t g = H5Gcreate2(f, "/state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         H5_CHECK(g, "cannot create /state in '%s'", tmp);
@@ -273,7 +321,59 @@ static int read_tensors(hid_t f, model_net *net, const char *prefix, float *host
     return 0;
 }
 
-int model_ckpt_try_load(const char *path, model_net *net, float *momentum, int64_t *step,
+/* Hands the /state group to the caller's reader; 0, or -1 with a reason. */
+static int read_state_group(hid_t f, model_ckpt_state_fn read_state, void *ctx, const char *path, char *err,
+                            size_t errlen)
+{
+    if (H5Lexists(f, "/state", H5P_DEFAULT) <= 0) {
+        snprintf(err, errlen, "checkpoint '%s' has no /state group (not written by sspose train?)", path);
+        return -1;
+    }
+    hid_t g = H5Gopen2(f, "/state", H5P_DEFAULT);
+    if (g < 0) {
+        snprintf(err, errlen, "checkpoint '%s': cannot open /state (corrupt?)", path);
+        return -1;
+    }
+    read_state(g, ctx);
+    if (H5Gclose(g) < 0) {
+        snprintf(err, errlen, "checkpoint '%s': cannot close /state (corrupt?)", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* The optimizer's tensors and attributes into host buffers; 0, or -1 with a reason. */
+static int read_optim(hid_t f, model_net *net, model_ckpt_optim *o, float **host, const char *path, char *err,
+                      size_t errlen)
+{
+    if (H5Lexists(f, "/optim", H5P_DEFAULT) <= 0) {
+        snprintf(err, errlen, "checkpoint '%s' has no /optim group", path);
+        return -1;
+    }
+    hid_t g = H5Gopen2(f, "/optim", H5P_DEFAULT);
+    if (g < 0) {
+        snprintf(err, errlen, "checkpoint '%s': cannot open /optim (corrupt?)", path);
+        return -1;
+    }
+    /* Files written before Adam existed carry neither attribute: they are SGD's. */
+    char *kind = H5Aexists(g, "optimizer") > 0 ? core_h5_attr_read_str(g, "optimizer") : NULL;
+    int rc = 0;
+    if (kind && strcmp(kind, o->kind)) {
+        snprintf(err, errlen, "checkpoint '%s' holds the state of optimizer %s, this run uses %s", path, kind, o->kind);
+        rc = -1;
+    }
+    free(kind);
+    if (!rc && core_h5_attr_read_i64(g, "updates", &o->updates) != 0) o->updates = -1;
+    H5Gclose(g);
+    for (int i = 0; i < o->nstate && !rc; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "/optim/%s", o->names[i]);
+        rc = read_tensors(f, net, prefix, host[i], path, err, errlen);
+    }
+    return rc;
+}
+
+int model_ckpt_try_load(const char *path, model_net *net, model_ckpt_optim *optim, int64_t *step,
                         model_ckpt_state_fn read_state, void *ctx, char *err, size_t errlen)
 {
     core_h5_lock();
@@ -283,8 +383,11 @@ int model_ckpt_try_load(const char *path, model_net *net, float *momentum, int64
         return -1;
     }
     size_t n = model_num_floats(net);
+    int nstate = optim ? optim->nstate : 0;
+    CHECK(nstate <= MODEL_CKPT_MAX_OPTIM, "checkpoint: %d optimizer states", nstate);
     /* calloc: the alignment padding between tensors must load as zeros */
-    float *w = core_calloc(n, sizeof(float)), *mom = momentum ? core_calloc(n, sizeof(float)) : NULL;
+    float *w = core_calloc(n, sizeof(float)), *host[MODEL_CKPT_MAX_OPTIM] = {0};
+    for (int i = 0; i < nstate; i++) host[i] = core_calloc(n, sizeof(float));
     int64_t st = 0;
     int rc = core_h5_attr_read_i64(f, "step", &st) == 0 ? 0 : -1;
     if (rc) snprintf(err, errlen, "checkpoint '%s' has no step attribute", path);
@@ -292,25 +395,9 @@ int model_ckpt_try_load(const char *path, model_net *net, float *momentum, int64
      * a corrupt or diverged file is never loaded, and resume falls back past it. */
     if (!rc) rc = verify_file(f, path, err, errlen);
     if (!rc) rc = read_tensors(f, net, "/params", w, path, err, errlen);
-    if (!rc && mom) rc = read_tensors(f, net, "/optim/momentum", mom, path, err, errlen);
-    if (!rc && read_state) {
-        if (H5Lexists(f, "/state", H5P_DEFAULT) <= 0) {
-            snprintf(err, errlen, "checkpoint '%s' has no /state group (not written by sspose train?)", path);
-            rc = -1;
-        } else {
-            hid_t g = H5Gopen2(f, "/state", H5P_DEFAULT);
-            if (g < 0) {
-                snprintf(err, errlen, "checkpoint '%s': cannot open /state (corrupt?)", path);
-                rc = -1;
-            } else {
-                read_state(g, ctx);
-                if (H5Gclose(g) < 0 && !rc) {
-                    snprintf(err, errlen, "checkpoint '%s': cannot close /state (corrupt?)", path);
-                    rc = -1;
-                }
-            }
-        }
-    }
+    if (!rc) rc = read_buffers(f, net, w, path, err, errlen);
+    if (!rc && optim) rc = read_optim(f, net, optim, host, path, err, errlen);
+    if (!rc && read_state) rc = read_state_group(f, read_state, ctx, path, err, errlen);
     if (H5Fclose(f) < 0 && !rc) {
         snprintf(err, errlen, "cannot close checkpoint '%s' (corrupt?)", path);
         rc = -1;
@@ -318,21 +405,19 @@ int model_ckpt_try_load(const char *path, model_net *net, float *momentum, int64
     core_h5_unlock();
     if (!rc) {
         model_params_from_host(net, w);
-        if (mom) {
-            core_backend *be = model_backend(net);
-            be->upload(be, momentum, mom, n);
-            be->sync(be);
-        }
+        core_backend *be = model_backend(net);
+        for (int i = 0; i < nstate; i++) be->upload(be, optim->state[i], host[i], n);
+        be->sync(be);
         if (step) *step = st;
     }
     free(w);
-    free(mom);
+    for (int i = 0; i < nstate; i++) free(host[i]);
     return rc;
 }
 
-void model_ckpt_load(const char *path, model_net *net, float *momentum, int64_t *step,
+void model_ckpt_load(const char *path, model_net *net, model_ckpt_optim *optim, int64_t *step,
                      model_ckpt_state_fn read_state, void *ctx)
 {
     char err[600];
-    CHECK(model_ckpt_try_load(path, net, momentum, step, read_state, ctx, err, sizeof err) == 0, "%s", err);
+    CHECK(model_ckpt_try_load(path, net, optim, step, read_state, ctx, err, sizeof err) == 0, "%s", err);
 }

@@ -1,6 +1,7 @@
 /* The network as a flat op list over named activation blobs (Caffe-style):
  * model_create() describes SPEC section 3 once; forward walks the list,
- * backward walks it in reverse. Kernels come from the backend. */
+ * backward walks it in reverse, each op through its row of the op table
+ * (model/net_ops.c, model/net_bn.c). Kernels come from the backend. */
 #include "model/net.h"
 
 #include <math.h>
@@ -10,66 +11,21 @@
 
 #include "core/check.h"
 #include "core/rng.h"
-
-#define MAX_BLOBS 512
-#define MAX_OPS 512
-#define MAX_CONVS 160
-
-typedef enum { OP_CONV, OP_POOL, OP_CONCAT, OP_SPLIT } op_kind;
-
-typedef struct {
-    int c;       /* channels */
-    int div;     /* spatial size = input / div */
-    size_t off;  /* offset in the arenas, floats (for the current shape) */
-} blob;
-
-typedef struct {
-    int cin, cout, k, relu;
-    int wparam; /* index of the weight in params[]; the bias follows */
-} conv_def;
-
-typedef struct {
-    op_kind kind;
-    int conv;     /* OP_CONV */
-    int in[4];    /* input blobs (OP_CONCAT: several) */
-    int nin;
-    int out[2];   /* output blobs (OP_SPLIT: two) */
-    int nout;
-} op;
-
-struct model_net {
-    core_config cfg;
-    core_backend *be;
-    blob blobs[MAX_BLOBS];
-    int nblobs;
-    op ops[MAX_OPS];
-    int nops;
-    conv_def convs[MAX_CONVS];
-    int nconvs;
-    model_param *params;
-    int nparams, cap_params;
-    int *grad_final; /* [nparams]: model_param_grad_final */
-    size_t nfloats;
-    float *w, *g; /* device flat buffers */
-    int input_blob, feature_blob;
-    int outputs[CORE_MAX_STAGES][MODEL_NUM_OUT]; /* blob index or -1 */
-    /* current shape */
-    int n, h, wd;
-    size_t arena_floats;
-    float *act, *dact;
-};
+#include "model/net_impl.h"
 
 /* ---- construction ---- */
 
-static int add_blob(model_net *m, int c, int div)
+const char *const model_out_names[MODEL_NUM_OUT] = {"paf", "heat", "offset", "p2h", "h2p"};
+
+int net_add_blob(model_net *m, int c, int div)
 {
-    CHECK(m->nblobs < MAX_BLOBS, "network too large (blobs)");
-    m->blobs[m->nblobs] = (blob){c, div, 0};
+    CHECK(m->nblobs < NET_MAX_BLOBS, "network too large (blobs)");
+    m->blobs[m->nblobs] = (net_blob){c, div, 0};
     return m->nblobs++;
 }
 
-static void add_param(model_net *m, const char *name, const char *suffix, int ndim, const int *shape, model_group g,
-                      int fan_in, int relu)
+model_param *net_add_param(model_net *m, const char *name, const char *suffix, int ndim, const int *shape,
+                           model_group g, int fan_in, int relu, model_param_kind kind)
 {
     if (m->nparams == m->cap_params) {
         m->cap_params = m->cap_params ? 2 * m->cap_params : 64;
@@ -87,35 +43,69 @@ static void add_param(model_net *m, const char *name, const char *suffix, int nd
     p->offset = (m->nfloats + MODEL_PARAM_ALIGN - 1) / MODEL_PARAM_ALIGN * MODEL_PARAM_ALIGN;
     m->nfloats = p->offset + p->numel;
     p->is_bias = ndim == 1;
+    p->kind = kind;
     p->group = g;
     p->fan_in = fan_in;
     p->relu = relu;
+    return p;
+}
+
+/* Buffers get their offsets once every parameter is placed (place_bufs). */
+model_param *net_add_buf(model_net *m, const char *name, const char *suffix, int c, model_param_kind kind)
+{
+    if (m->nbufs == m->cap_bufs) {
+        m->cap_bufs = m->cap_bufs ? 2 * m->cap_bufs : 32;
+        m->bufs = core_realloc(m->bufs, m->cap_bufs * sizeof *m->bufs);
+    }
+    model_param *p = &m->bufs[m->nbufs++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s/%s", name, suffix);
+    p->ndim = 1;
+    p->numel = (size_t)c;
+    p->shape[0] = c;
+    p->shape[1] = p->shape[2] = p->shape[3] = 1;
+    p->is_bias = 1;
+    p->kind = kind;
+    return p;
+}
+
+static void place_bufs(model_net *m)
+{
+    m->nfloats_learn = m->nfloats;
+    for (int i = 0; i < m->nbufs; i++) {
+        model_param *p = &m->bufs[i];
+        p->offset = (m->nfloats + MODEL_PARAM_ALIGN - 1) / MODEL_PARAM_ALIGN * MODEL_PARAM_ALIGN;
+        m->nfloats = p->offset + p->numel;
+    }
 }
 
 static int add_conv_def(model_net *m, const char *name, int cin, int cout, int k, int relu, model_group g)
 {
-    CHECK(m->nconvs < MAX_CONVS, "network too large (convs)");
-    conv_def *c = &m->convs[m->nconvs];
-    *c = (conv_def){cin, cout, k, relu, m->nparams};
+    CHECK(m->nconvs < NET_MAX_CONVS, "network too large (convs)");
+    net_conv_def *c = &m->convs[m->nconvs];
+    *c = (net_conv_def){cin, cout, k, relu, m->nparams, -1};
     int ws[4] = {cout, cin, k, k}, bs[1] = {cout};
-    add_param(m, name, "weight", 4, ws, g, cin * k * k, relu);
-    add_param(m, name, "bias", 1, bs, g, cin * k * k, relu);
+    net_add_param(m, name, "weight", 4, ws, g, cin * k * k, relu, MODEL_PARAM_WEIGHT);
+    net_add_param(m, name, "bias", 1, bs, g, cin * k * k, relu, MODEL_PARAM_BIAS);
+    /* batch norm after every hidden convolution (those followed by ReLU) */
+    if (relu && m->cfg.model.norm == CORE_NORM_BATCH) c->bn = net_bn_define(m, name, cout, g);
     return m->nconvs++;
 }
 
-static void add_op(model_net *m, op o)
+void net_add_op(model_net *m, net_op o)
 {
-    CHECK(m->nops < MAX_OPS, "network too large (ops)");
+    CHECK(m->nops < NET_MAX_OPS, "network too large (ops)");
     m->ops[m->nops++] = o;
 }
 
-/* conv op applying conv definition `cd` to blob `in`; returns the new blob */
+/* conv op applying conv definition `cd` to blob `in` (then its batch norm and ReLU); returns the new blob */
 static int conv_op(model_net *m, int cd, int in)
 {
-    CHECK(m->blobs[in].c == m->convs[cd].cin, "internal: conv input has %d channels, expects %d", m->blobs[in].c,
-          m->convs[cd].cin);
-    int out = add_blob(m, m->convs[cd].cout, m->blobs[in].div);
-    add_op(m, (op){.kind = OP_CONV, .conv = cd, .in = {in}, .nin = 1, .out = {out}, .nout = 1});
+    const net_conv_def *d = &m->convs[cd];
+    CHECK(m->blobs[in].c == d->cin, "internal: conv input has %d channels, expects %d", m->blobs[in].c, d->cin);
+    int out = net_add_blob(m, d->cout, m->blobs[in].div);
+    net_add_op(m, (net_op){.kind = NET_OP_CONV, .idx = cd, .in = {in}, .nin = 1, .out = {out}, .nout = 1});
+    if (d->bn >= 0) out = net_bn_apply(m, d->bn, out, d->relu);
     return out;
 }
 
@@ -127,8 +117,8 @@ static int conv(model_net *m, const char *name, int in, int cout, int k, int rel
 
 static int pool(model_net *m, int in)
 {
-    int out = add_blob(m, m->blobs[in].c, m->blobs[in].div * 2);
-    add_op(m, (op){.kind = OP_POOL, .in = {in}, .nin = 1, .out = {out}, .nout = 1});
+    int out = net_add_blob(m, m->blobs[in].c, m->blobs[in].div * 2);
+    net_add_op(m, (net_op){.kind = NET_OP_POOL, .in = {in}, .nin = 1, .out = {out}, .nout = 1});
     return out;
 }
 
@@ -136,18 +126,18 @@ static int concat(model_net *m, const int *ins, int nin)
 {
     int c = 0;
     for (int i = 0; i < nin; i++) c += m->blobs[ins[i]].c;
-    int out = add_blob(m, c, m->blobs[ins[0]].div);
-    op o = {.kind = OP_CONCAT, .nin = nin, .out = {out}, .nout = 1};
+    int out = net_add_blob(m, c, m->blobs[ins[0]].div);
+    net_op o = {.kind = NET_OP_CONCAT, .nin = nin, .out = {out}, .nout = 1};
     for (int i = 0; i < nin; i++) o.in[i] = ins[i];
-    add_op(m, o);
+    net_add_op(m, o);
     return out;
 }
 
 static void split(model_net *m, int in, int c0, int *out0, int *out1)
 {
-    *out0 = add_blob(m, c0, m->blobs[in].div);
-    *out1 = add_blob(m, m->blobs[in].c - c0, m->blobs[in].div);
-    add_op(m, (op){.kind = OP_SPLIT, .in = {in}, .nin = 1, .out = {*out0, *out1}, .nout = 2});
+    *out0 = net_add_blob(m, c0, m->blobs[in].div);
+    *out1 = net_add_blob(m, m->blobs[in].c - c0, m->blobs[in].div);
+    net_add_op(m, (net_op){.kind = NET_OP_SPLIT, .in = {in}, .nin = 1, .out = {*out0, *out1}, .nout = 2});
 }
 
 /* The subnet (p2h or h2p): conv1 3x3 -> w128, conv2 3x3 -> w128, conv3 1x1 linear. Convs shared over stages. */
@@ -201,7 +191,7 @@ model_net *model_create(const core_config *cfg, core_backend *be)
     for (int s = 0; s < CORE_MAX_STAGES; s++)
         for (int o = 0; o < MODEL_NUM_OUT; o++) m->outputs[s][o] = -1;
 
-    int x = m->input_blob = add_blob(m, 3, 1);
+    int x = m->input_blob = net_add_blob(m, 3, 1);
     x = conv(m, "conv1_1", x, core_width(c, 64), 3, 1, B);
     x = conv(m, "conv1_2", x, core_width(c, 64), 3, 1, B);
     x = pool(m, x);
@@ -254,15 +244,21 @@ model_net *model_create(const core_config *cfg, core_backend *be)
         if (use_h2p) m->outputs[s][MODEL_OUT_H2P] = run_subnet(m, h2p, m->outputs[s][MODEL_OUT_HEAT]);
     }
 
-    /* Backward runs the ops in reverse, so the op with the smallest forward
-     * index among a parameter's users is the last to accumulate into its gradient. */
+    /* Each op declares the gradients its backward writes and when they are final;
+     * a parameter's gradient is final after the latest of its writers. */
     m->grad_final = core_calloc((size_t)m->nparams, sizeof *m->grad_final);
     for (int i = 0; i < m->nops; i++) {
-        if (m->ops[i].kind != OP_CONV) continue;
-        int wp = m->convs[m->ops[i].conv].wparam, done = m->nops - i;
-        for (int k = wp; k <= wp + 1; k++)
-            if (m->grad_final[k] < done) m->grad_final[k] = done;
+        const net_op_class *k = net_op_table[m->ops[i].kind];
+        int ps[NET_OP_MAX_PARAMS], np = k->params(m, &m->ops[i], ps), done = k->grad_final(m, i);
+        for (int j = 0; j < np; j++)
+            if (m->grad_final[ps[j]] < done) m->grad_final[ps[j]] = done;
     }
+    /* a parameter no op writes would be all-reduced before anything is known of it */
+    for (int i = 0; i < m->nparams; i++)
+        CHECK(m->grad_final[i] > 0, "internal: no op writes the gradient of parameter %s", m->params[i].name);
+    place_bufs(m);
+    net_bn_finish(m);
+    m->train = 1;
 
     m->w = be->alloc(be, m->nfloats);
     m->g = be->alloc(be, m->nfloats);
@@ -276,7 +272,9 @@ void model_destroy(model_net *m)
     m->be->free(m->be, m->g);
     if (m->act) m->be->free(m->be, m->act);
     if (m->dact) m->be->free(m->be, m->dact);
+    net_bn_destroy(m);
     free(m->params);
+    free(m->bufs);
     free(m->grad_final);
     free(m);
 }
@@ -294,6 +292,15 @@ size_t model_num_weights(const model_net *m)
     return n;
 }
 float *model_grads(model_net *m) { return m->g; }
+int model_buf_count(const model_net *m) { return m->nbufs; }
+const model_param *model_buf_at(const model_net *m, int i) { return &m->bufs[i]; }
+void model_set_train(model_net *m, int train) { m->train = train != 0; }
+int model_is_train(const model_net *m) { return m->train; }
+void model_set_sum_hook(model_net *m, model_sum_fn fn, void *ctx)
+{
+    m->sum_fn = fn;
+    m->sum_ctx = ctx;
+}
 
 const model_param *model_param_find(const model_net *m, const char *name)
 {
@@ -308,8 +315,9 @@ void model_init_params(model_net *m, uint64_t seed)
     for (int i = 0; i < m->nparams; i++) {
         const model_param *p = &m->params[i];
         float *dst = host + p->offset;
-        if (p->is_bias) {
-            memset(dst, 0, p->numel * sizeof(float));
+        if (p->kind == MODEL_PARAM_BIAS || p->kind == MODEL_PARAM_BN_BIAS || p->kind == MODEL_PARAM_BN_WEIGHT) {
+            float v = p->kind == MODEL_PARAM_BN_WEIGHT ? 1.0f : 0.0f;
+            for (size_t k = 0; k < p->numel; k++) dst[k] = v;
             continue;
         }
         /* one stream per tensor, keyed by its index, so adding a tensor never shifts the others */
@@ -317,6 +325,11 @@ void model_init_params(model_net *m, uint64_t seed)
         core_rng_seed(&r, core_rng_key(seed, (uint64_t)i));
         double std = p->relu ? sqrt(2.0 / p->fan_in) : 0.01;
         for (size_t k = 0; k < p->numel; k++) dst[k] = (float)(std * core_rng_normal(&r));
+    }
+    for (int i = 0; i < m->nbufs; i++) {
+        const model_param *p = &m->bufs[i];
+        float v = p->kind == MODEL_BUF_RUNNING_VAR ? 1.0f : 0.0f;
+        for (size_t k = 0; k < p->numel; k++) host[p->offset + k] = v;
     }
     model_params_from_host(m, host);
     free(host);
@@ -331,12 +344,6 @@ void model_params_from_host(model_net *m, const float *host)
 
 /* ---- shapes and arenas ---- */
 
-static size_t blob_numel(const model_net *m, int b)
-{
-    const blob *bl = &m->blobs[b];
-    return (size_t)m->n * bl->c * (m->h / bl->div) * (m->wd / bl->div);
-}
-
 void model_set_input_shape(model_net *m, int n, int h, int w)
 {
     int fd = m->cfg.model.stride;
@@ -349,7 +356,7 @@ void model_set_input_shape(model_net *m, int n, int h, int w)
     size_t off = 0;
     for (int b = 0; b < m->nblobs; b++) {
         m->blobs[b].off = off;
-        off += (blob_numel(m, b) + 15) & ~(size_t)15; /* 64-byte aligned blobs */
+        off += (net_blob_numel(m, b) + 15) & ~(size_t)15; /* 64-byte aligned blobs */
     }
     if (m->act) m->be->free(m->be, m->act);
     if (m->dact) m->be->free(m->be, m->dact);
@@ -361,7 +368,7 @@ void model_set_input_shape(model_net *m, int n, int h, int w)
 float *model_input(model_net *m)
 {
     CHECK(m->act, "model_input before model_set_input_shape");
-    return m->act + m->blobs[m->input_blob].off;
+    return net_act(m, m->input_blob);
 }
 
 void model_output_hw(const model_net *m, int *h, int *w)
@@ -370,56 +377,13 @@ void model_output_hw(const model_net *m, int *h, int *w)
     *w = m->wd / m->cfg.model.stride;
 }
 
-static float *A(model_net *m, int b) { return m->act + m->blobs[b].off; }
-static float *D(model_net *m, int b) { return m->dact + m->blobs[b].off; }
-
-static core_conv_shape conv_shape(const model_net *m, const op *o)
-{
-    const conv_def *cd = &m->convs[o->conv];
-    const blob *in = &m->blobs[o->in[0]];
-    core_conv_shape s = {m->n, cd->cin, m->h / in->div, m->wd / in->div, cd->cout, cd->k, cd->relu};
-    return s;
-}
-
 /* ---- passes ---- */
 
 void model_forward(model_net *m, int want_grad)
 {
     CHECK(m->act, "model_forward before model_set_input_shape");
-    core_backend *be = m->be;
-    for (int i = 0; i < m->nops; i++) {
-        const op *o = &m->ops[i];
-        const blob *in = &m->blobs[o->in[0]];
-        int hw = (m->h / in->div) * (m->wd / in->div);
-        switch (o->kind) {
-        case OP_CONV: {
-            core_conv_shape s = conv_shape(m, o);
-            const conv_def *cd = &m->convs[o->conv];
-            const model_param *wp = &m->params[cd->wparam], *bp = &m->params[cd->wparam + 1];
-            be->conv_forward(be, &s, A(m, o->in[0]), m->w + wp->offset, m->w + bp->offset, A(m, o->out[0]));
-            break;
-        }
-        case OP_POOL:
-            be->pool_forward(be, m->n, in->c, m->h / in->div, m->wd / in->div, A(m, o->in[0]), A(m, o->out[0]));
-            break;
-        case OP_CONCAT: {
-            int off = 0, oc = m->blobs[o->out[0]].c;
-            for (int k = 0; k < o->nin; k++) {
-                int c = m->blobs[o->in[k]].c;
-                be->copy_channels(be, m->n, hw, A(m, o->in[k]), c, 0, A(m, o->out[0]), oc, off, c, 0);
-                off += c;
-            }
-            break;
-        }
-        case OP_SPLIT: {
-            int c0 = m->blobs[o->out[0]].c, c1 = m->blobs[o->out[1]].c;
-            be->copy_channels(be, m->n, hw, A(m, o->in[0]), in->c, 0, A(m, o->out[0]), c0, 0, c0, 0);
-            be->copy_channels(be, m->n, hw, A(m, o->in[0]), in->c, c0, A(m, o->out[1]), c1, 0, c1, 0);
-            break;
-        }
-        }
-    }
-    if (want_grad) be->fill(be, m->dact, 0.0f, m->arena_floats);
+    for (int i = 0; i < m->nops; i++) net_op_table[m->ops[i].kind]->forward(m, &m->ops[i]);
+    if (want_grad) m->be->fill(m->be, m->dact, 0.0f, m->arena_floats);
 }
 
 int model_backward_steps(const model_net *m) { return m->nops; }
@@ -434,42 +398,8 @@ void model_backward(model_net *m) { model_backward_hooked(m, NULL, NULL); }
 
 void model_backward_hooked(model_net *m, model_backward_fn fn, void *ctx)
 {
-    core_backend *be = m->be;
     for (int i = m->nops - 1; i >= 0; i--) {
-        const op *o = &m->ops[i];
-        const blob *in = &m->blobs[o->in[0]];
-        int hw = (m->h / in->div) * (m->wd / in->div);
-        switch (o->kind) {
-        case OP_CONV: {
-            core_conv_shape s = conv_shape(m, o);
-            const conv_def *cd = &m->convs[o->conv];
-            const model_param *wp = &m->params[cd->wparam], *bp = &m->params[cd->wparam + 1];
-            /* the image needs no gradient */
-            float *dx = o->in[0] == m->input_blob ? NULL : D(m, o->in[0]);
-            be->conv_backward(be, &s, A(m, o->in[0]), m->w + wp->offset, A(m, o->out[0]), D(m, o->out[0]), dx,
-                              m->g + wp->offset, m->g + bp->offset);
-            break;
-        }
-        case OP_POOL:
-            be->pool_backward(be, m->n, in->c, m->h / in->div, m->wd / in->div, A(m, o->in[0]), D(m, o->out[0]),
-                              D(m, o->in[0]));
-            break;
-        case OP_CONCAT: {
-            int off = 0, oc = m->blobs[o->out[0]].c;
-            for (int k = 0; k < o->nin; k++) {
-                int c = m->blobs[o->in[k]].c;
-                be->copy_channels(be, m->n, hw, D(m, o->out[0]), oc, off, D(m, o->in[k]), c, 0, c, 1);
-                off += c;
-            }
-            break;
-        }
-        case OP_SPLIT: {
-            int c0 = m->blobs[o->out[0]].c, c1 = m->blobs[o->out[1]].c;
-            be->copy_channels(be, m->n, hw, D(m, o->out[0]), c0, 0, D(m, o->in[0]), in->c, 0, c0, 1);
-            be->copy_channels(be, m->n, hw, D(m, o->out[1]), c1, 0, D(m, o->in[0]), in->c, c0, c1, 1);
-            break;
-        }
-        }
+        net_op_table[m->ops[i].kind]->backward(m, &m->ops[i]);
         if (fn) fn(ctx, m->nops - i);
     }
 }
@@ -478,7 +408,7 @@ void model_zero_grads(model_net *m) { m->be->fill(m->be, m->g, 0.0f, m->nfloats)
 
 static core_tensor blob_tensor(model_net *m, int b, float *base)
 {
-    const blob *bl = &m->blobs[b];
+    const net_blob *bl = &m->blobs[b];
     return core_tensor_view(base + bl->off, m->n, bl->c, m->h / bl->div, m->wd / bl->div, m->be->dev);
 }
 
@@ -502,29 +432,9 @@ uint64_t model_kink_signature(model_net *m)
 {
     CHECK(m->be->dev == CORE_DEV_CPU, "model_kink_signature needs the CPU backend");
     uint64_t h = 1469598103934665603ULL;
-#define MIX(v) (h = (h ^ (uint64_t)(v)) * 1099511628211ULL)
     for (int i = 0; i < m->nops; i++) {
-        const op *o = &m->ops[i];
-        const blob *in = &m->blobs[o->in[0]];
-        if (o->kind == OP_CONV && m->convs[o->conv].relu) {
-            const float *y = A(m, o->out[0]);
-            size_t n = blob_numel(m, o->out[0]);
-            for (size_t k = 0; k < n; k++) MIX(y[k] > 0);
-        } else if (o->kind == OP_POOL) {
-            int h2 = m->h / in->div, w2 = m->wd / in->div;
-            const float *x = A(m, o->in[0]);
-            for (long p = 0; p < (long)m->n * in->c; p++)
-                for (int i2 = 0; i2 < h2 / 2; i2++)
-                    for (int j2 = 0; j2 < w2 / 2; j2++) {
-                        const float *q = x + (size_t)p * h2 * w2 + (size_t)(2 * i2) * w2 + 2 * j2;
-                        float v[4] = {q[0], q[1], q[w2], q[w2 + 1]};
-                        int arg = 0;
-                        for (int t = 1; t < 4; t++)
-                            if (v[t] > v[arg]) arg = t;
-                        MIX(arg);
-                    }
-        }
+        const net_op_class *k = net_op_table[m->ops[i].kind];
+        if (k->kink) k->kink(m, &m->ops[i], &h);
     }
-#undef MIX
     return h;
 }

@@ -13,10 +13,11 @@
 
 #include "core/backend.h"
 #include "core/config.h"
+#include "core/skeleton.h"
 
-#define MODEL_NUM_HEAT 19   /* 18 keypoints + background */
-#define MODEL_NUM_PAF 38    /* 19 limbs x (x, y) */
-#define MODEL_NUM_OFFSET 36 /* 18 keypoints x (dx, dy) */
+#define MODEL_NUM_HEAT (SKEL_NUM_KP + 1)    /* keypoints + background */
+#define MODEL_NUM_PAF (2 * SKEL_NUM_LIMBS)  /* limbs x (x, y) */
+#define MODEL_NUM_OFFSET (2 * SKEL_NUM_KP)  /* keypoints x (dx, dy) */
 #define MODEL_PARAM_ALIGN 64 /* floats: every tensor in the flat buffers starts 256-byte aligned */
 
 typedef enum {
@@ -28,15 +29,29 @@ typedef enum {
     MODEL_NUM_OUT
 } model_out;
 
+/* The outputs' names in files and tools ("paf", "heat", "offset", "p2h", "h2p"):
+ * /outputs/stage{t}/<name> of `sspose forward`, the PyTorch references' dict keys. */
+extern const char *const model_out_names[MODEL_NUM_OUT];
+
 typedef enum { MODEL_GROUP_BACKBONE = 0, MODEL_GROUP_STAGES = 1 } model_group;
 
+typedef enum {
+    MODEL_PARAM_WEIGHT = 0, /* convolution weight */
+    MODEL_PARAM_BIAS,       /* convolution bias */
+    MODEL_PARAM_BN_WEIGHT,  /* batch-norm gamma (init 1) */
+    MODEL_PARAM_BN_BIAS,    /* batch-norm beta (init 0) */
+    MODEL_BUF_RUNNING_MEAN, /* buffers: not learnable (init 0) */
+    MODEL_BUF_RUNNING_VAR   /* (init 1) */
+} model_param_kind;
+
 typedef struct model_param {
-    char name[48];     /* "stage2/paf/conv3/weight" (SPEC names, '/' separated) */
+    char name[56];     /* "stage2/paf/conv3/weight", "conv1_1/bn/running_var" (SPEC names, '/' separated) */
     int shape[4];      /* [out,in,kh,kw] for weights, [out,1,1,1] for biases */
     int ndim;          /* 4 or 1 */
     size_t offset;     /* into the flat buffers, in floats */
     size_t numel;
-    int is_bias;
+    int is_bias;       /* 1-d: a bias, or a batch-norm gamma/beta; no weight decay */
+    model_param_kind kind;
     model_group group; /* for learning-rate multipliers */
     int fan_in;        /* in*kh*kw, for He init */
     int relu;          /* the conv is followed by ReLU (He init) or linear (N(0, 0.01)) */
@@ -54,12 +69,35 @@ const core_config *model_config(const model_net *net);
 int model_param_count(const model_net *net);
 const model_param *model_param_at(const model_net *net, int i);
 const model_param *model_param_find(const model_net *net, const char *name);
-size_t model_num_floats(const model_net *net); /* length of the flat buffers (incl. alignment padding) */
+size_t model_num_floats(const model_net *net); /* length of the flat buffers (incl. padding and buffers) */
 size_t model_num_weights(const model_net *net); /* learnable values, without padding */
 float *model_params(model_net *net);           /* device */
 float *model_grads(model_net *net);            /* device */
 
-/* He-normal for ReLU convs, N(0, 0.01) for linear outputs, zero biases; from a seed. */
+/* Buffers: tensors of the network's state that are not learned (batch norm's
+ * running mean and variance, model.norm = batch). They live in the flat
+ * parameter buffer after every parameter, so whatever copies the parameters
+ * (checkpoints, broadcasts, replica checksums) carries them, while the
+ * optimizer, the gradient plan and weight decay, which walk model_param_at(),
+ * never see them; their gradient floats stay zero. Offsets are into
+ * model_params(). */
+int model_buf_count(const model_net *net);
+const model_param *model_buf_at(const model_net *net, int i);
+
+/* Training mode (the default after create) normalises with the batch's
+ * statistics and updates the running ones; eval mode uses the running ones
+ * (inference: eval/, infer). Without batch norm both modes are the same network. */
+void model_set_train(model_net *net, int train);
+int model_is_train(const model_net *net);
+
+/* Synchronised batch norm: fn(ctx, v, n) must replace v[0..n) by its sum over
+ * all ranks (every rank calls it at the same points with the same n). Without
+ * it (one process) the statistics are the local batch's. */
+typedef void (*model_sum_fn)(void *ctx, double *v, int n);
+void model_set_sum_hook(model_net *net, model_sum_fn fn, void *ctx);
+
+/* He-normal for ReLU convs, N(0, 0.01) for linear outputs, zero biases; batch
+ * norm gamma 1, beta 0, running mean 0, running variance 1; from a seed. */
 void model_init_params(model_net *net, uint64_t seed);
 
 /* Sizes the arenas for N x 3 x H x W input (H, W multiples of the stride); cheap when unchanged. */

@@ -16,6 +16,7 @@
 #include "core/check.h"
 #include "report/plot_data.h"
 #include "report/plot_draw.h"
+#include "report/plot_sweep.h"
 
 /* Below this a panel's tick labels crowd out its plot. */
 #define MIN_CELL_W 220
@@ -90,7 +91,7 @@ static void dump_layout(FILE *f, const char *path, const report_plot_figure *fig
         cJSON *o = cJSON_CreateObject();
         double rgb[3];
         char hex[8];
-        report_plot_run_colour(r, fig->nruns, rgb);
+        report_plot_fig_run_colour(fig, r, rgb);
         hex_colour(rgb, hex);
         cJSON_AddStringToObject(o, "name", run->name);
         cJSON_AddStringToObject(o, "label", run->label);
@@ -111,6 +112,25 @@ static void dump_layout(FILE *f, const char *path, const report_plot_figure *fig
     }
     if (fig->has_run_legend) cJSON_AddItemToObject(j, "legend", box_json(&fig->run_legend, k));
     else cJSON_AddNullToObject(j, "legend");
+    cJSON_AddStringToObject(j, "note", fig->note);
+    cJSON *items = cJSON_AddArrayToObject(j, "legend_items");
+    for (int i = 0; fig->style && fig->has_run_legend && i < fig->style->nitems; i++) {
+        const report_plot_item *it = &fig->style->items[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "text", it->text);
+        if (it->colour >= 0) {
+            double rgb[3];
+            char hex[8];
+            report_plot_style_colour(fig->style, it->colour, rgb);
+            hex_colour(rgb, hex);
+            cJSON_AddStringToObject(o, "colour", hex);
+        } else {
+            cJSON_AddNullToObject(o, "colour");
+        }
+        cJSON_AddNumberToObject(o, "dash", it->dash);
+        cJSON_AddItemToObject(o, "box", box_json(&fig->item[i], k));
+        cJSON_AddItemToArray(items, o);
+    }
     cJSON *panels = cJSON_AddArrayToObject(j, "panels");
     for (int i = 0; i < fig->npanels; i++) {
         const report_plot_panel *p = &fig->panels[i];
@@ -158,6 +178,67 @@ static void default_title(const report_plot_run *runs, int n, char *out, size_t 
     for (int i = 0; i < n && o < len; i++) o += snprintf(out + o, len - o, "%s%s", i ? ", " : "", runs[i].name);
 }
 
+/* A sweep's figure: its runs in order; by default the total loss, each term
+ * unweighted (comparable across loss weights) and the gradient norm, one panel
+ * each, so that the line style can show a second swept key. */
+typedef struct {
+    int on;
+    sweep sw;
+    char **dirs;
+    int ndirs;
+    const char **metrics;
+    int nmetrics;
+    report_plot_style style;
+} sweep_fig;
+
+static void sweep_metrics(sweep_fig *sf, const report_plot_run *runs, int nruns)
+{
+    sf->metrics = core_calloc(REPORT_PLOT_MAX_TERMS * (size_t)nruns + 3, sizeof *sf->metrics);
+    sf->metrics[sf->nmetrics++] = "loss";
+    for (int r = 0; r < nruns; r++)
+        for (int t = 0; t < runs[r].nterms; t++) {
+            int have = 0;
+            for (int k = 1; k < sf->nmetrics && !have; k++) have = !strcmp(sf->metrics[k], runs[r].terms[t]);
+            if (!have) sf->metrics[sf->nmetrics++] = runs[r].terms[t];
+        }
+    sf->metrics[sf->nmetrics++] = "grad_norm";
+}
+
+static void sweep_title(const sweep_fig *sf, int nruns, char *out, size_t len)
+{
+    size_t n = snprintf(out, len, "sweep %s: %d run%s over ", sf->sw.dir, nruns, nruns == 1 ? "" : "s");
+    for (int a = 0; a < sf->sw.naxes && n < len; a++)
+        n += snprintf(out + n, len - n, "%s%s", a ? " \xc3\x97 " : "", sf->sw.axes[a].short_name);
+}
+
+static void sweep_fig_free(sweep_fig *sf)
+{
+    if (!sf->on) return;
+    for (int i = 0; i < sf->ndirs; i++) free(sf->dirs[i]);
+    free(sf->dirs);
+    free(sf->metrics);
+    report_plot_style_free(&sf->style);
+    sweep_free(&sf->sw);
+}
+
+/* Totals compared across different loss weights get a note under the title. */
+static void weights_note(const report_plot_run *runs, int nruns, const report_plot_panel *p, int np, char *out, size_t len)
+{
+    int totals = 0;
+    for (int i = 0; i < np; i++) totals |= !strcmp(p[i].metric, "loss") || !strcmp(p[i].metric, "weighted");
+    out[0] = 0;
+    if (totals) report_plot_weights_note(runs, nruns, out, len);
+}
+
+int report_plot_count_runs(const char *const *rundirs, int nruns)
+{
+    sweep_fig sf = {0};
+    sf.on = report_plot_sweep_expand(rundirs, nruns, &sf.sw, &sf.dirs, &sf.ndirs, 1);
+    int n = sf.on ? sf.ndirs : nruns;
+    sweep_fig_free(&sf);
+    return n;
+}
+
 int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o)
 {
     CHECK(nruns > 0, "plot: no RUNDIR given (see 'sspose plot --help')");
@@ -167,20 +248,34 @@ int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o
     /* the rename at the end would fail only after all the drawing */
     CHECK(stat(o->out, &ost) != 0 || !S_ISDIR(ost.st_mode), "plot: cannot write %s: Is a directory", o->out);
 
+    sweep_fig sf = {0};
+    sf.on = report_plot_sweep_expand(rundirs, nruns, &sf.sw, &sf.dirs, &sf.ndirs, 0);
+    if (sf.on) {
+        rundirs = (const char *const *)sf.dirs;
+        nruns = sf.ndirs;
+    }
     report_plot_run *runs = core_calloc(nruns, sizeof *runs);
     for (int i = 0; i < nruns; i++) report_plot_run_load(&runs[i], rundirs[i]);
     report_plot_runs_label(runs, nruns, o->label_keys);
+    if (sf.on) {
+        report_plot_sweep_style(&sf.sw, runs, nruns, &sf.style);
+        if (!o->nmetrics) sweep_metrics(&sf, runs, nruns);
+    }
 
     report_plot_select sel = {.x_time = o->x_time, .smooth = o->smooth, .log_mode = o->log_mode,
                                .step_from = o->step_from, .step_to = o->step_to};
     report_plot_panel *panels;
-    int np = report_plot_panels(runs, nruns, o->metrics, o->nmetrics, &sel, &panels);
+    int np = sf.nmetrics ? report_plot_panels(runs, nruns, sf.metrics, sf.nmetrics, &sel, &panels)
+                         : report_plot_panels(runs, nruns, o->metrics, o->nmetrics, &sel, &panels);
 
-    report_plot_figure fig = {.runs = runs, .nruns = nruns, .panels = panels, .npanels = np, .cols = o->cols};
+    report_plot_figure fig = {.runs = runs, .nruns = nruns, .panels = panels, .npanels = np, .cols = o->cols,
+                              .style = sf.on ? &sf.style : NULL};
+    weights_note(runs, nruns, panels, np, fig.note, sizeof fig.note);
     report_plot_default_size(np, &fig.cols, &fig.width, &fig.height);
     if (o->width > 0) fig.width = o->width;
     if (o->height > 0) fig.height = o->height;
     if (o->title) snprintf(fig.title, sizeof fig.title, "%s", o->title);
+    else if (sf.on) sweep_title(&sf, nruns, fig.title, sizeof fig.title);
     else default_title(runs, nruns, fig.title, sizeof fig.title);
     if (!o->title && sel.smooth > 1) {
         size_t n = strlen(fig.title);
@@ -284,5 +379,6 @@ int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o
     free(panels);
     for (int i = 0; i < nruns; i++) report_plot_run_free(&runs[i]);
     free(runs);
+    sweep_fig_free(&sf);
     return np;
 }

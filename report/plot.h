@@ -30,5 +30,7 @@ int report_plot_format(const char *path);
  * Bad input dies with one line; recoverable read problems are warnings.
  * Returns the number of panels drawn. */
 int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o);
+/* How many runs report_plot draws for these arguments (a sweep directory counts its started runs). */
+int report_plot_count_runs(const char *const *rundirs, int nruns);
 
 #endif

@@ -203,45 +203,16 @@ static void read_config(report_plot_run *r)
     size_t len = strlen(r->dir) + 16;
     char *path = core_malloc(len);
     snprintf(path, len, "%s/config.ini", r->dir);
-    FILE *f = fopen(path, "r");
+    /* a run of another version may carry keys this build lacks: read, don't judge */
+    core_config_kv_read(&r->config, path);
     free(path);
     r->config_steps = -1;
-    if (!f) return;
-    char section[64] = "", *line = NULL;
-    size_t lcap = 0;
-    int cap = 0;
-    while (getline(&line, &lcap, f) > 0) {
-        char *hash = strpbrk(line, "#;");
-        if (hash) *hash = 0;
-        char *s = trim(line);
-        if (!*s) continue;
-        if (*s == '[') {
-            char *e = strchr(s, ']');
-            if (e) { *e = 0; snprintf(section, sizeof section, "%s", trim(s + 1)); }
-            continue;
-        }
-        char *eq = strchr(s, '=');
-        if (!eq) continue;
-        *eq = 0;
-        char *k = trim(s), *v = trim(eq + 1);
-        char full[256];
-        if (strchr(k, '.') || !section[0]) snprintf(full, sizeof full, "%s", k);
-        else snprintf(full, sizeof full, "%s.%s", section, k);
-        if (r->nkv == cap) {
-            cap = cap ? 2 * cap : 64;
-            r->keys = core_realloc(r->keys, cap * sizeof *r->keys);
-            r->vals = core_realloc(r->vals, cap * sizeof *r->vals);
-        }
-        r->keys[r->nkv] = core_strdup(full);
-        r->vals[r->nkv++] = core_strdup(v);
-        if (!strcmp(full, "train.steps")) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (end != v && !*end && n > 0) r->config_steps = n;
-        }
+    const char *v = core_config_kv_get(&r->config, "train.steps");
+    if (v) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (end != v && !*end && n > 0) r->config_steps = n;
     }
-    free(line);
-    fclose(f);
 }
 
 /* Sweep folders hold runs one level down; counting them makes the error say so. */
@@ -347,11 +318,9 @@ void report_plot_run_free(report_plot_run *r)
         free(r->cols[i].v);
         free(r->cols[i].state);
     }
-    for (int i = 0; i < r->nkv; i++) { free(r->keys[i]); free(r->vals[i]); }
+    core_config_kv_free(&r->config);
     for (int i = 0; i < r->ndiff; i++) free(r->diff[i]);
     free(r->cols);
-    free(r->keys);
-    free(r->vals);
     free(r->diff);
     free(r->step);
     free(r->dir);
@@ -371,9 +340,7 @@ const report_plot_col *report_plot_run_col(const report_plot_run *r, const char 
 
 static const char *config_get(const report_plot_run *r, const char *key)
 {
-    for (int i = 0; i < r->nkv; i++)
-        if (!strcmp(r->keys[i], key)) return r->vals[i];
-    return NULL;
+    return core_config_kv_get(&r->config, key);
 }
 
 /* Equal as numbers when both are numbers: "1e-5" and "1.0000000000000001e-05" are one lr. */
@@ -431,16 +398,16 @@ void report_plot_runs_label(report_plot_run *runs, int n, int max_keys)
     int nkeys = 0, capk = 0;
     const char **keys = NULL;
     int with_config = 0;
-    for (int i = 0; i < n; i++) with_config += runs[i].nkv > 0;
+    for (int i = 0; i < n; i++) with_config += runs[i].config.n > 0;
     for (int i = 0; i < n && with_config > 1; i++)
-        for (int k = 0; k < runs[i].nkv; k++) {
-            const char *key = runs[i].keys[k];
+        for (int k = 0; k < runs[i].config.n; k++) {
+            const char *key = runs[i].config.keys[k];
             int seen = 0;
             for (int j = 0; j < nkeys && !seen; j++) seen = !strcmp(keys[j], key);
             if (seen) continue;
             int differs = 0;
             for (int j = 0; j < n && !differs; j++)
-                if (runs[j].nkv) differs = !same_value(config_get(&runs[j], key), runs[i].vals[k]);
+                if (runs[j].config.n) differs = !same_value(config_get(&runs[j], key), runs[i].config.vals[k]);
             if (!differs) continue;
             if (nkeys == capk) keys = core_realloc(keys, (capk = capk ? 2 * capk : 16) * sizeof *keys);
             keys[nkeys++] = key;
@@ -458,7 +425,7 @@ void report_plot_runs_label(report_plot_run *runs, int n, int max_keys)
         size_t cap = strlen(r->name) + 64, len = 0;
         r->label = core_malloc(cap);
         len = snprintf(r->label, cap, "%s", r->name);
-        if (!r->nkv || !nkeys) continue;
+        if (!r->config.n || !nkeys) continue;
         r->diff = core_calloc(nkeys, sizeof *r->diff);
         for (int k = 0; k < nkeys; k++) {
             char v[96], item[360];
@@ -554,7 +521,7 @@ static int qvalue(const qcols *q, long row, double *v)
 }
 
 const char report_plot_metric_help[] =
-    "loss, weighted, terms, last-stage, stageN, lr, grad_norm, samples_per_s, time, "
+    "loss, val, weighted, terms, last-stage, stageN, lr, grad_norm, samples_per_s, time, "
     "a loss term (heat, paf, offset, ps, kl, hp, consistency), or a metrics.jsonl key such as time.step";
 
 typedef struct {
@@ -613,6 +580,11 @@ static int spec_of(const char *m, const report_plot_run *runs, int nruns, pspec 
         snprintf(p->title, sizeof p->title, "terms, stage %d", stage);
         p->log = 1;
         for (int t = 0; t < nt; t++) add_q(p, Q_TERM_STAGE, terms[t], stage, terms[t]);
+    } else if (!strcmp(m, "val")) {
+        snprintf(p->title, sizeof p->title, "validation (COCO keypoints)");
+        add_q(p, Q_PATH, "val.ap", 0, "AP");
+        add_q(p, Q_PATH, "val.ap50", 0, "AP50");
+        add_q(p, Q_PATH, "val.ar", 0, "AR");
     } else if (!strcmp(m, "lr")) {
         snprintf(p->title, sizeof p->title, "learning rate");
         add_q(p, Q_PATH, "lr", 0, "lr");
@@ -766,7 +738,7 @@ static void build_panel(report_plot_run *runs, int nruns, const pspec *ps, doubl
 int report_plot_panels(report_plot_run *runs, int nruns, const char *const *metrics, int nmetrics,
                         report_plot_select *sel, report_plot_panel **out)
 {
-    static const char *defaults[] = {"loss", "weighted", "terms", "last-stage", "lr", "grad_norm", "samples_per_s",
+    static const char *defaults[] = {"loss", "val", "weighted", "terms", "last-stage", "lr", "grad_norm", "samples_per_s",
                                      "time"};
     int explicit = nmetrics > 0, cap = 16, np = 0;
     char **names = core_malloc(cap * sizeof *names);

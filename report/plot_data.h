@@ -5,6 +5,8 @@
 #ifndef SSPOSE_REPORT_PLOT_DATA_H
 #define SSPOSE_REPORT_PLOT_DATA_H
 
+#include "core/config.h"
+
 enum { REPORT_PLOT_MISSING = 0, REPORT_PLOT_FINITE = 1, REPORT_PLOT_NONFINITE = 2 };
 
 typedef struct report_plot_col {
@@ -30,9 +32,7 @@ typedef struct report_plot_run {
     /* read problems, reported by report_plot_run_warn */
     long malformed, first_malformed, duplicates;
     int partial_last;
-    /* config.ini, section.key = value; nkv = 0 when absent */
-    int nkv;
-    char **keys, **vals;
+    core_config_kv config; /* config.ini read leniently; config.n = 0 when absent */
     long config_steps; /* train.steps, -1 when unknown */
     int ndiff;
     char **diff; /* "key=value" of the differing keys, in config order */

@@ -35,7 +35,9 @@ static const double TAB10[10][3] = {
 /* solid, dashed, dotted, dash-dot, long dash, dash-dot-dot, dense dots: one per loss term */
 static const double DASHES[][6] = {{0}, {6, 3}, {1.5, 2.5}, {7, 2.5, 1.5, 2.5}, {12, 4}, {7, 2, 1.5, 2, 1.5, 2}, {1, 1}};
 static const int NDASH_VALUES[] = {0, 2, 2, 4, 2, 6, 2};
-#define NDASH 7
+#define NDASH REPORT_PLOT_NDASH
+#define NOTE_FONT 12.0
+#define NOTE_H 18.0
 
 void report_plot_run_colour(int run, int nruns, double rgb[3])
 {
@@ -58,10 +60,17 @@ void report_plot_series_style(const report_plot_figure *fig, const report_plot_p
         memcpy(rgb, TAB10[s->qty % 10], 3 * sizeof(double));
         *dash = (s->qty / 10) % NDASH;
     } else {
-        /* several runs: colour is the run (the figure legend), dashes the quantity (the panel's) */
-        report_plot_run_colour(s->run, fig->nruns, rgb);
-        *dash = p->nqty > 1 ? s->qty % NDASH : 0;
+        /* several runs: colour is the run (the figure legend), dashes the quantity (the panel's);
+         * in a sweep, single-quantity panels show a second swept key as the dash */
+        report_plot_fig_run_colour(fig, s->run, rgb);
+        *dash = p->nqty > 1 ? s->qty % NDASH : fig->style && fig->style->dash[s->run] >= 0 ? fig->style->dash[s->run] % NDASH : 0;
     }
+}
+
+void report_plot_fig_run_colour(const report_plot_figure *fig, int run, double rgb[3])
+{
+    if (fig->style) report_plot_style_colour(fig->style, fig->style->colour[run], rgb);
+    else report_plot_run_colour(run, fig->nruns, rgb);
 }
 
 void report_plot_default_size(int npanels, int *cols, double *w, double *h)
@@ -220,6 +229,32 @@ static void x_ticks(report_plot_axis *a, double width, cairo_t *cr)
     }
 }
 
+/* A sweep's legend: one entry per colour group, then one per line style; a run's
+ * entry is its colour group's. 18 runs over two keys need 3 + 6 entries, not 18. */
+static double sweep_legend_layout(report_plot_figure *fig, cairo_t *cr, double top)
+{
+    const report_plot_style *st = fig->style;
+    const double W = fig->width;
+    fig->item = core_calloc(st->nitems ? st->nitems : 1, sizeof *fig->item);
+    set_font(cr, LEGEND_FONT, 0);
+    double x = PAD, y = top;
+    for (int i = 0; i < st->nitems; i++) {
+        char s[1024];
+        fit_text(cr, st->items[i].text, W - 2 * PAD - SWATCH - 6, s, sizeof s);
+        double ew = SWATCH + 6 + text_w(cr, s);
+        /* the line styles start a row of their own */
+        int first_dash = st->items[i].dash >= 0 && (i == 0 || st->items[i - 1].dash < 0);
+        if (x > PAD && (x + ew > W - PAD || first_dash)) { x = PAD; y += LEGEND_ROW; }
+        fig->item[i] = (report_plot_box){x, y, x + ew, y + LEGEND_ROW};
+        x += ew + 22;
+    }
+    for (int r = 0; r < fig->nruns; r++)
+        for (int i = 0; i < st->nitems; i++)
+            if (st->items[i].colour == st->colour[r]) fig->entry[r] = fig->item[i];
+    fig->run_legend = (report_plot_box){PAD, top, W - PAD, y + LEGEND_ROW};
+    return y + LEGEND_ROW + 8;
+}
+
 void report_plot_layout(report_plot_figure *fig, cairo_t *cr)
 {
     int np = fig->npanels;
@@ -234,9 +269,11 @@ void report_plot_layout(report_plot_figure *fig, cairo_t *cr)
     fig->rows = (np + fig->cols - 1) / fig->cols;
     const double W = fig->width;
 
-    double top = PAD + (fig->title[0] ? TITLE_H : 0);
+    double top = PAD + (fig->title[0] ? TITLE_H : 0) + (fig->note[0] ? NOTE_H : 0);
     fig->has_run_legend = fig->nruns > 1;
-    if (fig->has_run_legend) {
+    if (fig->has_run_legend && fig->style) {
+        top = sweep_legend_layout(fig, cr, top);
+    } else if (fig->has_run_legend) {
         set_font(cr, LEGEND_FONT, 0);
         double x = PAD, y = top;
         for (int r = 0; r < fig->nruns; r++) {
@@ -296,8 +333,9 @@ void report_plot_figure_free(report_plot_figure *fig)
     free(fig->plot);
     free(fig->legend);
     free(fig->entry);
+    free(fig->item);
     fig->x = fig->y = NULL;
-    fig->cell = fig->plot = fig->legend = fig->entry = NULL;
+    fig->cell = fig->plot = fig->legend = fig->entry = fig->item = NULL;
 }
 
 /* ---------------------------------------------------------------- drawing */
@@ -549,6 +587,28 @@ static void draw_panel(const report_plot_figure *fig, int pi, cairo_t *cr)
     }
 }
 
+static void sweep_legend_render(const report_plot_figure *fig, cairo_t *cr)
+{
+    set_font(cr, LEGEND_FONT, 0);
+    for (int i = 0; i < fig->style->nitems; i++) {
+        const report_plot_item *it = &fig->style->items[i];
+        const report_plot_box *e = &fig->item[i];
+        double rgb[3] = {0.25, 0.25, 0.25}, y = (e->y0 + e->y1) / 2;
+        if (it->colour >= 0) report_plot_style_colour(fig->style, it->colour, rgb);
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_set_line_width(cr, it->colour >= 0 ? 3 : 1.8);
+        if (it->dash >= 0) set_dash(cr, it->dash);
+        cairo_move_to(cr, e->x0, y);
+        cairo_line_to(cr, e->x0 + SWATCH, y);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+        char s[1024];
+        fit_text(cr, it->text, fig->width - 2 * PAD - SWATCH - 6, s, sizeof s);
+        cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+        text_at(cr, e->x0 + SWATCH + 6, y, s, 0, 0.5);
+    }
+}
+
 void report_plot_render(const report_plot_figure *fig, cairo_t *cr)
 {
     cairo_set_source_rgb(cr, 1, 1, 1);
@@ -560,12 +620,21 @@ void report_plot_render(const report_plot_figure *fig, cairo_t *cr)
         cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
         text_at(cr, fig->width / 2, PAD, t, 0.5, 0);
     }
-    if (fig->has_run_legend) {
+    if (fig->note[0]) {
+        char t[1024];
+        set_font(cr, NOTE_FONT, 0);
+        fit_text(cr, fig->note, fig->width - 2 * PAD, t, sizeof t);
+        cairo_set_source_rgb(cr, 0.55, 0.2, 0.1);
+        text_at(cr, fig->width / 2, PAD + (fig->title[0] ? TITLE_H : 0), t, 0.5, 0);
+    }
+    if (fig->has_run_legend && fig->style) {
+        sweep_legend_render(fig, cr);
+    } else if (fig->has_run_legend) {
         set_font(cr, LEGEND_FONT, 0);
         for (int r = 0; r < fig->nruns; r++) {
             const report_plot_box *e = &fig->entry[r];
             double rgb[3], y = (e->y0 + e->y1) / 2;
-            report_plot_run_colour(r, fig->nruns, rgb);
+            report_plot_fig_run_colour(fig, r, rgb);
             cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
             cairo_set_line_width(cr, 3);
             cairo_move_to(cr, e->x0, y);

@@ -8,6 +8,10 @@
 
 #include "report/plot_axis.h"
 #include "report/plot_data.h"
+#include "report/plot_sweep.h"
+
+/* Line styles told apart: solid, dashed, dotted, ... */
+#define REPORT_PLOT_NDASH 7
 
 typedef struct report_plot_box {
     double x0, y0, x1, y1;
@@ -28,7 +32,10 @@ typedef struct report_plot_figure {
     report_plot_box *cell, *plot, *legend; /* per panel; legend x1 == x0: none */
     int has_run_legend;
     report_plot_box run_legend;
-    report_plot_box *entry; /* per run: its legend entry */
+    report_plot_box *entry; /* per run: its legend entry (a sweep: its colour's) */
+    const report_plot_style *style; /* a sweep: colour and line style by swept key; NULL: a colour per run */
+    report_plot_box *item;          /* per style item: its legend entry */
+    char note[512];                 /* a line under the title, e.g. on totals across loss weights */
 } report_plot_figure;
 
 /* Default figure size for n panels in `cols` columns (0: automatic); sets *cols.
@@ -45,5 +52,7 @@ void report_plot_figure_free(report_plot_figure *fig);
 void report_plot_series_style(const report_plot_figure *fig, const report_plot_panel *p,
                                const report_plot_series *s, double rgb[3], int *dash);
 void report_plot_run_colour(int run, int nruns, double rgb[3]);
+/* The colour of a run in this figure (its sweep colour group's, or its own). */
+void report_plot_fig_run_colour(const report_plot_figure *fig, int run, double rgb[3]);
 
 #endif

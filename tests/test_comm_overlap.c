@@ -13,7 +13,11 @@
  * gradient, bit for bit) while most are launched before the pass ends; the
  * overlapped, the non-overlapped and the plain bucketed all-reduce give
  * bit-identical results, identical on every rank, and with 2 ranks the same
- * bits as the blocking MPI_Allreduce the trainer used before. */
+ * bits as the blocking MPI_Allreduce the trainer used before. The *_bn cases
+ * repeat this with batch norm (model.norm = batch): its gamma/beta gradients
+ * go through the op table's finality too, and its synchronised statistics
+ * (blocking all-reduces of a few doubles inside the pass) interleave with the
+ * buckets in flight. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,9 +38,18 @@
 static core_backend *be;
 #define BUCKET_MB 0.002 /* 524 floats: hundreds of buckets on the small net */
 
+static core_norm_mode g_norm; /* model.norm of the cases below */
+
+static void sum_over_ranks(void *ctx, double *v, int n)
+{
+    (void)ctx;
+    comm_allreduce_doubles(v, n, COMM_SUM);
+}
+
 static void small_config(core_config *cfg, core_ss_mode ss)
 {
     core_config_defaults(cfg);
+    cfg->model.norm = g_norm;
     cfg->model.width = 0.125;
     cfg->model.stages = 3;
     cfg->model.stride = 8;
@@ -117,6 +130,7 @@ static void check_final_positions(core_ss_mode ss)
     core_config cfg;
     small_config(&cfg, ss);
     model_net *net = model_create(&cfg, be);
+    model_set_sum_hook(net, sum_over_ranks, NULL);
     model_init_params(net, 5);
     forward_with_output_grads(net, comm_rank());
     int np = model_param_count(net);
@@ -139,7 +153,9 @@ static void check_final_positions(core_ss_mode ss)
             shared++;
         }
     }
-    T_CHECKF(shared == (ss == CORE_SS_BOTH ? 12 : 6), "ss=%d: %d shared subnet tensors", ss, shared);
+    /* per subnet: 3 convs' weight and bias, and with batch norm the 2 hidden convs' gamma and beta */
+    int per = 6 + (g_norm == CORE_NORM_BATCH ? 4 : 0);
+    T_CHECKF(shared == (ss == CORE_SS_BOTH ? 2 : 1) * per, "ss=%d: %d shared subnet tensors", ss, shared);
     free(w.prev);
     free(w.first);
     free(w.last);
@@ -199,6 +215,7 @@ static void check_overlap(core_ss_mode ss)
     core_config cfg;
     small_config(&cfg, ss);
     model_net *net = model_create(&cfg, be);
+    model_set_sum_hook(net, sum_over_ranks, NULL);
     model_init_params(net, 11);
     size_t n = model_num_floats(net);
     float scale = size > 1 ? (float)(1.0 / size) : 0.5f; /* the trainer's 1/world; 0.5 so one rank scales too */
@@ -298,6 +315,18 @@ static void check_overlap(core_ss_mode ss)
 
 static void test_overlap_p2h(void) { check_overlap(CORE_SS_P2H); }
 static void test_overlap_both(void) { check_overlap(CORE_SS_BOTH); }
+static void test_final_positions_both_bn(void)
+{
+    g_norm = CORE_NORM_BATCH;
+    check_final_positions(CORE_SS_BOTH);
+    g_norm = CORE_NORM_NONE;
+}
+static void test_overlap_both_bn(void)
+{
+    g_norm = CORE_NORM_BATCH;
+    check_overlap(CORE_SS_BOTH);
+    g_norm = CORE_NORM_NONE;
+}
 
 /* Launch order and timing from an explicit plan: 2000 floats in 524-float
  * buckets 0..3; ranges touch only buckets 0 (final after 3) and 1 (after 1),
@@ -394,6 +423,8 @@ int main(int argc, char **argv)
         T_MPI_RUN(test_launch_order);
         T_MPI_RUN(test_overlap_p2h);
         T_MPI_RUN(test_overlap_both);
+        T_MPI_RUN(test_final_positions_both_bn);
+        T_MPI_RUN(test_overlap_both_bn);
     }
     core_backend_destroy(be);
     comm_finalize();

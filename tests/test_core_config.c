@@ -91,6 +91,42 @@ static void test_ini_and_overrides(void)
     free(text2);
 }
 
+typedef struct { int n; char keys[8][64], then[8][64], now[8][64]; } diffs;
+static void collect(const char *key, const char *then, const char *now, void *ctx)
+{
+    diffs *d = ctx;
+    if (d->n < 8) {
+        snprintf(d->keys[d->n], 64, "%s", key);
+        snprintf(d->then[d->n], 64, "%s", then);
+        snprintf(d->now[d->n], 64, "%s", now);
+    }
+    d->n++;
+}
+
+/* core_config_diff: key-table order, values as written, lenient about what the stored text lacks or adds. */
+static void test_config_diff(void)
+{
+    core_config a, b;
+    core_config_defaults(&a);
+    char *text = core_config_text(&a);
+    diffs d = {0};
+    T_CHECK(core_config_diff(text, &a, collect, &d) == 0 && d.n == 0);
+    b = a;
+    core_config_set(&b, "train.optimizer=adamw");
+    core_config_set(&b, "model.stages=2");
+    core_config_set(&b, "loss.gamma=4"); /* delta follows as gamma + 1: two differences */
+    T_CHECK(core_config_diff(text, &b, collect, &d) == 4 && d.n == 4);
+    T_CHECKF(!strcmp(d.keys[0], "model.stages") && !strcmp(d.then[0], "6") && !strcmp(d.now[0], "2"), "%s %s %s",
+             d.keys[0], d.then[0], d.now[0]);
+    T_CHECK(!strcmp(d.keys[1], "loss.gamma") && !strcmp(d.keys[2], "loss.delta") && !strcmp(d.now[2], "5"));
+    T_CHECK(!strcmp(d.keys[3], "train.optimizer") && !strcmp(d.then[3], "sgd") && !strcmp(d.now[3], "adamw"));
+    /* an older writer's text: fewer keys, one this build does not know, a stray line */
+    const char *old = "model.stages = 2\nloss.gamma = 9\ntrain.retired_key = 3\nnot a key line\n";
+    d.n = 0;
+    T_CHECK(core_config_diff(old, &b, collect, &d) == 1 && !strcmp(d.keys[0], "loss.gamma"));
+    free(text);
+}
+
 int main(void)
 {
     core_set_quiet(1);
@@ -98,5 +134,6 @@ int main(void)
     T_RUN(test_named_schedules_six_stages);
     T_RUN(test_schedule_resampling);
     T_RUN(test_ini_and_overrides);
+    T_RUN(test_config_diff);
     T_EXIT();
 }

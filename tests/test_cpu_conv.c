@@ -224,6 +224,165 @@ static void dnnl_matches_gemm(void)
     }
 }
 
+/* ---- precision at the networks' shapes ----
+ * The parameter gradients reduce over N*H*W (1.35 M terms for the paper's
+ * conv1_1/conv1_2 at batch 10, 368 px), the input gradient over cout*k*k and
+ * the output over cin*k*k (up to 221*49). Each shape below keeps one of those
+ * lengths as in configs/paper.ini or configs/tiny.ini and shrinks the other
+ * dimensions, so the double reference stays affordable; the reference covers
+ * every db element and CHECK_CH output/input channels of y, dw and dx. Every
+ * tensor is bounded on its own: max |got - ref| <= 1e-5 max |ref|. */
+typedef struct {
+    const char *name;
+    core_conv_shape s;
+} named_shape;
+
+static const named_shape PREC_SHAPES[] = {
+    /* n, cin, h, w, cout, k, relu */
+    {"paper conv1_1 (N*H*W 1.35M)", {10, 3, 368, 368, 8, 3, 0}},
+    {"paper conv1_2 pixels, 8 channels", {10, 8, 368, 368, 8, 3, 0}},
+    {"paper conv2_2 pixels (N*H*W 339k)", {10, 8, 184, 184, 16, 3, 0}},
+    {"paper conv4_2 channels (K 4608)", {1, 512, 8, 8, 512, 3, 0}},
+    {"paper stage>=2 conv1 (K 10829 fwd)", {1, 221, 9, 9, 128, 7, 0}},
+    {"paper stage>=2 conv2 pixels (N*H*W 21k, K 6272)", {10, 128, 46, 46, 16, 7, 0}},
+    {"paper stage1 conv4 1x1", {10, 128, 46, 46, 512, 1, 0}},
+    {"tiny conv1_2 (batch 4, 128 px)", {4, 16, 128, 128, 16, 3, 0}},
+    {"tiny stage>=2 conv1", {4, 125, 16, 16, 32, 7, 0}},
+};
+#define CHECK_CH 3
+
+/* y, dw and dx of the checked channels and all of db, in double. g is dy. */
+static void ref_subset(const core_conv_shape *s, const float *x, const float *w, const float *b, const float *g,
+                       const int *ch_out, const int *ch_in, double *y, double *dw, double *dx, double *db)
+{
+    int p = s->k / 2, kk = s->k * s->k;
+    size_t hw = (size_t)s->h * s->w;
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < s->cout; co++) {
+        double acc = 0;
+        for (int n = 0; n < s->n; n++)
+            for (size_t i = 0; i < hw; i++) acc += g[((size_t)n * s->cout + co) * hw + i];
+        db[co] = acc;
+    }
+    /* one (channel, sample/input channel) pair per iteration; taps outside the image skipped */
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int c = 0; c < CHECK_CH; c++)
+        for (int ci = 0; ci < s->cin; ci++)
+            for (int t = 0; t < kk; t++) {
+                int co = ch_out[c], ky = t / s->k, kx = t % s->k;
+                double acc = 0;
+                for (int n = 0; n < s->n; n++) {
+                    const float *gp = g + ((size_t)n * s->cout + co) * hw, *xp = x + ((size_t)n * s->cin + ci) * hw;
+                    for (int i = 0; i < s->h; i++) {
+                        int yy = i + ky - p;
+                        if (yy < 0 || yy >= s->h) continue;
+                        for (int j = 0; j < s->w; j++) {
+                            int xx = j + kx - p;
+                            if (xx >= 0 && xx < s->w) acc += (double)gp[i * s->w + j] * xp[yy * s->w + xx];
+                        }
+                    }
+                }
+                dw[((size_t)c * s->cin + ci) * kk + t] = acc;
+            }
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int c = 0; c < CHECK_CH; c++)
+        for (int n = 0; n < s->n; n++) {
+            double *yo = y + ((size_t)c * s->n + n) * hw, *xo = dx + ((size_t)c * s->n + n) * hw;
+            for (size_t i = 0; i < hw; i++) yo[i] = b[ch_out[c]], xo[i] = 0;
+            for (int t = 0; t < kk; t++) {
+                int ky = t / s->k, kx = t % s->k;
+                for (int i = 0; i < s->h; i++) {
+                    int yy = i + ky - p;
+                    if (yy < 0 || yy >= s->h) continue;
+                    for (int j = 0; j < s->w; j++) {
+                        int xx = j + kx - p;
+                        if (xx < 0 || xx >= s->w) continue;
+                        /* y[co](i,j) += w[co,ci,t] x[ci](yy,xx); dx[ci](yy,xx) += w[co,ci,t] g[co](i,j) */
+                        double sy = 0, sx = 0;
+                        for (int q = 0; q < s->cin; q++)
+                            sy += (double)w[(((size_t)ch_out[c] * s->cin + q) * kk) + t] *
+                                  x[((size_t)n * s->cin + q) * hw + yy * s->w + xx];
+                        for (int q = 0; q < s->cout; q++)
+                            sx += (double)w[(((size_t)q * s->cin + ch_in[c]) * kk) + t] *
+                                  g[((size_t)n * s->cout + q) * hw + i * s->w + j];
+                        yo[i * s->w + j] += sy;
+                        xo[yy * s->w + xx] += sx;
+                    }
+                }
+            }
+        }
+}
+
+/* max |got - ref| / max |ref| over one tensor's checked elements */
+static double tensor_err(const float *got, const double *ref, size_t n)
+{
+    double e = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(got[i] - ref[i]);
+        if (!(d <= e)) e = d;
+        if (fabs(ref[i]) > m) m = fabs(ref[i]);
+    }
+    return e / (m > 0 ? m : 1);
+}
+
+#define PREC_TOL 1e-5
+
+static void check_precision(core_cpu_conv_path path, const named_shape *ns)
+{
+    const core_conv_shape *s = &ns->s;
+    size_t hw = (size_t)s->h * s->w, xs = xsize(s), ys = ysize(s), ws = wsize(s), kk = (size_t)s->k * s->k;
+    /* inputs as the network sees them: post-ReLU activations (the image is centred), a
+     * gradient with both signs and a mean, so the sums cancel partly, as dy's do */
+    float *x = randv(xs, 0.5), *w = randv(ws, 1.0 / sqrt((double)s->cin * kk)), *b = randv(s->cout, 0.1);
+    float *g = randv(ys, 1);
+    for (size_t i = 0; i < xs; i++) x[i] = s->cin == 3 ? x[i] : x[i] + 0.5f;
+    for (size_t i = 0; i < ys; i++) g[i] += 0.1f;
+    int ch_out[CHECK_CH], ch_in[CHECK_CH];
+    for (int c = 0; c < CHECK_CH; c++) {
+        ch_out[c] = (int)(core_rng_uniform(&rng) * s->cout);
+        ch_in[c] = (int)(core_rng_uniform(&rng) * s->cin);
+    }
+    double *yr = core_malloc(CHECK_CH * s->n * hw * sizeof(double)), *dxr = core_malloc(CHECK_CH * s->n * hw * sizeof(double)),
+           *dwr = core_malloc(CHECK_CH * s->cin * kk * sizeof(double)), *dbr = core_malloc(s->cout * sizeof(double));
+    ref_subset(s, x, w, b, g, ch_out, ch_in, yr, dwr, dxr, dbr);
+    float *y = core_malloc(ys * sizeof(float)), *dx = core_calloc(xs, sizeof(float)), *dw = core_calloc(ws, sizeof(float)),
+          *db = core_calloc(s->cout, sizeof(float));
+    forward(path, s, x, w, b, y);
+    backward(path, s, x, w, y, g, dx, dw, db);
+    /* gather the checked channels into reference order */
+    float *gy = core_malloc(CHECK_CH * s->n * hw * sizeof(float)), *gx = core_malloc(CHECK_CH * s->n * hw * sizeof(float)),
+          *gw = core_malloc(CHECK_CH * s->cin * kk * sizeof(float));
+    for (int c = 0; c < CHECK_CH; c++) {
+        for (int n = 0; n < s->n; n++) {
+            memcpy(gy + ((size_t)c * s->n + n) * hw, y + ((size_t)n * s->cout + ch_out[c]) * hw, hw * sizeof(float));
+            memcpy(gx + ((size_t)c * s->n + n) * hw, dx + ((size_t)n * s->cin + ch_in[c]) * hw, hw * sizeof(float));
+        }
+        memcpy(gw + (size_t)c * s->cin * kk, dw + (size_t)ch_out[c] * s->cin * kk, s->cin * kk * sizeof(float));
+    }
+    double ey = tensor_err(gy, yr, CHECK_CH * s->n * hw), ex = tensor_err(gx, dxr, CHECK_CH * s->n * hw),
+           ew = tensor_err(gw, dwr, CHECK_CH * s->cin * kk), eb = tensor_err(db, dbr, s->cout);
+    printf("# %s %s: relative error y %.2g dx %.2g dw %.2g db %.2g\n", core_cpu_conv_path_name(path), ns->name, ey,
+           ex, ew, eb);
+    T_CHECKF(ey <= PREC_TOL, "%s %s: y error %.3g", core_cpu_conv_path_name(path), ns->name, ey);
+    T_CHECKF(ex <= PREC_TOL, "%s %s: dx error %.3g", core_cpu_conv_path_name(path), ns->name, ex);
+    T_CHECKF(ew <= PREC_TOL, "%s %s: dw error %.3g", core_cpu_conv_path_name(path), ns->name, ew);
+    T_CHECKF(eb <= PREC_TOL, "%s %s: db error %.3g", core_cpu_conv_path_name(path), ns->name, eb);
+    float *all[] = {x, w, b, g, y, dx, dw, db, gy, gx, gw};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
+    free(yr), free(dxr), free(dwr), free(dbr);
+}
+
+static void gemm_precision_at_network_shapes(void)
+{
+    for (size_t i = 0; i < sizeof PREC_SHAPES / sizeof *PREC_SHAPES; i++) check_precision(CORE_CPU_CONV_GEMM, &PREC_SHAPES[i]);
+}
+
+static void dnnl_precision_at_network_shapes(void)
+{
+    NEED_DNNL();
+    for (size_t i = 0; i < sizeof PREC_SHAPES / sizeof *PREC_SHAPES; i++) check_precision(CORE_CPU_CONV_DNNL, &PREC_SHAPES[i]);
+}
+
 /* L = sum(r * y) through the oneDNN forward, in double over float outputs. */
 static double objective(const core_conv_shape *s, const float *x, const float *w, const float *b, const float *r,
                         float *y, unsigned char *mask)
@@ -414,6 +573,8 @@ int main(void)
     T_RUN(dnnl_matches_direct);
     T_RUN(dnnl_matches_gemm);
     T_RUN(dnnl_finite_differences);
+    T_RUN(gemm_precision_at_network_shapes);
+    T_RUN(dnnl_precision_at_network_shapes);
     T_RUN(bit_identical_repeats);
     T_RUN(auto_rule_by_kernel_size);
     T_RUN(env_override_honoured);

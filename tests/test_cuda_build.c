@@ -75,13 +75,46 @@ static void cuda_create_without_gpu_is_one_line(void)
 
 static void cuda_device_peak_without_device(void)
 {
-    double a = -1, b = -1;
-    char name[64] = "";
-    T_CHECK(core_cuda_device_peak(ngpu, name, sizeof name, &a, &b) == -1); /* one past the last device */
-    if (ngpu > 0) {
-        T_CHECK(core_cuda_device_peak(0, name, sizeof name, &a, &b) == 0);
-        T_CHECKF(a > 1 && b >= a && name[0], "peak fp32 %g tf32 %g name '%s'", a, b, name);
+    core_cuda_peak pk;
+    T_CHECK(core_cuda_device_peak(ngpu, 0, &pk) == -1); /* one past the last device */
+    T_CHECK(core_cuda_device_peak(-1, 1980, &pk) == -1);
+    if (ngpu > 0 && core_cuda_device_peak(0, 0, &pk) == 0) {
+        T_CHECKF(pk.fp32 > 1 && pk.tf32 >= pk.fp32 && pk.bf16 == 2 * pk.tf32 && pk.clock_mhz > 100 && pk.name[0],
+                 "peak fp32 %g tf32 %g bf16 %g at %g MHz, name '%s'", pk.fp32, pk.tf32, pk.bf16, pk.clock_mhz, pk.name);
+        core_cuda_peak half;
+        T_CHECK(core_cuda_device_peak(0, pk.clock_mhz / 2, &half) == 0);
+        T_NEAR(half.bf16, pk.bf16 / 2, 1e-9, 0); /* the peak scales with the clock asked for */
     }
+}
+
+/* The knobs added for the GPU trainer are harmless on the CPU backend (a
+ * CPU-only build has inline no-ops; a CUDA build checks the device). */
+static void cuda_knobs_are_noops_on_cpu(void)
+{
+    core_backend *be = core_cpu_backend_create(1);
+    core_cuda_set_workspace(be, 64);
+    core_cuda_set_algo_agree(be, NULL, NULL);
+    T_CHECK(core_cuda_algos_save(be) == NULL);
+    T_CHECK(core_cuda_algos_load(be, "fwd n=1 cin=1 h=1 w=1 cout=1 k=1 tf32=0 det=1 algo=0 math=3\n", "x") == 0);
+    core_backend_destroy(be);
+    if (ngpu == 0) T_CHECK(core_cuda_select_device(0) == -1);
+}
+
+static void child_bad_algo_line(void)
+{
+    core_backend *be = core_cuda_backend_create(0);
+    core_cuda_algos_load(be, "fwd n=1 cin=1 h=1 w=1 cout=1 k=1 tf32=0 det=1 algo=0 math=3\nnot a line\n", "algos.txt");
+}
+
+/* A damaged algorithm file is one line naming the file and the line. */
+static void cuda_algos_file_damaged_is_one_line(void)
+{
+    NEED_CUDA_BUILD();
+    if (ngpu == 0) T_SKIP("skipped: no GPU");
+    char err[2048];
+    int st = t_run_child(child_bad_algo_line, err, sizeof err);
+    T_CHECKF(st == 1 && count_lines(err) == 1 && strstr(err, "algos.txt:2: not a cuDNN algorithm choice"),
+             "exit %d: %.300s", st, err);
 }
 
 /* The GPU suite itself runs only under make test-gpu; here it is reported
@@ -110,6 +143,8 @@ int main(void)
     T_RUN(cuda_auto_picks_available_backend);
     T_RUN(cuda_create_without_gpu_is_one_line);
     T_RUN(cuda_device_peak_without_device);
+    T_RUN(cuda_knobs_are_noops_on_cpu);
+    T_RUN(cuda_algos_file_damaged_is_one_line);
     T_RUN(gpu_suite);
     T_EXIT();
 }

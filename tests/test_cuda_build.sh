@@ -38,7 +38,8 @@ done
 syms=$(nm "$BUILD/libsspose.a" 2>/dev/null)
 for s in ' T core_cuda_backend_create' ' T core_cuda_set_math' ' [DR] loss_kernels_cuda' 'k_pool_fwd' \
          'k_mask_bias_partial' 'k_sumsq_partial' 'k_loss_kl' ' U cudnnConvolutionBackwardFilter' \
-         ' U cudnnFindConvolutionForwardAlgorithm' ' U cudnnGetConvolutionBackwardDataAlgorithm_v7'; do
+         ' U cudnnFindConvolutionForwardAlgorithmEx' ' U cudnnFindConvolutionBackwardDataAlgorithmEx' \
+         ' U cudnnGetConvolutionBackwardFilterAlgorithmMaxCount' ' U cudaMallocAsync'; do
   echo "$syms" | grep -q -- "$s" || missing="$missing symbol:'$s'"
 done
 if [ -z "$missing" ]; then t_ok cuda_objects_have_sm80_sm90
@@ -80,5 +81,10 @@ elif [ $have_gpu = 1 ]; then
   t_skip gpu_step_without_gpu_one_line "a GPU is present"
 else
   t_bad_input gpu_step_without_gpu_one_line 'sspose: error: gpu_step: no GPU visible' "$BUILD/bench/gpu_step"
+fi
+# Flags are checked before the GPU is looked for.
+if [ -x "$BUILD/bench/gpu_step" ]; then
+  t_bad_input gpu_step_bad_precision_one_line 'sspose: error: gpu_step: --torch-precision must be bf16, tf32 or fp32' \
+    "$BUILD/bench/gpu_step" --torch-precision fp16
 fi
 t_end

@@ -371,7 +371,7 @@ static void test_flip_symmetric_invariant(void)
     uint8_t *rgb = calloc((size_t)iw * ih * 3, 1);
     fixed_net net = {{gh, gw, fd, heat, paf, off}, 0};
     double scale1 = 1.0;
-    eval_tta_opts o = {&scale1, 1, 0, ih, fd, 1};
+    eval_tta_opts o = {&scale1, 1, 0, ih, fd, 1, CORE_NORM_CENTERED};
     eval_image_maps plain, flipped;
     eval_tta(rgb, ih, iw, &o, fixed_forward, &net, &plain);
     o.flip = 1;

@@ -8,8 +8,9 @@
  * subnet) at stride 8, and one at stride 16 (the extra pool).
  * Then the overlapped gradient all-reduce on one rank (MPI singleton, NCCL
  * forced on with one rank): the event/stream path of comm/nccl.c runs for
- * real; each bucket's content at launch must equal the finished gradient, and
- * the result must be the gradient times the scale, bit for bit. */
+ * real; each bucket's content at launch must equal the finished gradient, the
+ * collective must see the gradient times the scale, and so must the result,
+ * bit for bit. Snapshots are queued on the streams, never waited for. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -125,25 +126,51 @@ static void gpu_model_matches_cpu_stride16(void)
     compare_nets("stride 16", 16, 3, 96);
 }
 
-/* ---- the overlapped all-reduce on one GPU ---- */
+/* ---- the overlapped all-reduce on one GPU ----
+ * Two snapshots per bucket, neither of which waits for the device (a
+ * synchronous download at launch would drain the backend's stream and hide
+ * a missing or misplaced event):
+ *  - at launch, a copy queued on the backend's stream: the bucket in stream
+ *    order when the reducer decided it was final (checks grad_final);
+ *  - after the collective, a copy queued on the NCCL stream: the bucket as
+ *    the collective saw it. Only the ready event orders that stream behind
+ *    the backward kernels and the scale still queued on the backend's stream,
+ *    so without it (or with it on the wrong stream) the copy runs ahead and
+ *    captures a partial or unscaled gradient. */
 typedef struct {
     core_backend *be;
-    const float *base, *final; /* device gradient buffer, its finished content on the host */
-    float *tmp;
-    int launches, bad, first_bad, in_pass, pass_done;
+    const float *base;           /* device gradient buffer */
+    float *at_launch, *after_op; /* device snapshots, the buffer's size */
+    int launches, collectives, in_pass, pass_done;
 } launch_check;
 
 static void on_launch(void *ctx, int bucket, const float *data, size_t count)
 {
     launch_check *c = ctx;
-    /* synchronous: the bucket as the backend's stream has it when the event is recorded */
-    c->be->download(c->be, c->tmp, data, count);
-    if (memcmp(c->tmp, c->final + (data - c->base), count * sizeof(float))) {
-        if (!c->bad) c->first_bad = bucket;
-        c->bad++;
-    }
+    (void)bucket;
+    core_cuda_copy_on(core_cuda_stream(c->be), c->at_launch + (data - c->base), data, count);
     c->launches++;
     if (!c->pass_done) c->in_pass++;
+}
+
+static void on_collective(void *ctx, const float *data, size_t count, void *stream)
+{
+    launch_check *c = ctx;
+    core_cuda_copy_on(stream, c->after_op + (data - c->base), data, count);
+    c->collectives++;
+}
+
+/* Floats of got that differ bitwise from want, and the first such index. */
+static size_t count_diff(const float *got, const float *want, size_t n, size_t *first)
+{
+    size_t diff = 0;
+    *first = n;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float))) {
+            if (!diff) *first = i;
+            diff++;
+        }
+    return diff;
 }
 
 static void progress_hook(void *ctx, int done) { comm_reducer_progress(ctx, done); }
@@ -202,11 +229,14 @@ static void gpu_overlapped_allreduce_one_rank(void)
     }
     comm_reducer_plan(r, n, ranges, np);
     free(ranges);
-    float *tmp = core_malloc(n * sizeof(float));
+    float *at_launch = gpu->alloc(gpu, n), *after_op = gpu->alloc(gpu, n);
     for (int overlap = 1; overlap >= 0 && !t_cur_failed; overlap--) {
         comm_reducer_set_overlap(r, overlap);
-        launch_check lc = {gpu, model_grads(net), final, tmp, 0, 0, -1, 0, 0};
+        gpu->fill(gpu, at_launch, NAN, n);
+        gpu->fill(gpu, after_op, NAN, n);
+        launch_check lc = {gpu, model_grads(net), at_launch, after_op, 0, 0, 0, 0};
         comm_reducer_on_launch(r, on_launch, &lc);
+        T_CHECK(comm_reducer_on_collective(r, on_collective, &lc));
         forward_with_grads(net, in, nin, cfg.model.stages);
         comm_reducer_begin(r, model_grads(net), 0.5f);
         model_backward_hooked(net, progress_hook, r);
@@ -214,20 +244,29 @@ static void gpu_overlapped_allreduce_one_rank(void)
         comm_reducer_stats st;
         comm_reducer_finish(r, &st);
         comm_reducer_on_launch(r, NULL, NULL);
-        T_CHECKF(lc.bad == 0, "overlap %d: %d of %d buckets launched before final (first: %d)", overlap, lc.bad,
-                 lc.launches, lc.first_bad);
-        T_CHECKF(lc.launches == st.buckets && st.buckets > 100, "overlap %d: %d launches, %d buckets", overlap,
-                 lc.launches, st.buckets);
+        comm_reducer_on_collective(r, NULL, NULL);
+        T_CHECKF(lc.launches == st.buckets && lc.collectives == st.buckets && st.buckets > 100,
+                 "overlap %d: %d launches, %d collectives, %d buckets", overlap, lc.launches, lc.collectives,
+                 st.buckets);
         T_CHECKF(overlap ? st.launched_early > st.buckets / 2 : st.launched_early == 0,
                  "overlap %d: %d of %d buckets launched during backward", overlap, st.launched_early, st.buckets);
-        float *got = to_host(gpu, model_grads(net), n);
-        size_t diff = 0;
-        for (size_t i = 0; i < n; i++) diff += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+        /* finish ordered the backend's stream after the collectives (and the taps) */
+        float *snap = to_host(gpu, at_launch, n), *seen = to_host(gpu, after_op, n), *got = to_host(gpu, model_grads(net), n);
+        size_t first, diff = count_diff(snap, final, n, &first);
+        T_CHECKF(diff == 0, "overlap %d: %zu of %zu floats not final when their bucket launched (first at %zu)", overlap,
+                 diff, n, first);
+        diff = count_diff(seen, want, n, &first);
+        T_CHECKF(diff == 0,
+                 "overlap %d: %zu of %zu floats seen by the collective differ from gradient x 0.5 (first at %zu: the "
+                 "NCCL stream ran ahead of the ready event)",
+                 overlap, diff, n, first);
+        diff = count_diff(got, want, n, &first);
         T_CHECKF(diff == 0, "overlap %d: %zu of %zu reduced floats differ from gradient x 0.5", overlap, diff, n);
-        free(got);
+        free(snap); free(seen); free(got);
     }
+    gpu->free(gpu, at_launch);
+    gpu->free(gpu, after_op);
     comm_reducer_destroy(r);
-    free(tmp);
     free(want);
     free(final);
     free(in);

@@ -87,6 +87,12 @@ static void test_grad_baseline(void)
                "model.offsets=0", "model.ss=off");
 }
 
+/* loss.normalize = cells: every term divided by h*w, gradients included (all terms on). */
+static void test_grad_normalize_cells(void)
+{
+    CHECK_SETS("model.stages=2", "loss.beta=linear", "model.ss=both", "model.offsets=1", "loss.normalize=cells");
+}
+
 /* The KL gradient alone at larger channels, including cells on the ReLU's negative side. */
 static void test_grad_kl_kernel(void)
 {
@@ -130,6 +136,7 @@ int main(void)
     T_RUN(test_grad_both);
     T_RUN(test_grad_baseline);
     T_RUN(test_grad_kl_kernel);
+    T_RUN(test_grad_normalize_cells);
     core_backend_destroy(be);
     T_EXIT();
 }

@@ -19,8 +19,6 @@ static void write_tensor(hid_t f, const char *path, const core_tensor *x)
     core_h5_write_f32(f, path, 4, dims, x->data);
 }
 
-static const char *out_names[MODEL_NUM_OUT] = {"paf", "heat", "offset", "p2h", "h2p"};
-
 static void run_case(const char *name, const char **sets, int nsets, int n, int h, int w)
 {
     core_config cfg;
@@ -48,9 +46,9 @@ static void run_case(const char *name, const char **sets, int nsets, int n, int 
     for (int s = 0; s < b.stages; s++)
         for (int o = 0; o < MODEL_NUM_OUT; o++)
             if (b.io[s].out[o].data) {
-                snprintf(p, sizeof p, "/outputs/stage%d/%s", s + 1, out_names[o]);
+                snprintf(p, sizeof p, "/outputs/stage%d/%s", s + 1, model_out_names[o]);
                 write_tensor(f, p, &b.io[s].out[o]);
-                snprintf(p, sizeof p, "/output_grads/stage%d/%s", s + 1, out_names[o]);
+                snprintf(p, sizeof p, "/output_grads/stage%d/%s", s + 1, model_out_names[o]);
                 write_tensor(f, p, &b.io[s].grad[o]);
             }
     loss_h5_write_values(f, &v);

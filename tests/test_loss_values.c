@@ -488,6 +488,58 @@ static void test_accumulate_and_determinism(void)
     tl_batch_free(&b);
 }
 
+/* loss.normalize = cells is the SPEC sum divided by the grid's h*w, term by term,
+ * in the total and in every output gradient (same batch, both settings). */
+static void test_normalize_cells(void)
+{
+    const int n = 2, h = 3, w = 5;
+    const char *base[] = {"model.stages=2", "loss.beta=linear", "model.ss=both", "model.offsets=1", "loss.normalize=sum"};
+    core_config cs, cc;
+    tl_config(&cs, base, 5);
+    base[4] = "loss.normalize=cells";
+    tl_config(&cc, base, 5);
+    T_CHECK(!cs.loss.normalize_cells && cc.loss.normalize_cells);
+    tl_batch b, bc;
+    tl_batch_init(&b, &cs, n, h, w);
+    tl_fill_random(&b);
+    tl_batch_init(&bc, &cs, n, h, w);
+    loss_ctx *ls = loss_create(&cs, be), *lc = loss_create(&cc, be);
+    loss_values vs, vc;
+    double ts = run(ls, &b, 1, &vs);
+    /* the same outputs and targets into the second batch's tensors */
+    for (int s = 0; s < b.stages; s++)
+        for (int o = 0; o < MODEL_NUM_OUT; o++)
+            if (b.io[s].out[o].data)
+                memcpy(bc.io[s].out[o].data, b.io[s].out[o].data, core_tensor_numel(&b.io[s].out[o]) * sizeof(float));
+    core_tensor *src[] = {&b.t.heat, &b.t.paf, &b.t.offset, &b.t.attention, &b.t.mask};
+    core_tensor *dst[] = {&bc.t.heat, &bc.t.paf, &bc.t.offset, &bc.t.attention, &bc.t.mask};
+    for (int i = 0; i < 5; i++) memcpy(dst[i]->data, src[i]->data, core_tensor_numel(src[i]) * sizeof(float));
+    double tc = run(lc, &bc, 1, &vc);
+    T_NEAR(tc, ts / (h * w), 1e-12, 0);
+    int terms = 0;
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < LOSS_NUM_TERMS; t++)
+            if (vs.active >> t & 1) {
+                T_NEAR(vc.term[s][t], vs.term[s][t] / (h * w), 1e-12, 0);
+                terms++;
+            }
+    T_CHECKF(terms == 2 * LOSS_NUM_TERMS, "%d terms compared", terms);
+    for (int s = 0; s < 2; s++)
+        for (int o = 0; o < MODEL_NUM_OUT; o++) {
+            const core_tensor *gs = &b.io[s].grad[o], *gc = &bc.io[s].grad[o];
+            if (!gs->data) continue;
+            double m = 0;
+            for (size_t i = 0; i < core_tensor_numel(gs); i++) m = fmax(m, fabs(gs->data[i]));
+            T_CHECK(m > 0);
+            for (size_t i = 0; i < core_tensor_numel(gs); i++)
+                T_NEAR(gc->data[i], gs->data[i] / (h * w), 1e-5, 1e-6 * m / (h * w));
+        }
+    loss_destroy(ls);
+    loss_destroy(lc);
+    tl_batch_free(&b);
+    tl_batch_free(&bc);
+}
+
 int main(void)
 {
     core_set_quiet(1);
@@ -506,6 +558,7 @@ int main(void)
     T_RUN(test_baseline_total);
     T_RUN(test_numerical_safety);
     T_RUN(test_accumulate_and_determinism);
+    T_RUN(test_normalize_cells);
     core_backend_destroy(be);
     T_EXIT();
 }

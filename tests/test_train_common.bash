@@ -42,34 +42,39 @@ tr_mpi_bg() {
   TR_PID=$!
 }
 
-# tr_compare A.h5 B.h5 TOL: parameters and momentum of two checkpoints, read with h5py.
-# TOL 0 means bit-identical; otherwise the relative difference |a-b|_2 / |b|_2 of
-# all parameters together, and of all momentum together, must each be <= TOL.
-# Prints the measured differences (and the worst single tensor); exit 0 when within TOL.
+# tr_compare A.h5 B.h5 TOL: parameters and optimizer state (momentum, or Adam's
+# exp_avg and exp_avg_sq) of two checkpoints, read with h5py.
+# TOL 0 means bit-identical; otherwise EVERY tensor on its own must have a relative
+# difference |a-b|_2 / |b|_2 <= TOL (a tensor that is zero in B must be zero in A;
+# a NaN anywhere fails). No global norm: one large tensor (a last-stage bias)
+# would hide a 30% error in a small one.
+# Prints the tensor count, each group's worst tensor and how many exceed TOL; exit 0 when within TOL.
 tr_compare() {
   "$PY" - "$1" "$2" "$3" <<'EOF'
 import sys, h5py, numpy as np
 a, b, tol = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r"), float(sys.argv[3])
 out, ok, identical, ntens = [], True, True, 0
-for grp in ("params", "optim/momentum"):
+assert sorted(a["optim"]) == sorted(b["optim"]), (sorted(a["optim"]), sorted(b["optim"]))
+for grp in ["params"] + ["optim/" + s for s in sorted(a["optim"])]:
     names = []
     a[grp].visit(lambda n: names.append(n) if isinstance(a[grp + "/" + n], h5py.Dataset) else None)
     assert names, "no tensors in " + grp
-    xs, ys, worst, worst_name = [], [], 0.0, "-"
+    worst, worst_name, over = 0.0, "-", []
     for n in names:
+        if grp + "/" + n not in b: print("missing in", sys.argv[2] + ":", grp + "/" + n); sys.exit(1)
         x, y = a[grp + "/" + n][...], b[grp + "/" + n][...]
         if x.shape != y.shape: print("shape differs:", n); sys.exit(1)
         identical &= x.tobytes() == y.tobytes()
         x, y = x.ravel().astype(np.float64), y.ravel().astype(np.float64)
-        d = np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30)
-        if d > worst: worst, worst_name = d, n
-        xs.append(x); ys.append(y)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    g = np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30)
-    ok &= g <= tol
+        num, den = np.linalg.norm(x - y), np.linalg.norm(y)
+        d = num / den if den > 0 else (0.0 if num == 0 else np.inf)
+        if not d == d: d = np.inf  # a NaN on either side
+        if d > worst or worst_name == "-": worst, worst_name = d, n
+        if d > tol: over.append(n)
+    ok &= not over
     ntens += len(names)
-    out.append(f"{grp} {g:.3g} (worst tensor {worst:.2g} {worst_name})")
-print(f"{ntens} tensors, relative difference " + ", ".join(out) + f", bit-identical: {identical}")
+    out.append(f"{grp} worst {worst:.3g} ({worst_name}), {len(over)} over {tol:g}" + (f" e.g. {over[0]}" if over else ""))
+print(f"{ntens} tensors, per-tensor relative difference: " + "; ".join(out) + f"; bit-identical: {identical}")
 sys.exit(0 if (identical if tol == 0 else ok) else 1)
 EOF
 }

@@ -2,7 +2,8 @@
 # Data-parallel equivalence: 2 ranks x batch 2 and 1 rank x batch 4 see the same
 # global batches (same samples, same flips), so after 20 steps their weights and
 # momentum agree to float rounding (relative difference <= 1e-5), while both
-# moved far from the initial weights.
+# moved far from the initial weights. The same holds with AdamW (cosine
+# schedule, loss.normalize = cells) for the weights and both moments.
 # The loss is the OpenPose one (configs/baseline.ini's loss keys on the tiny
 # net): with the paper loss (KL term, attention-weighted PAFs) rounding noise
 # is amplified so strongly that one process with 1 vs 2 threads already
@@ -40,4 +41,21 @@ PYEOF
 else
   t_fail train_dp_equivalence "missing final checkpoint(s)"
 fi
+
+ADAM=(--set train.optimizer=adamw --set train.lr=1e-3 --set train.weight_decay=1e-4 --set train.schedule=cosine
+      --set train.warmup=2 --set train.warmup_start=0.04 --set train.lr_final=0.001 --set loss.normalize=cells
+      --set train.steps=20 --set train.checkpoint_every=0)
+tr_train "$T_TMP/a1" "${ADAM[@]}" --set train.batch=4 >"$T_TMP/a1.log" 2>&1 ||
+  t_fail train_dp_adamw_1rank "exit $?: $(tail -n 3 "$T_TMP/a1.log" | tr '\n' '|')"
+tr_mpi 2 "$T_TMP/a2" "${ADAM[@]}" --set train.batch=2 --set train.checksum_every=5 >"$T_TMP/a2.log" 2>&1 ||
+  t_fail train_dp_adamw_2ranks "exit $?: $(tail -n 3 "$T_TMP/a2.log" | tr '\n' '|')"
+A=$(tr_ckpt "$T_TMP/a1" 20) B=$(tr_ckpt "$T_TMP/a2" 20)
+if [ ! -f "$A" ] || [ ! -f "$B" ]; then t_fail train_dp_adamw_equivalence "missing final checkpoint(s)"
+elif ! msg=$(tr_compare "$B" "$A" 1e-5); then t_fail train_dp_adamw_equivalence "$msg"
+elif ! "$PY" -c '
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r")["params"], h5py.File(sys.argv[2], "r")["params"]
+d = [np.linalg.norm(a[n][...] - b[n][...]) / np.linalg.norm(b[n][...]) for n in ("conv1_1/weight", "stage2/heat/conv1/weight")]
+sys.exit(0 if min(d) > 1e-3 else 1)' "$A" "$T_TMP/init.h5"; then t_fail train_dp_adamw_equivalence "weights did not move"
+else t_ok "train_dp_adamw_equivalence ($msg)"; fi
 t_end

@@ -1,4 +1,5 @@
 /* trainer/: the learning-rate schedule and the run-directory helpers. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -38,6 +39,33 @@ static void test_warmup(void)
     T_NEAR(trainer_lr(&c, 3), 2e-3, 1e-12, 0);
     T_NEAR(trainer_lr(&c, 4), 2e-3, 1e-12, 0);
     T_NEAR(trainer_lr(&c, 10), 1e-3, 1e-12, 0);
+}
+
+/* One-cycle as in ../shared/notes/learning.md: warm-up from lr/25 over 10% of
+ * the steps, then cosine down to lr/1000 at the last step. */
+static void test_cosine_one_cycle(void)
+{
+    core_config c;
+    core_config_defaults(&c);
+    core_config_set(&c, "train.schedule=cosine");
+    c.train.lr = 3e-3;
+    c.train.steps = 101;
+    c.train.warmup = 10;
+    c.train.warmup_start = 1.0 / 25;
+    c.train.lr_final = 1e-3;
+    c.train.lr_step = 7; /* ignored by cosine */
+    T_NEAR(trainer_lr(&c, 0), 3e-3 * (0.04 + 0.96 * 0.1), 1e-12, 0);
+    T_NEAR(trainer_lr(&c, 4), 3e-3 * (0.04 + 0.96 * 0.5), 1e-12, 0);
+    T_NEAR(trainer_lr(&c, 9), 3e-3, 1e-12, 0);
+    T_NEAR(trainer_lr(&c, 10), 3e-3, 1e-12, 0);             /* cosine starts at the peak */
+    T_NEAR(trainer_lr(&c, 55), 3e-3 * (1e-3 + 0.999 * 0.5), 1e-12, 0); /* half way */
+    T_NEAR(trainer_lr(&c, 100), 3e-6, 1e-12, 0);            /* the last step: lr * lr_final */
+    T_NEAR(trainer_lr(&c, 500), 3e-6, 1e-12, 0);            /* past the end it stays there */
+    for (long t = 11; t <= 100; t++) T_CHECKF(trainer_lr(&c, t) < trainer_lr(&c, t - 1), "not decreasing at %ld", t);
+    /* the step policy ignores the cosine keys */
+    core_config_set(&c, "train.schedule=step");
+    c.train.warmup = 0;
+    T_NEAR(trainer_lr(&c, 100), 3e-3 / pow(3, 14), 1e-12, 0);
 }
 
 static void test_group_multipliers(void)
@@ -101,6 +129,7 @@ int main(void)
     core_set_quiet(1);
     T_RUN(test_step_policy);
     T_RUN(test_warmup);
+    T_RUN(test_cosine_one_cycle);
     T_RUN(test_group_multipliers);
     T_RUN(test_checkpoint_listing_and_pruning);
     T_EXIT();

@@ -297,7 +297,7 @@ int main(int argc, char **argv)
                 } else {
                     static const double one[1] = {1}, three[3] = {0.75, 1, 1.25};
                     eval_tta_opts o = {v == 4 ? three : one, v == 4 ? 3 : 1, v == 4, img->h < img->w ? img->h : img->w,
-                                       fd, v >= 3};
+                                       fd, v >= 3, CORE_NORM_CENTERED};
                     uint8_t *rgb = core_calloc((size_t)img->w * img->h * 3, 1);
                     eval_image_maps im;
                     eval_tta(rgb, img->h, img->w, &o, oracle_forward, &net, &im);

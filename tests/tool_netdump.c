@@ -1,20 +1,22 @@
 /* Test tool: runs the network of a checkpoint on an input and writes its outputs
  * and the parameter gradients of the objective L = sum_s sum_o sum(r_s,o * output_s,o).
- *   tool_netdump CK.h5 IN.h5 OUT.h5
+ *   tool_netdump CK.h5 IN.h5 OUT.h5 [train|eval]
  * IN.h5 holds /input [N,3,H,W] and /r/stage{t}/{paf,heat,offset,p2h,h2p} shaped like the outputs.
- * OUT.h5 gets /outputs/stage{t}/<out> and /grads/<param name>. Used by test_torch_crosscheck.py. */
+ * OUT.h5 gets /outputs/stage{t}/<out>, /grads/<param name> and /buffers/<buffer name> (batch
+ * norm's running statistics after the forward pass). The mode is the model's (default train).
+ * Used by test_torch_crosscheck.py and test_bn_torch.py. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/check.h"
 #include "core/h5util.h"
 #include "model/checkpoint.h"
 
-static const char *OUT_NAMES[MODEL_NUM_OUT] = {"paf", "heat", "offset", "p2h", "h2p"};
-
 int main(int argc, char **argv)
 {
-    CHECK(argc == 4, "usage: tool_netdump CK.h5 IN.h5 OUT.h5");
+    CHECK(argc == 4 || (argc == 5 && (!strcmp(argv[4], "train") || !strcmp(argv[4], "eval"))),
+          "usage: tool_netdump CK.h5 IN.h5 OUT.h5 [train|eval]");
     core_h5_quiet();
     char *text = model_ckpt_read_config(argv[1]);
     core_config cfg;
@@ -23,6 +25,7 @@ int main(int argc, char **argv)
     core_backend *be = core_cpu_backend_create(0);
     model_net *net = model_create(&cfg, be);
     model_ckpt_load(argv[1], net, NULL, NULL, NULL, NULL);
+    model_set_train(net, argc == 4 || !strcmp(argv[4], "train"));
 
     hid_t in = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
     CHECK(in >= 0, "cannot open %s", argv[2]);
@@ -47,12 +50,19 @@ int main(int argc, char **argv)
             if (!t.data) continue;
             char path[128];
             int64_t od[4] = {t.n, t.c, t.h, t.w};
-            snprintf(path, sizeof path, "/outputs/stage%d/%s", s + 1, OUT_NAMES[o]);
+            snprintf(path, sizeof path, "/outputs/stage%d/%s", s + 1, model_out_names[o]);
             core_h5_write_f32(out, path, 4, od, t.data);
-            snprintf(path, sizeof path, "/r/stage%d/%s", s + 1, OUT_NAMES[o]);
+            snprintf(path, sizeof path, "/r/stage%d/%s", s + 1, model_out_names[o]);
             core_tensor g = model_output_grad(net, s, o);
             CHECK(core_h5_read_f32(in, path, 4, od, g.data, err, sizeof err) == 0, "%s", err);
         }
+    for (int i = 0; i < model_buf_count(net); i++) {
+        const model_param *p = model_buf_at(net, i);
+        char path[128];
+        int64_t pd[1] = {(int64_t)p->numel};
+        snprintf(path, sizeof path, "/buffers/%s", p->name);
+        core_h5_write_f32(out, path, 1, pd, model_params(net) + p->offset);
+    }
     model_zero_grads(net);
     model_backward(net);
     for (int i = 0; i < model_param_count(net); i++) {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/comm.h"
 #include "core/check.h"
 #include "core/cuda_backend.h"
 
@@ -30,12 +31,21 @@ static void pinned_free(void *p, void *ctx)
     core_cuda_host_free(p);
 }
 
+/* Synchronised batch norm: the per-channel sums of every rank's share of the batch. */
+static void sum_over_ranks(void *ctx, double *v, int n)
+{
+    (void)ctx;
+    comm_allreduce_doubles(v, n, COMM_SUM);
+}
+
 trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, int rank, int world,
                                       const dataio_loader_state *resume)
 {
     trainer_batches *b = core_calloc(1, sizeof *b);
     b->net = net;
     b->be = model_backend(net);
+    /* the ranks' batches are one global batch, for batch norm's statistics too */
+    if (world > 1) model_set_sum_hook(net, sum_over_ranks, NULL);
     b->size = cfg->model.input;
     b->stride = cfg->model.stride;
     dataio_loader_opts o;
@@ -48,6 +58,7 @@ trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, in
     o.flip = cfg->data.flip;
     o.threads = cfg->data.threads;
     o.prefetch = cfg->data.prefetch;
+    o.input_norm = cfg->model.input_norm;
     o.skip_corrupt = cfg->data.skip_corrupt;
     o.mix_shards = cfg->data.mix_shards;
     if (b->be->dev == CORE_DEV_CUDA) {
@@ -93,9 +104,9 @@ static core_tensor target(trainer_batches *b, int slot, float *host, int n, int 
 long trainer_batches_next(trainer_batches *b, loss_targets *t)
 {
     if (b->held) {
-        /* The previous step ended with a synchronous reduction, so this returns at once;
-         * it guarantees the asynchronous uploads from the held batch are done. */
-        if (b->be->dev != CORE_DEV_CPU) b->be->sync(b->be);
+        /* Waits for the copies from the held batch only (the copy stream), not
+         * for the compute stream: its pinned buffers may then go back to the loader. */
+        core_cuda_upload_wait(b->be);
         dataio_loader_release(b->L, b->held);
         b->held = NULL;
     }

@@ -73,6 +73,10 @@ void trainer_metrics_write(trainer_metrics *m, const trainer_log_row *r)
             if (v->active & (1u << t)) cJSON_AddNumberToObject(st, loss_term_names[t], v->term[s][t]);
     }
     cJSON_AddNumberToObject(j, "grad_norm", r->grad_norm);
+    if (r->clip) {
+        cJSON_AddNumberToObject(j, "clipped", (double)r->clipped);
+        cJSON_AddNumberToObject(j, "clip_scale", r->clip_scale);
+    }
     cJSON_AddNumberToObject(j, "samples_per_s", r->samples_per_s);
     cJSON_AddNumberToObject(j, "skipped", (double)r->skipped);
     cJSON *t = cJSON_AddObjectToObject(j, "time");
@@ -81,6 +85,15 @@ void trainer_metrics_write(trainer_metrics *m, const trainer_log_row *r)
     cJSON_AddNumberToObject(t, "comm", r->t_comm);
     cJSON_AddNumberToObject(t, "step", r->t_step);
     cJSON_AddNumberToObject(j, "comm_hidden", r->comm_hidden);
+    if (r->val) {
+        cJSON *val = cJSON_AddObjectToObject(j, "val");
+        cJSON_AddNumberToObject(val, "ap", r->val->ap);
+        cJSON_AddNumberToObject(val, "ap50", r->val->ap50);
+        cJSON_AddNumberToObject(val, "ap75", r->val->ap75);
+        cJSON_AddNumberToObject(val, "ar", r->val->ar);
+        cJSON_AddNumberToObject(val, "images", r->val->images);
+        cJSON_AddNumberToObject(val, "time_s", r->val->time_s);
+    }
     char *s = cJSON_PrintUnformatted(j);
     CHECK(s, "metrics: cannot format JSON");
     /* One write per line, flushed: a kill leaves at most one torn line, which resume drops. */

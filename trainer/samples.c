@@ -6,7 +6,7 @@
 #include "core/check.h"
 
 void trainer_samples_load(dataio_shard *sh, long index, int count, core_backend *be, int grid_h, int grid_w,
-                          float *input_dev, trainer_samples *out)
+                          core_input_norm norm, float *input_dev, trainer_samples *out)
 {
     const dataio_shard_attrs *a = dataio_shard_info(sh);
     const int S = a->input_size;
@@ -23,7 +23,7 @@ void trainer_samples_load(dataio_shard *sh, long index, int count, core_backend 
     dataio_shard_sample_init(sh, &s);
     for (int i = 0; i < count; i++) {
         dataio_shard_read(sh, index + i, &s);
-        dataio_sample_image_chw(&s, host_img);
+        dataio_sample_input(&s, norm, host_img);
         be->upload(be, input_dev + (size_t)i * img, host_img, img);
         const float *src[DATAIO_NDS] = {s.mask, s.heatmap, s.paf, s.offset, s.attention};
         for (int d = 0; d < DATAIO_NDS; d++) {

@@ -16,10 +16,11 @@ typedef struct {
 } trainer_samples;
 
 /* Reads and decodes the samples (dies naming shard and sample on corrupt
- * data), uploads the images as float NCHW (pixel/255 - 0.5) to input_dev
- * ([count, 3, S, S]) and the targets to buffers owned by out. */
+ * data), uploads the images as float NCHW normalised as `norm`
+ * (model.input_norm) to input_dev ([count, 3, S, S]) and the targets to
+ * buffers owned by out. */
 void trainer_samples_load(dataio_shard *sh, long index, int count, core_backend *be, int grid_h, int grid_w,
-                          float *input_dev, trainer_samples *out);
+                          core_input_norm norm, float *input_dev, trainer_samples *out);
 void trainer_samples_free(trainer_samples *s);
 
 #endif

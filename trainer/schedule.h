@@ -1,6 +1,8 @@
-/* Learning-rate schedule: optional linear warmup, then Caffe's "step" policy
- * (divide by train.lr_gamma every train.lr_step steps), times a per-group
- * multiplier (train.lr_mult_backbone, train.lr_mult_stages).
+/* Learning-rate schedule: optional linear warmup (from lr*train.warmup_start),
+ * then train.schedule = step: Caffe's "step" policy (divide by train.lr_gamma
+ * every train.lr_step steps), or cosine: from lr down to lr*train.lr_final at
+ * the last step (train.steps - 1); times a per-group multiplier
+ * (train.lr_mult_backbone, train.lr_mult_stages).
  * A pure function of the step, so resume needs no schedule state. */
 #ifndef SSPOSE_TRAINER_SCHEDULE_H
 #define SSPOSE_TRAINER_SCHEDULE_H

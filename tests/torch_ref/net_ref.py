@@ -32,6 +32,11 @@ class Net(nn.Module):
         self.use_h2p = ss in ("h2p", "both")
         w = lambda c: max(1, int(math.floor(c * width + 0.5)))  # noqa: E731  (C lround: half away from zero)
         self.relu = {}
+        # model.norm = batch: BatchNorm2d after every conv followed by ReLU, a child "bn" of the
+        # conv so that its tensors are <conv>/bn/{weight,bias,running_mean,running_var}
+        self.bn = cfg.get("model.norm", "none") == "batch"
+        bn_eps = float(cfg.get("model.bn_eps", 1e-5))
+        bn_momentum = float(cfg.get("model.bn_momentum", 0.1))
 
         def conv(name, cin, cout, k, relu=True):
             # nested modules so that named_parameters() gives the SPEC names with '.'
@@ -40,7 +45,10 @@ class Net(nn.Module):
                 if not hasattr(parent, part):
                     parent.add_module(part, nn.Module())
                 parent = getattr(parent, part)
-            parent.add_module(name.split("/")[-1], nn.Conv2d(cin, cout, k, padding=k // 2))
+            layer = nn.Conv2d(cin, cout, k, padding=k // 2)
+            if self.bn and relu:
+                layer.add_module("bn", nn.BatchNorm2d(cout, eps=bn_eps, momentum=bn_momentum))
+            parent.add_module(name.split("/")[-1], layer)
             self.relu[name] = relu
             return cout
 
@@ -85,7 +93,10 @@ class Net(nn.Module):
 
     def _run(self, names, x):
         for n in names:
-            x = self.get_submodule(n.replace("/", "."))(x)
+            layer = self.get_submodule(n.replace("/", "."))
+            x = layer(x)
+            if hasattr(layer, "bn"):
+                x = layer.bn(x)
             if self.relu[n]:
                 x = F.relu(x)
         return x
@@ -116,13 +127,19 @@ class Net(nn.Module):
         for k, t in self.named_parameters():
             yield k.replace(".", "/"), t
 
+    def spec_buffers(self):
+        """(name, tensor) for batch norm's running statistics under their checkpoint names."""
+        for k, t in self.named_buffers():
+            if k.endswith("running_mean") or k.endswith("running_var"):
+                yield k.replace(".", "/"), t
+
 
 def load_checkpoint(path):
-    """Builds the network from a checkpoint's config attribute and loads /params."""
+    """Builds the network from a checkpoint's config attribute and loads /params (and running statistics)."""
     with h5py.File(path, "r") as f:
         cfg = read_config(f.attrs["config"])
         net = Net(cfg)
         with torch.no_grad():
-            for name, t in net.spec_names():
+            for name, t in list(net.spec_names()) + list(net.spec_buffers()):
                 t.copy_(torch.from_numpy(f["params/" + name][...]))
     return net, cfg
