@@ -13,7 +13,7 @@ common=(--set train.checkpoint_every=10 --set train.keep=5)
 tr_train "$R/base" "${common[@]}" --set train.steps=20 >"$R/base.log" 2>&1 || { t_fail base_run "$(tail -n 2 "$R/base.log")"; t_end; }
 
 # ---- resume falls back past a damaged newest checkpoint
-for kind in flip nanmom; do
+for kind in flip nanmom loader; do
   C=$R/$kind
   mkdir -p "$C"
   cp "$R/base/config.ini" "$(tr_ckpt "$R/base" 10)" "$(tr_ckpt "$R/base" 20)" "$C/"
@@ -30,6 +30,11 @@ if kind == "flip":
         b = f.read(1)
         f.seek(-1, 1)
         f.write(bytes([b[0] ^ 0x01]))
+elif kind == "loader":  # a loader position past the end of the data (issue 14, item 4)
+    with h5py.File(path, "r+") as f:
+        st = f["state/loader"][...]
+        st[3] = st[4] + 5
+        f["state/loader"][...] = st
 else:
     with h5py.File(path, "r+") as f:
         ds = f["optim/momentum/" + names[0][len("params/"):]]
@@ -38,7 +43,11 @@ else:
         ds[...] = x
 PYEOF
   tr_train "$C" "${common[@]}" --resume --set train.steps=22 >"$C.log" 2>&1; rc=$?
-  why=$([ $kind = flip ] && echo "cannot be read \(checksum mismatch" || echo "optim/momentum/.* holds non-finite values")
+  case $kind in
+    flip) why="cannot be read \(checksum mismatch" ;;
+    nanmom) why="optim/momentum/.* holds non-finite values" ;;
+    loader) why="/state/loader: corrupt loader state" ;;
+  esac
   if [ $rc -ne 0 ]; then t_fail "resume_skips_${kind}" "exit $rc: $(tail -n 2 "$C.log" | tr '\n' '|')"
   elif [ "$(grep -c 'falling back' "$C.log")" -ne 1 ] ||
        ! grep -qE "warning: checkpoint '.*ckpt-000000020.h5': .*$why.*falling back to the previous checkpoint \(step 10\)" "$C.log"; then
@@ -84,9 +93,13 @@ t_bad_input train_corrupt_jpeg_named "xor/s-00000.h5 sample 5: JPEG bytes fail t
   tr_train "$R/t-xor" --set data.train="$R/xor/s-*.h5" --set train.steps=10
 t_bad_input train_png_crop_named "png/s-00000.h5 sample 5: corrupt JPEG: crop is not a JPEG but a PNG" \
   tr_train "$R/t-png" --set data.train="$R/png/s-*.h5" --set train.steps=10
-if tr_train "$R/t-skip" --set data.train="$R/xor/s-*.h5" --set train.steps=10 --set data.skip_corrupt=1 \
-   >"$R/skip.log" 2>&1; then t_ok train_skip_corrupt_runs
-else t_fail train_skip_corrupt_runs "$(tail -n 2 "$R/skip.log")"; fi
+if ! tr_train "$R/t-skip" --set data.train="$R/xor/s-*.h5" --set train.steps=10 --set data.skip_corrupt=1 \
+   >"$R/skip.log" 2>&1; then t_fail train_skip_corrupt_counted "$(tail -n 2 "$R/skip.log")"
+elif n=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["corrupt_samples"])' \
+         "$R/t-skip/metrics.jsonl" 2>&1) && [ "$n" -ge 1 ]; then t_ok "train_skip_corrupt_counted ($n in metrics.jsonl)"
+else t_fail train_skip_corrupt_counted "corrupt_samples: $n"; fi
+grep -q corrupt_samples "$R/base/metrics.jsonl" && t_fail metrics_unchanged_without_skip "corrupt_samples written" \
+  || t_ok metrics_unchanged_without_skip
 
 # ---- shards of another recipe in one glob
 mkdir -p "$R/mix"

@@ -86,6 +86,13 @@ void trainer_batches_close(trainer_batches *b)
 
 long trainer_batches_dataset_size(const trainer_batches *b) { return (long)dataio_loader_total(b->L); }
 
+long trainer_batches_corrupt(const trainer_batches *b)
+{
+    dataio_loader_stats st;
+    dataio_loader_get_stats(b->L, &st);
+    return (long)st.corrupt;
+}
+
 void trainer_batches_state(const trainer_batches *b, dataio_loader_state *st) { dataio_loader_get_state(b->L, st); }
 
 static core_tensor target(trainer_batches *b, int slot, float *host, int n, int c, int h, int w)
