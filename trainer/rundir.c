@@ -95,6 +95,13 @@ void trainer_rundir_lock(const char *rundir)
     snprintf(path, sizeof path, "%s/lock", rundir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     CHECK(fd >= 0, "cannot open the run directory lock '%s': %s", path, strerror(errno));
+    struct stat a, b;
+    /* a second run of this process in the same directory (sweeps) already holds it:
+     * flock on a new descriptor would conflict with our own */
+    if (held_fd >= 0 && fstat(held_fd, &a) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+        close(fd);
+        return;
+    }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         char holder[300] = "";
