@@ -91,7 +91,7 @@ struct core_cpu_dnnl {
     entry *entries;
     core_cpu_gemm *gemm; /* weight gradients of large maps (see the top of this file) */
     double *acc;         /* weight-gradient accumulator */
-    size_t acc_cap;      /* doubles */
+    size_t acc_cap;      /* bytes */
     void *buf[BUF_COUNT];
     size_t cap[BUF_COUNT]; /* bytes */
     void *pad;             /* shared primitive scratchpad */

@@ -390,8 +390,11 @@ __global__ void k_chan_affine_grad(const float *dy, const float *x, const float 
         float A = coef[ch], B = coef[c + ch], M = coef[2 * c + ch], C = coef[3 * c + ch];
         const float *dyr = dy + (size_t)plane * hw, *xr = x + (size_t)plane * hw;
         float *dxr = dx + (size_t)plane * hw;
-        for (int i = blockIdx.x * THREADS + threadIdx.x; i < hw; i += gridDim.x * THREADS)
-            dxr[i] += A * dyr[i] + B * (xr[i] - M) + C;
+        // the CPU's expression tree, without FMA contraction: the same bits
+        for (int i = blockIdx.x * THREADS + threadIdx.x; i < hw; i += gridDim.x * THREADS) {
+            float t = __fadd_rn(__fadd_rn(__fmul_rn(A, dyr[i]), __fmul_rn(B, __fsub_rn(xr[i], M))), C);
+            dxr[i] = __fadd_rn(dxr[i], t);
+        }
     }
 }
 

@@ -181,15 +181,42 @@ static int branch(model_net *m, int stage, const char *bname, int in, int cout)
     return x;
 }
 
-model_net *model_create(const core_config *cfg, core_backend *be)
+model_net *net_begin(const core_config *cfg, core_backend *be)
 {
     model_net *m = core_calloc(1, sizeof *m);
     m->cfg = *cfg;
     m->be = be;
-    const core_config *c = &m->cfg;
-    const model_group B = MODEL_GROUP_BACKBONE;
     for (int s = 0; s < CORE_MAX_STAGES; s++)
         for (int o = 0; o < MODEL_NUM_OUT; o++) m->outputs[s][o] = -1;
+    return m;
+}
+
+void net_finish(model_net *m)
+{
+    /* Each op declares the gradients its backward writes and when they are final;
+     * a parameter's gradient is final after the latest of its writers. */
+    m->grad_final = core_calloc((size_t)m->nparams, sizeof *m->grad_final);
+    for (int i = 0; i < m->nops; i++) {
+        const net_op_class *k = net_op_table[m->ops[i].kind];
+        int ps[NET_OP_MAX_PARAMS], np = k->params(m, &m->ops[i], ps), done = k->grad_final(m, i);
+        for (int j = 0; j < np; j++)
+            if (m->grad_final[ps[j]] < done) m->grad_final[ps[j]] = done;
+    }
+    /* a parameter no op writes would be all-reduced before anything is known of it */
+    for (int i = 0; i < m->nparams; i++)
+        CHECK(m->grad_final[i] > 0, "internal: no op writes the gradient of parameter %s", m->params[i].name);
+    place_bufs(m);
+    net_bn_finish(m);
+    m->train = 1;
+    m->w = m->be->alloc(m->be, m->nfloats);
+    m->g = m->be->alloc(m->be, m->nfloats);
+}
+
+model_net *model_create(const core_config *cfg, core_backend *be)
+{
+    model_net *m = net_begin(cfg, be);
+    const core_config *c = &m->cfg;
+    const model_group B = MODEL_GROUP_BACKBONE;
 
     int x = m->input_blob = net_add_blob(m, 3, 1);
     x = conv(m, "conv1_1", x, core_width(c, 64), 3, 1, B);
@@ -244,24 +271,7 @@ model_net *model_create(const core_config *cfg, core_backend *be)
         if (use_h2p) m->outputs[s][MODEL_OUT_H2P] = run_subnet(m, h2p, m->outputs[s][MODEL_OUT_HEAT]);
     }
 
-    /* Each op declares the gradients its backward writes and when they are final;
-     * a parameter's gradient is final after the latest of its writers. */
-    m->grad_final = core_calloc((size_t)m->nparams, sizeof *m->grad_final);
-    for (int i = 0; i < m->nops; i++) {
-        const net_op_class *k = net_op_table[m->ops[i].kind];
-        int ps[NET_OP_MAX_PARAMS], np = k->params(m, &m->ops[i], ps), done = k->grad_final(m, i);
-        for (int j = 0; j < np; j++)
-            if (m->grad_final[ps[j]] < done) m->grad_final[ps[j]] = done;
-    }
-    /* a parameter no op writes would be all-reduced before anything is known of it */
-    for (int i = 0; i < m->nparams; i++)
-        CHECK(m->grad_final[i] > 0, "internal: no op writes the gradient of parameter %s", m->params[i].name);
-    place_bufs(m);
-    net_bn_finish(m);
-    m->train = 1;
-
-    m->w = be->alloc(be, m->nfloats);
-    m->g = be->alloc(be, m->nfloats);
+    net_finish(m);
     return m;
 }
 

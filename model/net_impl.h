@@ -139,7 +139,12 @@ int net_bn_apply(model_net *m, int def, int in, int relu);
 void net_bn_finish(model_net *m);
 void net_bn_destroy(model_net *m);
 
-/* model/net.c construction primitives used by net_bn.c */
+/* model/net.c construction: net_begin, then blobs and ops, then net_finish (the
+ * gradient plan, buffer placement, the flat buffers). model_create builds SPEC
+ * section 3 this way; tests build single layers (tests/test_model_bn.c). */
+model_net *net_begin(const core_config *cfg, core_backend *be);
+void net_finish(model_net *m);
+/* construction primitives */
 int net_add_blob(model_net *m, int c, int div);
 void net_add_op(model_net *m, net_op o);
 model_param *net_add_param(model_net *m, const char *name, const char *suffix, int ndim, const int *shape,

@@ -53,10 +53,11 @@ static float *to_host(core_backend *be, const float *p, size_t n)
     return h;
 }
 
-static void compare_nets(const char *what, int stride, int batch, int side)
+static void compare_nets_norm(const char *what, int stride, int batch, int side, core_norm_mode norm, int train)
 {
     core_config cfg;
     core_config_defaults(&cfg);
+    cfg.model.norm = norm;
     cfg.model.width = 0.125;
     cfg.model.stages = 3;
     cfg.model.stride = stride;
@@ -71,6 +72,8 @@ static void compare_nets(const char *what, int stride, int batch, int side)
     model_params_to_host(nc, params);
     model_params_from_host(ng, params);
 
+    model_set_train(nc, train);
+    model_set_train(ng, train);
     model_set_input_shape(nc, batch, side, side);
     model_set_input_shape(ng, batch, side, side);
     size_t nin = (size_t)batch * 3 * side * side;
@@ -106,12 +109,36 @@ static void compare_nets(const char *what, int stride, int batch, int side)
     float *gc = to_host(cpu, model_grads(nc), np), *gg = to_host(gpu, model_grads(ng), np);
     for (int i = 0; i < model_param_count(nc) && !t_cur_failed; i++) {
         const model_param *p = model_param_at(nc, i);
+        /* batch statistics cancel a conv bias in front of batch norm: its gradient is rounding */
+        if (train && p->kind == MODEL_PARAM_BIAS && i + 1 < model_param_count(nc) &&
+            model_param_at(nc, i + 1)->kind == MODEL_PARAM_BN_WEIGHT)
+            continue;
         double e = rel_err(gg + p->offset, gc + p->offset, p->numel);
         T_CHECKF(e <= 5e-4, "%s: gradient of %s relative error %.3g", what, p->name, e);
     }
+    /* running statistics (moved by a training-mode forward) */
+    float *wc = to_host(cpu, model_params(nc), np), *wg = to_host(gpu, model_params(ng), np);
+    for (int i = 0; i < model_buf_count(nc) && !t_cur_failed; i++) {
+        const model_param *p = model_buf_at(nc, i);
+        double e = rel_err(wg + p->offset, wc + p->offset, p->numel);
+        T_CHECKF(e <= 1e-5, "%s: %s relative error %.3g", what, p->name, e);
+    }
+    free(wc); free(wg);
     free(gc); free(gg); free(params); free(in);
     model_destroy(nc);
     model_destroy(ng);
+}
+
+static void compare_nets(const char *what, int stride, int batch, int side)
+{
+    compare_nets_norm(what, stride, batch, side, CORE_NORM_NONE, 1);
+}
+
+static void gpu_model_bn_matches_cpu(void)
+{
+    if (!gpu) T_SKIP("skipped: no GPU");
+    compare_nets_norm("batch norm, train", 8, 2, 64, CORE_NORM_BATCH, 1);
+    compare_nets_norm("batch norm, eval", 8, 2, 64, CORE_NORM_BATCH, 0);
 }
 
 static void gpu_model_matches_cpu_stride8(void)
@@ -281,6 +308,7 @@ int main(int argc, char **argv)
     if (core_cuda_device_count() > 0) gpu = core_cuda_backend_create(0);
     T_RUN(gpu_model_matches_cpu_stride8);
     T_RUN(gpu_model_matches_cpu_stride16);
+    T_RUN(gpu_model_bn_matches_cpu);
     T_RUN(gpu_overlapped_allreduce_one_rank);
     if (gpu) core_backend_destroy(gpu);
     core_backend_destroy(cpu);

@@ -109,6 +109,50 @@ static long first_mismatch(const float *a, const float *b, size_t n)
 
 #define NEED_GPU() do { if (!gpu) T_SKIP("skipped: no GPU"); } while (0)
 
+/* ------------------------------------------------------------------ batch norm */
+
+/* chan_sums within double rounding of the sum of magnitudes; the affine maps and the
+ * ReLU mask bit for bit (the same float expression, no FMA contraction). */
+static void gpu_bn_ops_match_cpu(void)
+{
+    NEED_GPU();
+    int shapes[][3] = {{1, 1, 1}, {2, 3, 64}, {3, 17, 257}, {4, 64, 46 * 46}, {2, 5, 9000}};
+    for (int k = 0; k < 5; k++) {
+        int n = shapes[k][0], c = shapes[k][1], hw = shapes[k][2];
+        size_t cnt = (size_t)n * c * hw;
+        pair x = pair_rand(cnt, 3.0f), dy = pair_rand(cnt, 1.0f), y = pair_rand(cnt, 1.0f), dx = pair_rand(cnt, 1.0f);
+        pair coef = pair_rand(4 * (size_t)c, 2.0f);
+        double *sc = core_malloc(2 * (size_t)c * sizeof(double)), *sg = core_malloc(2 * (size_t)c * sizeof(double));
+        cpu->chan_sums(cpu, n, c, hw, dy.c, x.c, sc);
+        gpu->chan_sums(gpu, n, c, hw, dy.g, x.g, sg);
+        for (int ch = 0; ch < c; ch++) {
+            double mag = 0, mag2 = 0;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < hw; j++) {
+                    size_t at = ((size_t)i * c + ch) * hw + j;
+                    mag += fabs(dy.h[at]);
+                    mag2 += fabs((double)dy.h[at] * x.h[at]);
+                }
+            T_CHECKF(fabs(sc[ch] - sg[ch]) <= 1e-12 * mag && fabs(sc[c + ch] - sg[c + ch]) <= 1e-12 * mag2,
+                     "chan_sums n%d c%d hw%d ch %d: cpu %.17g %.17g gpu %.17g %.17g", n, c, hw, ch, sc[ch],
+                     sc[c + ch], sg[ch], sg[c + ch]);
+        }
+        for (int relu = 0; relu < 2; relu++) {
+            cpu->chan_affine(cpu, n, c, hw, x.c, coef.c, coef.c + c, relu, y.c);
+            gpu->chan_affine(gpu, n, c, hw, x.g, coef.g, coef.g + c, relu, y.g);
+            EXPECT_SAME(y, relu ? "chan_affine relu" : "chan_affine");
+        }
+        cpu->chan_affine_grad(cpu, n, c, hw, dy.c, x.c, coef.c, dx.c);
+        gpu->chan_affine_grad(gpu, n, c, hw, dy.g, x.g, coef.g, dx.g);
+        EXPECT_SAME(dx, "chan_affine_grad");
+        cpu->relu_mask(cpu, cnt, y.c, dy.c);
+        gpu->relu_mask(gpu, cnt, y.g, dy.g);
+        EXPECT_SAME(dy, "relu_mask");
+        free(sc), free(sg);
+        pair_free(&x), pair_free(&dy), pair_free(&y), pair_free(&dx), pair_free(&coef);
+    }
+}
+
 /* ------------------------------------------------------------------ memory */
 
 static void gpu_memory_roundtrip(void)
@@ -736,6 +780,7 @@ int main(int argc, char **argv)
     T_RUN(gpu_upload_ordered_with_compute);
     T_RUN(gpu_pool_matches_cpu_with_ties);
     T_RUN(gpu_copy_channels_matches_cpu);
+    T_RUN(gpu_bn_ops_match_cpu);
     T_RUN(gpu_out_of_memory_is_one_line);
     T_RUN(gpu_bad_device_is_one_line);
     if (gpu) core_backend_destroy(gpu);

@@ -5,11 +5,19 @@
 # with the single process's to float rounding, each tensor bounded on its own,
 # and the replicas' parameter buffers, running statistics included, stay
 # bit-identical (train.checksum_every). Per-rank statistics would differ at once.
-# Each tensor's difference is bounded by 1e-3 of its 4-step update plus 4 float
+# Each tensor's difference is bounded by 1e-2 of its 4-step update plus 4 float
 # ulps of its values (the updates of gamma ~ 1 are a few hundred ulps), or for the
-# running statistics 1e-4 of their values. data.flip = 0: with online flips the
-# two runs' gradients differ by percents from the second step on (see the report
-# of the branch that added this test); without flips they agree to rounding.
+# running statistics 1e-4 of their values.
+# Conditioning: backward through a layer's statistics removes the per-channel mean
+# of dy and its projection on xhat; at the constant-map start the output gradients
+# are nearly constant per channel, so what remains is small and float rounding of
+# the convolutions is amplified (on this fixture one process with oneDNN vs sgemm
+# convolutions already differs by up to 6% in step-1 gradients, while the same
+# batches at the same weights give 1-rank vs 2-rank gradients within 1.2e-4).
+# With online flips the two runs' step-2 gradients differ by up to 4% after one
+# update at lr 1e-5; with data.flip = 0 the trajectories stay within the bounds.
+# Seen: up to 1.7e-3 of the update (conv1_1's beta), and the convolution path alone moves
+# it (bias-gradient accumulation order); per-rank statistics or a lost sample differ by O(1).
 # The loss is the OpenPose one, as in tests/test_train_dp.sh.
 . tests/test_train_common.bash
 command -v mpirun >/dev/null || { t_skip train_dp_bn "no mpirun"; t_end; }
@@ -55,7 +63,7 @@ for grp in ("params",):
         if "running" in n:
             assert d <= 1e-4, f"{grp}/{n}: relative difference {d:.3g}"
         else:
-            assert np.abs(x - y).max() <= 1e-3 * scale + 4 * ulp, f"{grp}/{n}: {d:.3g} of its update (ulp {ulp:.2g})"
+            assert np.abs(x - y).max() <= 1e-2 * scale + 4 * ulp, f"{grp}/{n}: {d:.3g} of its update (ulp {ulp:.2g})"
         if grp == "params" and "running" in n:
             nstats += 1
             moved += not np.array_equal(x, init["params/" + n][...])

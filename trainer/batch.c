@@ -126,10 +126,10 @@ long trainer_batches_next(trainer_batches *b, loss_targets *t)
           "the shards' target grid is %dx%d but the network outputs %dx%d (model.stride = %d): the shards were made "
           "with another stride", x->grid_h, x->grid_w, h, w, b->stride);
     b->be->upload(b->be, model_input(b->net), x->image, (size_t)x->n * 3 * x->size * x->size);
-    t->heat = target(b, 0, x->heatmap, x->n, 19, h, w);
-    t->paf = target(b, 1, x->paf, x->n, 38, h, w);
-    t->offset = target(b, 2, x->offset, x->n, 36, h, w);
-    t->attention = target(b, 3, x->attention, x->n, 19, h, w);
+    t->heat = target(b, 0, x->heatmap, x->n, MODEL_NUM_HEAT, h, w);
+    t->paf = target(b, 1, x->paf, x->n, MODEL_NUM_PAF, h, w);
+    t->offset = target(b, 2, x->offset, x->n, MODEL_NUM_OFFSET, h, w);
+    t->attention = target(b, 3, x->attention, x->n, MODEL_NUM_HEAT, h, w);
     t->mask = target(b, 4, x->mask, x->n, 1, h, w);
     b->held = x;
     return (long)x->epoch;

@@ -76,7 +76,7 @@ def parse_config_text(text):
         "offset_weight": float(kv.get("loss.offset_weight", 1)),
         "pdd_threshold": float(kv.get("loss.pdd_threshold", 0.1)),
         "kl_detach": int(kv.get("loss.kl_detach", 0)),
-        "kl_eps": float(kv.get("loss.kl_eps", 1e-6)),
+        "kl_eps": float(kv.get("loss.kl_eps", 1e-3)),
     }
 
 
