@@ -9,6 +9,8 @@
  *    the decode cost per image is printed separately.
  * 2. The same with T threads (scaling).
  * 3. Loader samples/s per core and per thread on a shard of these crops.
+ * 4. The whole `sspose data` pipeline (dataio_convert: decode, workers, ordered
+ *    writer, shard rollover) with 1 and with T threads: samples/s and the ratio.
  * Goals (issue 4): >= 300 crops/s per core, <= 150 KB per sample, >= 1000
  * loader samples/s per core; the ratio to each goal is printed (>= 1 is met). */
 #include <getopt.h>
@@ -23,6 +25,7 @@
 #include "core/progress.h"
 #include "dataio/augment.h"
 #include "dataio/coco.h"
+#include "dataio/convert.h"
 #include "dataio/loader.h"
 #include "dataio/shard.h"
 
@@ -178,6 +181,38 @@ static void bench_loader(long samples, int threads)
     rmdir(dir);
 }
 
+/* ---- CONVERT: dataio_convert end to end, as `sspose data` runs it, with 1 and
+ * `threads` workers on the same input (copies chosen to give about `samples`). */
+static void bench_convert(const char *ann, const char *images, long samples, long main_persons, int threads)
+{
+    char dir[] = "/tmp/sspose-bench-convert-XXXXXX", prefix[600];
+    CHECK(mkdtemp(dir), "cannot create a temporary directory");
+    snprintf(prefix, sizeof prefix, "%s/c", dir);
+    long copies = main_persons > 0 ? (samples + main_persons - 1) / main_persons : 1;
+    double rate[2] = {0, 0};
+    int counts[2] = {1, threads};
+    for (int t = 0; t < 2; t++) {
+        dataio_convert_opts o = {.ann = ann, .images_dir = images, .prefix = prefix, .ap = AP, .seed = 1,
+                                 .per_shard = 1000, .copies = (int)(copies < 10000 ? copies : 10000),
+                                 .threads = counts[t], .jpeg_quality = 90, .deflate = 1, .progress_every = 1e9,
+                                 .overwrite = 1, .quiet = 1};
+        dataio_convert_stats st;
+        double t0 = core_now();
+        dataio_convert(&o, &st);
+        double el = core_now() - t0;
+        rate[t] = st.written / el;
+        printf("convert (dataio_convert), %d thread%s: %ld samples in %d shard%s, %.1f samples/s wall\n", counts[t],
+               counts[t] == 1 ? "" : "s", st.written, st.shards, st.shards == 1 ? "" : "s", rate[t]);
+        char **old;
+        int n = dataio_convert_list_shards(prefix, &old);
+        for (int i = 0; i < n; i++) unlink(old[i]), free(old[i]);
+        free(old);
+    }
+    printf("convert: %d threads vs 1 -> ratio %.2f (wall-clock; only meaningful on an idle machine)\n", threads,
+           rate[0] > 0 ? rate[1] / rate[0] : 0);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     const char *ann = "../shared/data/coco-sample/test_coco.json", *dir = "../shared/data/coco-sample";
@@ -254,6 +289,9 @@ int main(int argc, char **argv)
            "(load average %.1f on %ld CPUs: wall-clock scaling is only meaningful on an idle machine)\n",
            threads, cpu_rate, rate, load[0], sysconf(_SC_NPROCESSORS_ONLN));
     bench_loader(samples, threads);
+    long main_persons = 0;
+    for (int i = 0; i < nimgs; i++) main_persons += imgs[i].nmain;
+    bench_convert(ann, dir, samples, main_persons, threads);
     free(ts);
     free(th);
     for (int i = 0; i < nimgs; i++) {

@@ -58,6 +58,8 @@ static const key_desc KEYS[] = {
     {"data.val_ann", K_STR, S(data.val_ann), 0, 0},
     {"data.val_images", K_STR, S(data.val_images), 0, 0},
     {"data.val_max_images", K_INT, F(data.val_max_images), 0, 0, 1e9},
+    {"data.skip_corrupt", K_BOOL, F(data.skip_corrupt), 0, 0, 1},
+    {"data.mix_shards", K_BOOL, F(data.mix_shards), 0, 0, 1},
     {"train.batch", K_INT, F(train.batch), 0, 1, 4096},
     {"train.steps", K_INT, F(train.steps), 0, 0, 1e9},
     {"train.lr", K_DBL, F(train.lr), 0, 0, 100},
@@ -200,8 +202,12 @@ static char *trim(char *s)
     return s;
 }
 
+/* Plain decimal numbers only: strtod would also take hex ("0x10" = 16), hex
+ * floats and "infinity", none of which a config means. */
 static int parse_double(const char *v, double *out)
 {
+    for (const char *p = v; *p; p++)
+        if (!strchr("0123456789+-.eE \t", *p)) return -1;
     char *end;
     errno = 0;
     double d = strtod(v, &end);
@@ -210,99 +216,112 @@ static int parse_double(const char *v, double *out)
     return 0;
 }
 
-/* Sets one key; `where` names the origin for messages ("file.ini:12", "--set"). */
-static void set_key(core_config *cfg, const char *name, const char *value, const char *where)
+#define FAIL(...) return snprintf(err, errlen, __VA_ARGS__), -1
+
+static int set_scales(core_config *cfg, const key_desc *k, const char *name, const char *value, const char *where,
+                      char *err, size_t errlen)
+{
+    double *arr = (double *)((char *)cfg + k->off), d;
+    int n = 0;
+    char buf[256];
+    if (strlen(value) >= sizeof buf) FAIL("%s: config key '%s' value is too long", where, name);
+    snprintf(buf, sizeof buf, "%s", value);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n >= CORE_MAX_SCALES) FAIL("%s: config key '%s' takes at most %d values", where, name, CORE_MAX_SCALES);
+        if (parse_double(trim(tok), &d) != 0 || d < k->lo || d > k->hi)
+            FAIL("%s: config key '%s' wants numbers in [%g, %g], got '%s'", where, name, k->lo, k->hi, value);
+        arr[n++] = d;
+    }
+    if (n == 0) FAIL("%s: config key '%s' is empty", where, name);
+    cfg->eval.nscales = n;
+    return 0;
+}
+
+/* Sets one key; `where` names the origin for messages ("file.ini:12", "--set"). 0, or -1 with err. */
+static int set_key(core_config *cfg, const char *name, const char *value, const char *where, char *err, size_t errlen)
 {
     const key_desc *k = find_key(name);
-    CHECK(k, "%s: unknown config key '%s'", where, name);
+    if (!k) FAIL("%s: unknown config key '%s'", where, name);
     char *base = (char *)cfg + k->off;
     double d;
     switch (k->type) {
     case K_INT:
     case K_BOOL:
-        CHECK(parse_double(value, &d) == 0 && d == floor(d), "%s: config key '%s' wants an integer, got '%s'",
-              where, name, value);
-        CHECK(d >= k->lo && d <= k->hi, "%s: config key '%s' = %s is outside [%g, %g]", where, name, value,
-              k->lo, k->hi);
+        if (parse_double(value, &d) != 0 || d != floor(d))
+            FAIL("%s: config key '%s' wants an integer, got '%s'", where, name, value);
+        if (d < k->lo || d > k->hi) FAIL("%s: config key '%s' = %s is outside [%g, %g]", where, name, value, k->lo, k->hi);
         *(int *)base = (int)d;
-        break;
+        return 0;
     case K_DBL:
-        CHECK(parse_double(value, &d) == 0, "%s: config key '%s' wants a number, got '%s'", where, name, value);
-        CHECK(d >= k->lo && d <= k->hi, "%s: config key '%s' = %s is outside [%g, %g]", where, name, value,
-              k->lo, k->hi);
+        if (parse_double(value, &d) != 0) FAIL("%s: config key '%s' wants a number, got '%s'", where, name, value);
+        if (d < k->lo || d > k->hi) FAIL("%s: config key '%s' = %s is outside [%g, %g]", where, name, value, k->lo, k->hi);
         *(double *)base = d;
-        break;
+        return 0;
     case K_STR:
-        CHECK(strlen(value) < k->size, "%s: config key '%s' value is too long", where, name);
+        if (strlen(value) >= k->size) FAIL("%s: config key '%s' value is too long", where, name);
         snprintf(base, k->size, "%s", value);
-        break;
-    case K_SS: {
-        int found = -1;
+        return 0;
+    case K_SS:
         for (int i = 0; i < 4; i++)
-            if (!strcmp(value, SS_NAMES[i])) found = i;
-        CHECK(found >= 0, "%s: config key '%s' must be off, p2h, h2p or both, got '%s'", where, name, value);
-        *(core_ss_mode *)base = (core_ss_mode)found;
-        break;
-    }
-    case K_NORM: {
-        int found = -1;
+            if (!strcmp(value, SS_NAMES[i])) return *(core_ss_mode *)base = (core_ss_mode)i, 0;
+        FAIL("%s: config key '%s' must be off, p2h, h2p or both, got '%s'", where, name, value);
+    case K_NORM:
         for (int i = 0; i < 2; i++)
-            if (!strcmp(value, NORM_NAMES[i])) found = i;
-        CHECK(found >= 0, "%s: config key '%s' must be none or batch, got '%s'", where, name, value);
-        *(core_norm_mode *)base = (core_norm_mode)found;
-        break;
-    }
-    case K_INORM: {
-        int found = -1;
+            if (!strcmp(value, NORM_NAMES[i])) return *(core_norm_mode *)base = (core_norm_mode)i, 0;
+        FAIL("%s: config key '%s' must be none or batch, got '%s'", where, name, value);
+    case K_INORM:
         for (int i = 0; i < CORE_NUM_INPUT_NORMS; i++)
-            if (!strcmp(value, core_input_norm_names[i])) found = i;
-        CHECK(found >= 0, "%s: config key '%s' must be centered, imagenet, caffe or cmu, got '%s'", where, name, value);
-        *(core_input_norm *)base = (core_input_norm)found;
-        break;
+            if (!strcmp(value, core_input_norm_names[i])) return *(core_input_norm *)base = (core_input_norm)i, 0;
+        FAIL("%s: config key '%s' must be centered, imagenet, caffe or cmu, got '%s'", where, name, value);
+    case K_SCALES:
+        return set_scales(cfg, k, name, value, where, err, errlen);
     }
-    case K_SCALES: {
-        double *arr = (double *)base;
-        int n = 0;
-        char buf[256];
-        CHECK(strlen(value) < sizeof buf, "%s: config key '%s' value is too long", where, name);
-        snprintf(buf, sizeof buf, "%s", value);
-        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            CHECK(n < CORE_MAX_SCALES, "%s: config key '%s' takes at most %d values", where, name,
-                  CORE_MAX_SCALES);
-            CHECK(parse_double(trim(tok), &d) == 0 && d >= k->lo && d <= k->hi,
-                  "%s: config key '%s' wants numbers in [%g, %g], got '%s'", where, name, k->lo, k->hi, value);
-            arr[n++] = d;
-        }
-        CHECK(n > 0, "%s: config key '%s' is empty", where, name);
-        cfg->eval.nscales = n;
-        break;
-    }
-    }
+    FAIL("%s: config key '%s' has no parser", where, name);
 }
 
-/* One "key = value" line inside [section], or "section.key = value" at top level. */
-static void parse_line(core_config *cfg, char *line, const char *section, const char *where)
+/* One "key = value" line inside [section], or "section.key = value" at top level.
+ * The full key name goes to full (for duplicate detection). */
+static int parse_line(core_config *cfg, char *line, const char *section, const char *where, char *full, size_t fulllen,
+                      char *err, size_t errlen)
 {
     char *eq = strchr(line, '=');
-    CHECK(eq, "%s: expected 'key = value', got '%s'", where, line);
+    if (!eq) FAIL("%s: expected 'key = value', got '%s'", where, line);
     *eq = 0;
     char *key = trim(line), *val = trim(eq + 1);
-    char full[160];
     if (strchr(key, '.') || !section[0])
-        snprintf(full, sizeof full, "%s", key);
+        snprintf(full, fulllen, "%s", key);
     else
-        snprintf(full, sizeof full, "%s.%s", section, key);
-    set_key(cfg, full, val, where);
+        snprintf(full, fulllen, "%s.%s", section, key);
+    return set_key(cfg, full, val, where, err, errlen);
 }
 
-static void parse_text(core_config *cfg, const char *text, const char *origin)
+static int parse_section(char *s, char *section, size_t seclen, const char *where, char *err, size_t errlen)
+{
+    char *e = strchr(s, ']');
+    if (!e || e[1]) FAIL("%s: malformed section header '%s'", where, s);
+    *e = 0;
+    const char *name = trim(s + 1);
+    if (strcmp(name, "model") && strcmp(name, "loss") && strcmp(name, "data") && strcmp(name, "train") &&
+        strcmp(name, "comm") && strcmp(name, "eval"))
+        FAIL("%s: unknown config section [%s]", where, name);
+    snprintf(section, seclen, "%s", name);
+    return 0;
+}
+
+int core_config_try_parse(core_config *cfg, const char *text, size_t len, const char *origin, char *err, size_t errlen)
 {
     char section[32] = "";
-    char *copy = core_strdup(text);
-    int lineno = 0;
-    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *copy = core_malloc(len + 1);
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    int rc = strlen(copy) == len ? 0 : (snprintf(err, errlen, "config '%s' is not a text file", origin), -1);
+    int lineno = 0, nseen = 0;
+    /* a key given twice in one file is a mistake whichever copy was meant: name both lines */
+    struct { const key_desc *k; int line; } seen[NKEYS];
+    char *save = NULL;
+    for (char *line = rc ? NULL : strtok_r(copy, "\n", &save); line && !rc; line = strtok_r(NULL, "\n", &save)) {
         lineno++;
-        char where[512];
+        char where[512], full[160];
         snprintf(where, sizeof where, "%s:%d", origin, lineno);
         /* '#' or ';' start comments (a value never needs them) */
         char *hash = strpbrk(line, "#;");
@@ -310,19 +329,26 @@ static void parse_text(core_config *cfg, const char *text, const char *origin)
         char *s = trim(line);
         if (!*s) continue;
         if (*s == '[') {
-            char *e = strchr(s, ']');
-            CHECK(e && e[1] == 0, "%s: malformed section header '%s'", where, s);
-            *e = 0;
-            const char *name = trim(s + 1);
-            CHECK(!strcmp(name, "model") || !strcmp(name, "loss") || !strcmp(name, "data") ||
-                      !strcmp(name, "train") || !strcmp(name, "comm") || !strcmp(name, "eval"),
-                  "%s: unknown config section [%s]", where, name);
-            snprintf(section, sizeof section, "%s", name);
+            rc = parse_section(s, section, sizeof section, where, err, errlen);
             continue;
         }
-        parse_line(cfg, s, section, where);
+        rc = parse_line(cfg, s, section, where, full, sizeof full, err, errlen);
+        const key_desc *k = rc ? NULL : find_key(full);
+        for (int i = 0; k && i < nseen; i++)
+            if (seen[i].k == k) {
+                snprintf(err, errlen, "%s: config key '%s' is set twice (first at line %d)", where, full, seen[i].line);
+                rc = -1;
+            }
+        if (k && !rc) seen[nseen].k = k, seen[nseen++].line = lineno;
     }
     free(copy);
+    return rc;
+}
+
+static void parse_text(core_config *cfg, const char *text, size_t len, const char *origin)
+{
+    char err[1024];
+    CHECK(core_config_try_parse(cfg, text, len, origin, err, sizeof err) == 0, "%s", err);
 }
 
 void core_config_load(core_config *cfg, const char *path)
@@ -340,15 +366,14 @@ void core_config_load(core_config *cfg, const char *path)
     CHECK(!ferror(f), "cannot read config '%s'", path);
     fclose(f);
     buf[len] = 0;
-    CHECK(strlen(buf) == len, "config '%s' is not a text file", path);
-    parse_text(cfg, buf, path);
+    parse_text(cfg, buf, len, path);
     free(buf);
     core_config_resolve(cfg);
 }
 
 void core_config_parse_text(core_config *cfg, const char *text, const char *origin)
 {
-    parse_text(cfg, text, origin);
+    parse_text(cfg, text, strlen(text), origin);
     core_config_resolve(cfg);
 }
 
@@ -358,8 +383,10 @@ void core_config_set_origin(core_config *cfg, const char *assignment, const char
     char *eq = strchr(copy, '=');
     CHECK(eq, "%s wants section.key=value, got '%s'", origin, assignment);
     CHECK(strchr(copy, '.') && strchr(copy, '.') < eq, "%s wants section.key=value, got '%s'", origin, assignment);
-    parse_line(cfg, copy, "", origin);
+    char err[1024], full[160];
+    int rc = parse_line(cfg, copy, "", origin, full, sizeof full, err, sizeof err);
     free(copy);
+    CHECK(rc == 0, "%s", err);
     core_config_resolve(cfg);
 }
 

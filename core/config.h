@@ -6,6 +6,7 @@
 #ifndef SSPOSE_CORE_CONFIG_H
 #define SSPOSE_CORE_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CORE_MAX_STAGES 12
@@ -54,6 +55,8 @@ typedef struct core_config {
         char val_ann[1024];    /* validation ground truth (COCO JSON), for train.val_every */
         char val_images[1024]; /* its images folder */
         int val_max_images;    /* validate on the first N images of val_ann (file order); 0: all */
+        int skip_corrupt;    /* corrupt samples: 0 = fatal error naming shard and sample, 1 = skip and count */
+        int mix_shards;      /* 1 = allow shards of different seed/augment/target parameters in one glob */
     } data;
     struct {
         int batch, steps, seed, checkpoint_every, keep, log_every, warmup;
@@ -101,6 +104,10 @@ int core_config_has_key(const char *name);
 void core_config_set_origin(core_config *cfg, const char *assignment, const char *origin);
 /* Parses a config text of "section.key = value" lines (checkpoint attribute). */
 void core_config_parse_text(core_config *cfg, const char *text, const char *origin);
+/* Parses INI text (len bytes, need not be NUL-terminated) into cfg without
+ * resolving or dying: 0, or -1 with one line in err (unknown key or section,
+ * bad value, a key set twice, NUL bytes). For fuzzing and tools. */
+int core_config_try_parse(core_config *cfg, const char *text, size_t len, const char *origin, char *err, size_t errlen);
 /* Recomputes derived values (beta_values) and checks cross-key rules. Fatal when inconsistent. */
 void core_config_resolve(core_config *cfg);
 /* The resolved config as "section.key = value\n" lines; caller frees. */

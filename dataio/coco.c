@@ -15,7 +15,7 @@ const char *const dataio_skip_names[DATAIO_SKIP_N] = {
     "malformed annotation",     "annotation of an unknown image", "not a person",
     "zero-size box",            "keypoints outside the image",    "malformed segmentation",
     "malformed image entry",    "image file missing",             "corrupt image",
-    "image size differs from the JSON"};
+    "image size differs from the JSON", "box outside the image"};
 
 static pthread_mutex_t skip_mutex = PTHREAD_MUTEX_INITIALIZER;
 
@@ -145,7 +145,8 @@ static int parse_ann(const cJSON *a, const dataio_coco_image *img, dataio_coco_a
     if (get_id(a, "id", &out->id)) out->id = -1;
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "category_id");
     if (c && (get_num(a, "category_id", &cat))) {
-        dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld: category_id is not a number", (long long)out->id);
+        dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld in image %lld: category_id is not a number",
+                    (long long)out->id, (long long)img->id);
         return 1;
     }
     if (cat != 1) {
@@ -153,7 +154,8 @@ static int parse_ann(const cJSON *a, const dataio_coco_image *img, dataio_coco_a
         return 1;
     }
     if (cJSON_GetObjectItemCaseSensitive(a, "iscrowd") && get_num(a, "iscrowd", &crowd)) {
-        dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld: iscrowd is not a number", (long long)out->id);
+        dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld in image %lld: iscrowd is not a number",
+                    (long long)out->id, (long long)img->id);
         return 1;
     }
     out->iscrowd = crowd != 0;
@@ -165,17 +167,27 @@ static int parse_ann(const cJSON *a, const dataio_coco_image *img, dataio_coco_a
         if (ok) out->bbox[i] = v->valuedouble;
     }
     if (!ok || get_num(a, "area", &out->area)) {
-        dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld: bbox or area missing or not numbers",
-                    (long long)out->id);
+        dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld in image %lld: bbox or area missing or not numbers",
+                    (long long)out->id, (long long)img->id);
         return 1;
+    }
+    /* A box reaching far past the image (e.g. [0,0,1e30,1e30]) gives no usable
+     * crop scale: the augmentation would be singular. COCO boxes lie inside. */
+    {
+        const double *b = out->bbox, W = img->width, H = img->height;
+        if (b[0] < -W || b[1] < -H || b[0] + b[2] > 2 * W || b[1] + b[3] > 2 * H || fabs(out->area) > 4 * W * H) {
+            dataio_skip(skips, DATAIO_SKIP_BAD_BOX, "annotation %lld in image %lld: box [%g, %g, %g, %g] in a %dx%d image",
+                        (long long)out->id, (long long)img->id, b[0], b[1], b[2], b[3], img->width, img->height);
+            return 1;
+        }
     }
     /* keypoints: optional for crowd regions */
     const cJSON *kp = cJSON_GetObjectItemCaseSensitive(a, "keypoints");
     float coco[SKEL_NUM_COCO * 3] = {0};
     if (kp) {
         if (!cJSON_IsArray(kp) || cJSON_GetArraySize(kp) != SKEL_NUM_COCO * 3) {
-            dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld: keypoints is not a list of 51 numbers",
-                        (long long)out->id);
+            dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld in image %lld: keypoints is not a list of 51 numbers",
+                        (long long)out->id, (long long)img->id);
             return 1;
         }
         int i = 0;
@@ -183,8 +195,8 @@ static int parse_ann(const cJSON *a, const dataio_coco_image *img, dataio_coco_a
         cJSON_ArrayForEach(v, kp)
         {
             if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e7) {
-                dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld: keypoint value %d is not a number",
-                            (long long)out->id, i);
+                dataio_skip(skips, DATAIO_SKIP_MALFORMED_ANN, "annotation %lld in image %lld: keypoint value %d is not a number",
+                            (long long)out->id, (long long)img->id, i);
                 return 1;
             }
             coco[i++] = (float)v->valuedouble;

@@ -27,6 +27,7 @@ typedef enum {
     DATAIO_SKIP_MISSING_FILE,   /* image file missing or unreadable */
     DATAIO_SKIP_CORRUPT_IMAGE,  /* decoder refused the image */
     DATAIO_SKIP_SIZE_MISMATCH,  /* decoded size differs from the JSON */
+    DATAIO_SKIP_BAD_BOX,        /* bbox far outside the image (no usable crop scale) */
     DATAIO_SKIP_N
 } dataio_skip_reason;
 

@@ -57,6 +57,8 @@ typedef struct {
     jmp_buf jump;
     char msg[JMSG_LENGTH_MAX];
     int truncated;
+    int strict;                     /* shard crops: every warning is corruption */
+    char warning[JMSG_LENGTH_MAX];  /* the first warning, when strict */
 } jpeg_err;
 
 static void jpeg_fail(j_common_ptr cinfo)
@@ -70,16 +72,22 @@ static void jpeg_fail(j_common_ptr cinfo)
  * premature end of data means the pixels are partly invented: refuse those. */
 static void jpeg_quiet(j_common_ptr cinfo, int level)
 {
-    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) ((jpeg_err *)cinfo->err)->truncated = 1;
+    jpeg_err *e = (jpeg_err *)cinfo->err;
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) e->truncated = 1;
+    /* a crop we encoded ourselves has no excuse for extraneous bytes: a warning
+     * there means flipped bits that libjpeg decoded into invented pixels */
+    if (level < 0 && e->strict && !e->warning[0]) (*cinfo->err->format_message)(cinfo, e->warning);
 }
 
-static int decode_jpeg(const uint8_t *data, size_t len, dataio_image *img, char *err, size_t errlen)
+static int decode_jpeg(const uint8_t *data, size_t len, dataio_image *img, char *err, size_t errlen, int strict)
 {
     struct jpeg_decompress_struct cinfo;
     jpeg_err je;
     uint8_t *volatile rgb = NULL, *volatile line = NULL;
     cinfo.err = jpeg_std_error(&je.mgr);
     je.truncated = 0;
+    je.strict = strict;
+    je.warning[0] = 0;
     je.mgr.error_exit = jpeg_fail;
     je.mgr.emit_message = jpeg_quiet; /* corrupt-data warnings would spam stderr */
     if (setjmp(je.jump)) {
@@ -136,13 +144,20 @@ static int decode_jpeg(const uint8_t *data, size_t len, dataio_image *img, char 
     }
     free(line);
     line = NULL;
-    if (je.truncated) {
-        snprintf(err, errlen, "truncated JPEG (premature end of data)");
+    if (je.truncated || je.warning[0]) {
+        if (je.truncated) snprintf(err, errlen, "truncated JPEG (premature end of data)");
+        else snprintf(err, errlen, "corrupt JPEG: %s", je.warning);
         jpeg_destroy_decompress(&cinfo);
         free(rgb);
         return -1;
     }
     jpeg_finish_decompress(&cinfo);
+    if (je.warning[0]) { /* warnings about trailing data come from finish */
+        snprintf(err, errlen, "corrupt JPEG: %s", je.warning);
+        jpeg_destroy_decompress(&cinfo);
+        free(rgb);
+        return -1;
+    }
     img->width = (int)cinfo.output_width;
     img->height = (int)cinfo.output_height;
     img->rgb = rgb;
@@ -190,9 +205,18 @@ int dataio_image_decode(const uint8_t *data, size_t len, dataio_image *img, char
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     img->rgb = NULL;
     img->width = img->height = 0;
-    if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, len, img, err, errlen);
+    if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, len, img, err, errlen, 0);
     if (len >= 8 && !memcmp(data, png_sig, 8)) return decode_png(data, len, img, err, errlen);
     snprintf(err, errlen, "not a JPEG or PNG file (%zu bytes)", len);
+    return -1;
+}
+
+int dataio_image_decode_strict(const uint8_t *data, size_t len, dataio_image *img, char *err, size_t errlen)
+{
+    img->rgb = NULL;
+    img->width = img->height = 0;
+    if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, len, img, err, errlen, 1);
+    snprintf(err, errlen, "not a JPEG (%zu bytes)", len);
     return -1;
 }
 

@@ -15,6 +15,9 @@ typedef struct {
 /* Decodes JPEG or PNG bytes (sniffed from the signature). 0 on success; on
  * failure -1 with a message in err and img->rgb NULL. */
 int dataio_image_decode(const uint8_t *data, size_t len, dataio_image *img, char *err, size_t errlen);
+/* JPEG only, and any libjpeg warning (corrupt data, extraneous bytes) is an
+ * error: for bytes we encoded ourselves, where a warning can only mean damage. */
+int dataio_image_decode_strict(const uint8_t *data, size_t len, dataio_image *img, char *err, size_t errlen);
 /* Reads and decodes a file; the same contract (missing files are errors too). */
 int dataio_image_load(const char *path, dataio_image *img, char *err, size_t errlen);
 void dataio_image_free(dataio_image *img);

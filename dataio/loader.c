@@ -86,6 +86,7 @@ struct dataio_loader {
 
     int64_t samples;
     double busy_s, cpu_s, wait_s;
+    int64_t corrupt; /* samples skipped as corrupt (under mu) */
     struct timespec t_open;
 };
 
@@ -445,13 +446,17 @@ typedef struct {
     struct jpeg_error_mgr mgr;
     jmp_buf jump;
     int truncated;
+    char warning[JMSG_LENGTH_MAX]; /* the first libjpeg warning */
 } jerr_t;
 
 static void jerr_exit(j_common_ptr ci) { longjmp(((jerr_t *)ci->err)->jump, 1); }
 static void jerr_message(j_common_ptr ci, int level)
 {
-    /* a premature end means invented pixels: refuse, like the reader does */
-    if (level < 0 && ci->err->msg_code == JWRN_JPEG_EOF) ((jerr_t *)ci->err)->truncated = 1;
+    /* a premature end or corrupt data mean invented pixels: refuse, like the
+     * reader does (dataio_decode_crop); our own crops never warn otherwise */
+    jerr_t *e = (jerr_t *)ci->err;
+    if (level < 0 && ci->err->msg_code == JWRN_JPEG_EOF) e->truncated = 1;
+    if (level < 0 && !e->warning[0]) (*ci->err->format_message)(ci, e->warning);
 }
 
 /* Row r of the decoder's output rows. libjpeg-turbo's SIMD colour conversion
@@ -482,6 +487,13 @@ static int decode_image(const dataio_loader *L, scratch_t *w, int flip, float *o
     je.mgr.error_exit = jerr_exit;
     je.mgr.emit_message = jerr_message;
     je.truncated = 0;
+    je.warning[0] = 0;
+    if (p->jpeg_len < 3 || p->jpeg[0] != 0xFF || p->jpeg[1] != 0xD8 || p->jpeg[2] != 0xFF) {
+        /* the same verdict as dataio_decode_crop, so every reader treats a PNG alike */
+        snprintf(msg, JMSG_LENGTH_MAX, "crop is not a JPEG%s (shards hold JPEG crops only)",
+                 p->jpeg_len >= 4 && !memcmp(p->jpeg, "\x89PNG", 4) ? " but a PNG" : "");
+        return -1;
+    }
     if (setjmp(je.jump)) {
         (*ci.err->format_message)((j_common_ptr)&ci, msg);
         jpeg_destroy_decompress(&ci);
@@ -511,14 +523,50 @@ static int decode_image(const dataio_loader *L, scratch_t *w, int flip, float *o
         }
         if (!got) break;
     }
-    if (je.truncated) {
-        snprintf(msg, JMSG_LENGTH_MAX, "truncated JPEG (premature end of data)");
+    if (je.truncated || je.warning[0]) {
+        if (je.truncated) snprintf(msg, JMSG_LENGTH_MAX, "truncated JPEG (premature end of data)");
+        else snprintf(msg, JMSG_LENGTH_MAX, "%.150s", je.warning);
         jpeg_destroy_decompress(&ci);
         return -1;
     }
     jpeg_finish_decompress(&ci);
     jpeg_destroy_decompress(&ci);
+    if (je.warning[0]) {
+        snprintf(msg, JMSG_LENGTH_MAX, "%.150s", je.warning);
+        return -1;
+    }
     return 0;
+}
+
+/* A skipped corrupt sample: image 0 (the normalised mean), targets
+ * and mask 0, so it adds nothing to the loss; the batch keeps its shape and
+ * the run its sample order. */
+static void skip_sample(dataio_loader *L, float *image, float *const outs[DATAIO_NDS])
+{
+    size_t hw = (size_t)L->grid_h * L->grid_w;
+    memset(image, 0, sizeof(float) * 3 * L->size * L->size);
+    for (int d = 0; d < DATAIO_NDS; d++) memset(outs[d], 0, sizeof(float) * dataio_ds_channels[d] * hw);
+    pthread_mutex_lock(&L->mu);
+    L->corrupt++;
+    pthread_mutex_unlock(&L->mu);
+}
+
+/* Shards of one glob must come from one recipe: a stale shard of an earlier
+ * `sspose data` run (another seed or augmentation) would otherwise mix two
+ * datasets silently. data.mix_shards=1 allows it on purpose. */
+static void check_same_recipe(const dataio_loader *L, int i)
+{
+    const dataio_shard_attrs *a = dataio_shard_info(L->shards[0]), *b = dataio_shard_info(L->shards[i]);
+    char what[1300] = "";
+    if (a->seed != b->seed)
+        snprintf(what, sizeof what, "seed %lld vs %lld", (long long)a->seed, (long long)b->seed);
+    else if (strcmp(a->augment, b->augment))
+        snprintf(what, sizeof what, "augment '%.500s' vs '%.500s'", a->augment, b->augment);
+    else if (a->sigma != b->sigma || a->paf_width != b->paf_width)
+        snprintf(what, sizeof what, "targets sigma %g paf_width %g vs sigma %g paf_width %g", a->sigma, a->paf_width,
+                 b->sigma, b->paf_width);
+    CHECK(!what[0], "loader: shards '%s' and '%s' were made differently (%s); remove the stale ones or set "
+          "data.mix_shards=1 to train on both", L->paths[0], L->paths[i], what);
 }
 
 static void decode_item(dataio_loader *L, scratch_t *w, slot_t *s, int j)
@@ -532,11 +580,22 @@ static void decode_item(dataio_loader *L, scratch_t *w, slot_t *s, int j)
     snprintf(what, sizeof what, "%s sample %ld", L->paths[f], local);
     int flip = s->b.flipped[j];
     size_t hw = (size_t)L->grid_h * L->grid_w;
-    WORKER_CHECK(decode_image(L, w, flip, s->b.image + (size_t)j * 3 * L->size * L->size, msg) == 0, "%s: corrupt JPEG: %s",
-          what, msg);
+    float *image = s->b.image + (size_t)j * 3 * L->size * L->size;
     float *outs[DATAIO_NDS] = {s->b.mask + (size_t)j * hw, s->b.heatmap + (size_t)j * 19 * hw,
                                s->b.paf + (size_t)j * 38 * hw, s->b.offset + (size_t)j * 36 * hw,
                                s->b.attention + (size_t)j * 19 * hw};
+    int bad = dataio_packed_check(&w->packed, msg, sizeof msg) != 0;
+    if (!bad && decode_image(L, w, flip, image, msg) != 0) {
+        char m2[JMSG_LENGTH_MAX + 32];
+        snprintf(m2, sizeof m2, "corrupt JPEG: %s", msg);
+        snprintf(msg, sizeof msg, "%.190s", m2);
+        bad = 1;
+    }
+    if (bad) {
+        WORKER_CHECK(L->o.skip_corrupt, "%s: %s (set data.skip_corrupt=1 to skip and count such samples)", what, msg);
+        skip_sample(L, image, outs);
+        return;
+    }
     const float *scale = dataio_shard_info(L->shards[f])->scale;
     for (int d = 0; d < DATAIO_NDS; d++) unpack_target(L, w, d, flip, scale[d], outs[d], what);
     stream_fence();
@@ -667,6 +726,7 @@ dataio_loader *dataio_loader_open(const dataio_loader_opts *opts, const dataio_l
         CHECK(a->input_size == L->size && a->grid_h == L->grid_h && a->grid_w == L->grid_w,
               "loader: shard '%s' has crop %d grid %dx%d, but '%s' has %d grid %dx%d", L->paths[i], a->input_size,
               a->grid_h, a->grid_w, L->paths[0], L->size, L->grid_h, L->grid_w);
+        if (i > 0 && !opts->mix_shards) check_same_recipe(L, i);
         L->first[i + 1] = L->first[i] + dataio_shard_count(L->shards[i]);
     }
     L->total = L->first[L->nshards];
@@ -744,7 +804,8 @@ dataio_loader_opts dataio_loader_opts_from_config(const core_config *cfg, int ra
 {
     dataio_loader_opts o = {.pattern = cfg->data.train, .rank = rank, .world = world, .batch = cfg->train.batch,
                             .seed = (uint64_t)cfg->train.seed, .flip = cfg->data.flip, .threads = cfg->data.threads,
-                            .prefetch = cfg->data.prefetch, .input_norm = cfg->model.input_norm};
+                            .prefetch = cfg->data.prefetch, .input_norm = cfg->model.input_norm,
+                            .skip_corrupt = cfg->data.skip_corrupt, .mix_shards = cfg->data.mix_shards};
     return o;
 }
 
@@ -807,6 +868,7 @@ void dataio_loader_get_stats(const dataio_loader *L, dataio_loader_stats *s)
     s->busy_s = L->busy_s;
     s->cpu_s = L->cpu_s;
     s->wait_s = L->wait_s;
+    s->corrupt = L->corrupt;
     pthread_mutex_unlock((pthread_mutex_t *)&L->mu);
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -871,12 +933,24 @@ void dataio_loader_state_pack(const dataio_loader_state *st, int64_t out[DATAIO_
     out[5] = st->step;
 }
 
+int dataio_loader_state_check(const int64_t in[DATAIO_LOADER_STATE_LEN], char *err, size_t errlen)
+{
+    if (in[0] != STATE_VERSION) {
+        snprintf(err, errlen, "not a loader state (version word %llx)", (unsigned long long)in[0]);
+        return -1;
+    }
+    if (!(in[2] >= 0 && in[3] >= 0 && in[4] > 0 && in[3] <= in[4] && in[5] >= 0)) {
+        snprintf(err, errlen, "corrupt loader state (epoch %lld, position %lld of %lld, step %lld)", (long long)in[2],
+                 (long long)in[3], (long long)in[4], (long long)in[5]);
+        return -1;
+    }
+    return 0;
+}
+
 void dataio_loader_state_unpack(const int64_t in[DATAIO_LOADER_STATE_LEN], dataio_loader_state *st)
 {
-    CHECK(in[0] == STATE_VERSION, "loader: not a loader state (version word %llx)", (unsigned long long)in[0]);
-    CHECK(in[2] >= 0 && in[3] >= 0 && in[4] > 0 && in[3] <= in[4] && in[5] >= 0,
-          "loader: corrupt loader state (epoch %lld, position %lld of %lld, step %lld)", (long long)in[2],
-          (long long)in[3], (long long)in[4], (long long)in[5]);
+    char err[200];
+    CHECK(dataio_loader_state_check(in, err, sizeof err) == 0, "loader: %s", err);
     st->seed = (uint64_t)in[1];
     st->epoch = in[2];
     st->position = in[3];

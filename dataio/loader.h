@@ -43,10 +43,19 @@ typedef struct {
     void *(*alloc)(size_t bytes, void *ctx);
     void (*free)(void *ptr, void *ctx);
     void *alloc_ctx;
+    /* A corrupt sample (checksum mismatch, JPEG decode error or warning, not a
+     * JPEG) is a fatal error naming shard and sample; with skip_corrupt it is
+     * delivered as an empty sample instead (grey image, all targets and the
+     * mask 0, so it adds nothing to the loss) and counted (stats.corrupt). */
+    int skip_corrupt;     /* data.skip_corrupt */
+    /* Shards made with another seed, augmentation or target parameters than the
+     * first are refused unless mix_shards (data.mix_shards). */
+    int mix_shards;
 } dataio_loader_opts;
 
 /* Options from the config keys data.train, data.flip, data.threads, data.prefetch,
- * train.batch, train.seed and model.input_norm, for `rank` of `world`; no allocation hooks. */
+ * data.skip_corrupt, data.mix_shards, train.batch, train.seed and model.input_norm,
+ * for `rank` of `world`; no allocation hooks. */
 dataio_loader_opts dataio_loader_opts_from_config(const core_config *cfg, int rank, int world);
 
 /* One rank's share of one global batch; float NCHW, ready to copy to a device. */
@@ -79,6 +88,9 @@ typedef struct {
 #define DATAIO_LOADER_STATE_LEN 6
 /* As int64 values (a version word first), e.g. for a checkpoint's /state/loader dataset. */
 void dataio_loader_state_pack(const dataio_loader_state *st, int64_t out[DATAIO_LOADER_STATE_LEN]);
+/* 0 when the array is a packed loader state, else -1 with the reason in err
+ * (resume treats that checkpoint as unusable and falls back to an older one). */
+int dataio_loader_state_check(const int64_t in[DATAIO_LOADER_STATE_LEN], char *err, size_t errlen);
 /* Fatal (one line) when the array is not a packed loader state. */
 void dataio_loader_state_unpack(const int64_t in[DATAIO_LOADER_STATE_LEN], dataio_loader_state *st);
 
@@ -111,6 +123,7 @@ typedef struct {
     double wall_s;         /* seconds since open */
     double per_thread;     /* samples / busy_s: throughput of one decoding thread */
     double per_core;       /* samples / cpu_s: throughput of one fully used core */
+    int64_t corrupt;       /* corrupt samples skipped (skip_corrupt) since open */
 } dataio_loader_stats;
 void dataio_loader_get_stats(const dataio_loader *L, dataio_loader_stats *s);
 

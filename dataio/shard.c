@@ -175,11 +175,13 @@ struct dataio_shard_writer {
     int *kp_n;
     size_t kps_len, kps_cap;
     dataio_meta *meta;
+    uint32_t *crc; /* [cap][1 + DATAIO_NDS] */
     long cap;
     int max_persons;
 };
 
-static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *sample_dims, int deflate)
+static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *sample_dims, int deflate,
+                          int fletcher32)
 {
     hsize_t dims[5] = {0}, maxd[5] = {H5S_UNLIMITED}, chunk[5] = {1};
     for (int r = 1; r < rank; r++) dims[r] = maxd[r] = chunk[r] = sample_dims[r - 1];
@@ -191,6 +193,7 @@ static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, co
     /* no timestamps: the same input gives byte-identical shards */
     H5_CHECK(H5Pset_obj_track_times(pl, 0), "H5Pset_obj_track_times failed");
     if (deflate) H5_CHECK(H5Pset_deflate(pl, 1), "H5Pset_deflate failed for %s", name);
+    if (fletcher32) H5_CHECK(H5Pset_fletcher32(pl), "H5Pset_fletcher32 failed for %s", name);
     hid_t d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
     H5_CHECK(d, "cannot create dataset %s", name);
     H5Pclose(pl);
@@ -230,12 +233,12 @@ dataio_shard_writer *dataio_shard_writer_open(const char *path, const dataio_sha
     attr_str(root, "augment", a->augment);
     w->vlen = H5Tvlen_create(H5T_NATIVE_UINT8);
     H5_CHECK(w->vlen, "H5Tvlen_create failed");
-    w->jpeg = make_dataset(w->file, "jpeg", w->vlen, 1, NULL, 0);
+    w->jpeg = make_dataset(w->file, "jpeg", w->vlen, 1, NULL, 0, 0);
     for (int d = 0; d < DATAIO_NDS; d++) {
         hsize_t sd[3] = {(hsize_t)dataio_ds_channels[d], (hsize_t)w->grid_h, (hsize_t)w->grid_w};
         int rank = d == DATAIO_DS_MASK ? 3 : 4;
         hid_t type = ds_signed[d] ? H5T_STD_I8LE : H5T_STD_U8LE;
-        w->ds[d] = make_dataset(w->file, dataio_ds_names[d], type, rank, d == DATAIO_DS_MASK ? sd + 1 : sd, 1);
+        w->ds[d] = make_dataset(w->file, dataio_ds_names[d], type, rank, d == DATAIO_DS_MASK ? sd + 1 : sd, 1, 0);
         attr_write(w->ds[d], "scale", H5T_NATIVE_FLOAT, 0, NULL, &dataio_ds_scale[d]);
     }
     core_h5_unlock();
@@ -274,7 +277,11 @@ void dataio_shard_writer_add(dataio_shard_writer *w, const dataio_packed *p)
         w->cap = w->cap ? w->cap * 2 : 64;
         w->meta = core_realloc(w->meta, sizeof(dataio_meta) * w->cap);
         w->kp_n = core_realloc(w->kp_n, sizeof(int) * w->cap);
+        w->crc = core_realloc(w->crc, sizeof(uint32_t) * (1 + DATAIO_NDS) * w->cap);
     }
+    uint32_t *c = w->crc + (size_t)w->n * (1 + DATAIO_NDS);
+    c[0] = (uint32_t)crc32(0L, p->jpeg, (uInt)p->jpeg_len);
+    for (int d = 0; d < DATAIO_NDS; d++) c[1 + d] = (uint32_t)crc32(0L, p->chunk[d], (uInt)p->chunk_len[d]);
     size_t need = w->kps_len + (size_t)p->npersons * SKEL_NUM_KP * 3;
     if (need > w->kps_cap) {
         w->kps_cap = need * 2 + 1024;
@@ -308,7 +315,7 @@ long long dataio_shard_writer_close(dataio_shard_writer *w)
     }
     core_h5_lock();
     hsize_t sd[3] = {(hsize_t)P, SKEL_NUM_KP, 3};
-    hid_t kd = make_dataset(w->file, "keypoints", H5T_IEEE_F32LE, 4, sd, 0);
+    hid_t kd = make_dataset(w->file, "keypoints", H5T_IEEE_F32LE, 4, sd, 0, 1);
     hsize_t e4[4] = {(hsize_t)w->n, (hsize_t)P, SKEL_NUM_KP, 3};
     H5_CHECK(H5Dset_extent(kd, e4), "cannot extend keypoints");
     if (w->n) H5_CHECK(H5Dwrite(kd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, all), "cannot write keypoints");
@@ -316,23 +323,32 @@ long long dataio_shard_writer_close(dataio_shard_writer *w)
     hid_t mt = meta_mem_type();
     hid_t ft = H5Tcopy(mt);
     H5_CHECK(H5Tpack(ft), "H5Tpack failed");
-    hid_t md = make_dataset(w->file, "meta", ft, 1, NULL, 0);
+    hid_t md = make_dataset(w->file, "meta", ft, 1, NULL, 0, 1);
     hsize_t e1 = (hsize_t)w->n;
     H5_CHECK(H5Dset_extent(md, &e1), "cannot extend meta");
     if (w->n) H5_CHECK(H5Dwrite(md, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->meta), "cannot write meta");
     H5Dclose(md);
     H5Tclose(ft);
     H5Tclose(mt);
+    hsize_t cw[1] = {1 + DATAIO_NDS}, e2[2] = {(hsize_t)w->n, 1 + DATAIO_NDS};
+    hid_t cd = make_dataset(w->file, "checksums", H5T_STD_U32LE, 2, cw, 0, 1);
+    H5_CHECK(H5Dset_extent(cd, e2), "cannot extend checksums");
+    if (w->n) H5_CHECK(H5Dwrite(cd, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->crc), "cannot write checksums");
+    H5Dclose(cd);
     close_handles(w);
     H5_CHECK(H5Fclose(w->file), "cannot close shard '%s' (disk full?)", w->tmp);
     core_h5_unlock();
     free(all);
+    /* on disk before the rename: a crash leaves the old shard or the new one, never half of one */
+    int fd = open(w->tmp, O_RDONLY);
+    CHECK(fd >= 0 && fsync(fd) == 0 && close(fd) == 0, "cannot sync '%s' (disk full?)", w->tmp);
     CHECK(rename(w->tmp, w->path) == 0, "cannot rename '%s' to '%s'", w->tmp, w->path);
     struct stat st;
     long long size = stat(w->path, &st) == 0 ? (long long)st.st_size : -1;
     free(w->kps);
     free(w->kp_n);
     free(w->meta);
+    free(w->crc);
     free(w);
     return size;
 }
@@ -375,6 +391,7 @@ struct dataio_shard {
     uint8_t *located; /* [N] loc of this sample filled in (written and read under the HDF5 lock) */
     chunk_loc *loc;   /* [N][DATAIO_NDS] */
     dataio_meta *metas; /* [N], read at open: 32 bytes a sample, and one H5Dread less per sample */
+    uint32_t *crcs;     /* [N][1 + DATAIO_NDS] from `checksums`, or NULL for shards written before it */
     /* One transfer list with our own conversion buffers and a vlen allocator
      * that reads the JPEG straight into the caller's buffer: HDF5 otherwise
      * callocs a 1 MiB conversion buffer on every vlen read, and mallocs,
@@ -556,6 +573,22 @@ static void locate(dataio_shard *r, long i)
     r->located[i] = 1;
 }
 
+/* `checksums` is optional (shards from before it load as they did); when
+ * present it must be uint32 [N, 6] and readable (its own Fletcher-32 holds). */
+static void read_checksums(dataio_shard *r)
+{
+    if (H5Lexists(r->file, "checksums", H5P_DEFAULT) <= 0) return;
+    hid_t d = H5Dopen2(r->file, "checksums", H5P_DEFAULT);
+    hsize_t w[1] = {1 + DATAIO_NDS};
+    RCHECK(r, (long)check_dataset(r, d, "checksums", H5T_INTEGER, 4, 0, 2, w) == r->a.count,
+           "dataset 'checksums' length differs");
+    r->crcs = core_malloc(sizeof(uint32_t) * (1 + DATAIO_NDS) * (r->a.count ? r->a.count : 1));
+    if (r->a.count)
+        RCHECK(r, H5Dread(d, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->crcs) >= 0,
+               "cannot read dataset 'checksums' (Fletcher-32 mismatch: corrupt file)");
+    RCHECK(r, H5Dclose(d) >= 0, "cannot close dataset 'checksums'");
+}
+
 dataio_shard *dataio_shard_open(const char *path)
 {
     dataio_shard *r = core_calloc(1, sizeof *r);
@@ -620,7 +653,7 @@ dataio_shard *dataio_shard_open(const char *path)
     RCHECK(r, (long)check_dataset(r, r->jpeg, "jpeg", H5T_VLEN, 0, 0, 1, NULL) == n, "dataset 'jpeg' length differs");
     r->kps = H5Lexists(r->file, "keypoints", H5P_DEFAULT) > 0 ? H5Dopen2(r->file, "keypoints", H5P_DEFAULT) : -1;
     hsize_t kw[3] = {0, SKEL_NUM_KP, 3};
-    RCHECK(r, (long)check_dataset(r, r->kps, "keypoints", H5T_FLOAT, 0, 0, 4, kw) == n, "dataset 'keypoints' length differs");
+    RCHECK(r, (long)check_dataset(r, r->kps, "keypoints", H5T_FLOAT, 4, 0, 4, kw) == n, "dataset 'keypoints' length differs");
     {
         hid_t sp = H5Dget_space(r->kps);
         hsize_t dims[4];
@@ -642,6 +675,7 @@ dataio_shard *dataio_shard_open(const char *path)
     RCHECK(r, r->vlen >= 0, "H5Tvlen_create failed");
     a->count = n;
     open_fast_path(r);
+    read_checksums(r);
     core_h5_unlock();
     return r;
 }
@@ -660,6 +694,7 @@ void dataio_shard_close(dataio_shard *r)
     core_h5_unlock();
     if (r->fd >= 0) close(r->fd);
     free(r->metas);
+    free(r->crcs);
     free(r->located);
     free(r->loc);
     free(r->tconv);
@@ -711,6 +746,8 @@ void dataio_shard_read_packed_parts(dataio_shard *r, long i, unsigned parts, dat
     CHECK(i >= 0 && i < a->count, "shard '%s': sample %ld out of range [0, %ld)", r->path, i, a->count);
     size_t hw = (size_t)a->grid_h * a->grid_w;
     const chunk_loc *loc = &r->loc[(size_t)i * DATAIO_NDS];
+    out->crc_have = 0;
+    if (r->crcs) memcpy(out->crc, r->crcs + (size_t)i * (1 + DATAIO_NDS), sizeof out->crc);
     core_h5_lock();
     if (parts & DATAIO_PART_TARGETS) {
         if (!r->located[i]) locate(r, i);
@@ -736,6 +773,7 @@ void dataio_shard_read_packed_parts(dataio_shard *r, long i, unsigned parts, dat
         RCHECK(r, H5Dread(r->jpeg, r->vlen, r->one_ms, r->jpeg_fs, r->dxpl, &v) >= 0, "cannot read jpeg of sample %ld", i);
         r->vl_out = NULL;
         out->jpeg_len = v.len;
+        if (r->crcs) out->crc_have |= 1u;
     }
     if (parts & DATAIO_PART_KEYPOINTS) {
         int P = a->max_persons;
@@ -759,6 +797,8 @@ void dataio_shard_read_packed_parts(dataio_shard *r, long i, unsigned parts, dat
             out->chunk_len[d] = loc[d].size;
             /* filter mask bit 0: deflate was skipped for this chunk */
             out->raw[d] = !r->filtered[d] || (loc[d].filter_mask & 1u);
+            /* the bytes as stored: what the CRC covers (chunks read through HDF5 arrive inflated) */
+            if (r->crcs) out->crc_have |= 2u << d;
         }
 }
 
@@ -767,11 +807,40 @@ void dataio_shard_read_packed(dataio_shard *r, long i, dataio_packed *out)
     dataio_shard_read_packed_parts(r, i, DATAIO_PART_ALL, out);
 }
 
+int dataio_packed_check(const dataio_packed *p, char *err, size_t errlen)
+{
+    for (int k = 0; k <= DATAIO_NDS; k++) {
+        if (!(p->crc_have & (1u << k))) continue;
+        const uint8_t *b = k ? p->chunk[k - 1] : p->jpeg;
+        size_t n = k ? p->chunk_len[k - 1] : p->jpeg_len;
+        uint32_t got = (uint32_t)crc32(0L, b, (uInt)n);
+        if (got != p->crc[k]) {
+            snprintf(err, errlen, "%s bytes fail their CRC-32 (stored %08x, computed %08x): corrupt shard",
+                     k ? dataio_ds_names[k - 1] : "JPEG", p->crc[k], got);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int dataio_decode_crop(const uint8_t *data, size_t len, dataio_image *img, char *err, size_t errlen)
+{
+    img->rgb = NULL;
+    if (len < 3 || data[0] != 0xFF || data[1] != 0xD8 || data[2] != 0xFF) {
+        snprintf(err, errlen, "crop is not a JPEG%s (shards hold JPEG crops only)",
+                 len >= 4 && !memcmp(data, "\x89PNG", 4) ? " but a PNG" : "");
+        return -1;
+    }
+    return dataio_image_decode_strict(data, len, img, err, errlen);
+}
+
 void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, dataio_sample *s, const char *what)
 {
     CHECK(s->size == a->input_size && s->grid_h == a->grid_h && s->grid_w == a->grid_w && s->max_persons >= p->npersons,
           "%s: sample buffer does not match the shard (use dataio_shard_sample_init)", what);
     size_t hw = (size_t)a->grid_h * a->grid_w;
+    char cerr[300];
+    CHECK(dataio_packed_check(p, cerr, sizeof cerr) == 0, "%s: %s", what, cerr);
     uint8_t *q = core_malloc(DATAIO_PAF_CH * hw);
     for (int d = 0; d < DATAIO_NDS; d++) {
         size_t n = dataio_ds_channels[d] * hw;
@@ -794,7 +863,7 @@ void dataio_unpack_sample(const dataio_packed *p, const dataio_shard_attrs *a, d
     free(q);
     dataio_image img;
     char err[300];
-    CHECK(dataio_image_decode(p->jpeg, p->jpeg_len, &img, err, sizeof err) == 0, "%s: %s", what, err);
+    CHECK(dataio_decode_crop(p->jpeg, p->jpeg_len, &img, err, sizeof err) == 0, "%s: %s", what, err);
     CHECK(img.width == s->size && img.height == s->size, "%s: crop is %dx%d, expected %dx%d", what, img.width,
           img.height, s->size, s->size);
     memcpy(s->rgb, img.rgb, (size_t)s->size * s->size * 3);

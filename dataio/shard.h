@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dataio/image.h"
 #include "dataio/sample.h"
 
 #define DATAIO_SHARD_FORMAT "sspose-shard"
@@ -38,7 +39,22 @@ typedef struct {
     float *keypoints; /* [npersons,18,3] */
     int npersons, kp_cap;
     dataio_meta meta;
+    /* CRC-32 of the stored bytes: [0] the JPEG, [1 + d] target chunk d. The
+     * reader fills them from the shard's `checksums` dataset; bit k of crc_have
+     * says crc[k] is known and applies to the bytes held (shards written before
+     * checksums existed have none). */
+    uint32_t crc[1 + DATAIO_NDS];
+    unsigned crc_have;
 } dataio_packed;
+
+/* Compares the bytes held with the stored CRC-32s (the parts the reader filled).
+ * 0, or -1 naming the part in err. Thread-safe, no HDF5. */
+int dataio_packed_check(const dataio_packed *p, char *err, size_t errlen);
+
+/* Decodes a shard's crop: JPEG only (a PNG or anything else is refused) and
+ * every libjpeg warning, corrupt-data ones included, is an error. The same
+ * contract as dataio_image_decode. */
+int dataio_decode_crop(const uint8_t *data, size_t len, dataio_image *img, char *err, size_t errlen);
 
 void dataio_packed_free(dataio_packed *p);
 
@@ -60,7 +76,10 @@ typedef struct {
     long count;      /* N */
 } dataio_shard_attrs;
 
-/* ---- writer: HDF5 side, one thread. Written to PATH.tmp.<pid>, renamed by close. */
+/* ---- writer: HDF5 side, one thread. Written to PATH.tmp.<pid>, renamed by close.
+ * Besides SPEC section 5 it writes `checksums` (uint32 [N, 6]: CRC-32 of each
+ * sample's JPEG bytes and of its five target chunks as stored) and puts
+ * HDF5's Fletcher-32 filter on `keypoints`, `meta` and `checksums`. */
 typedef struct dataio_shard_writer dataio_shard_writer;
 dataio_shard_writer *dataio_shard_writer_open(const char *path, const dataio_shard_attrs *a);
 void dataio_shard_writer_add(dataio_shard_writer *w, const dataio_packed *p);

@@ -129,6 +129,15 @@ static int collect_ids(const cJSON *root, const char *key, long long **ids, int 
             return fail(err, errlen, "ground truth %s[%d] has no integer 'id'", key, i);
         i++;
     }
+    /* two image entries of one id are two different images to `sspose data`, which refuses
+     * them; pycocotools would silently keep the last: refuse here too */
+    if (i > 1 && !strcmp(key, "images")) {
+        qsort(*ids, i, sizeof **ids, cmp_ll);
+        for (int k = 1; k < i; k++)
+            if ((*ids)[k] == (*ids)[k - 1])
+                return fail(err, errlen, "ground truth lists image id %lld more than once; image ids must be unique",
+                            (*ids)[k]);
+    }
     *n = sort_unique(*ids, i);
     return 0;
 }

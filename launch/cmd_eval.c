@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/fileid.h"
 #include "eval/coco_json.h"
 #include "eval/cocoeval.h"
 #include "eval/predict.h"
@@ -98,6 +99,8 @@ int cmd_eval(int argc, char **argv)
         CHECK(!results, "eval: give either --results or --checkpoint, not both");
         CHECK(images, "eval: --checkpoint needs --images DIR (see 'sspose eval --help')");
         CHECK(out, "eval: --checkpoint needs --out RESULTS.json (see 'sspose eval --help')");
+        core_refuse_input_output("eval", "--out", out, (const char *const[]){gt, ck},
+                                 (const char *const[]){"--gt", "--checkpoint"}, 2);
         eval_model *m = eval_model_load(ck, sets, nsets, device);
         long n = eval_predict_coco(gt, images, eval_model_config(m), eval_model_forward, m, out);
         eval_model_free(m);

@@ -8,12 +8,14 @@
 
 #include "core/cuda_backend.h"
 #include "core/check.h"
+#include "core/fileid.h"
 #include "core/h5util.h"
 #include "dataio/shard.h"
 #include "launch/cli.h"
 #include "loss/loss.h"
 #include "loss/loss_h5.h"
 #include "model/checkpoint.h"
+#include "trainer/samples.h"
 
 static const char USAGE[] =
     "usage: sspose forward --checkpoint CK.h5 --shard FILE.h5 --out OUT.h5\n"
@@ -43,48 +45,6 @@ static void write_device_tensor(core_backend *be, hid_t f, const char *path, con
     be->download(be, host, t->data, n);
     int64_t dims[4] = {t->n, t->c, t->h, t->w};
     core_h5_write_f32(f, path, 4, dims, host);
-}
-
-/* The targets of samples [index, index+count) on the device, as loss_targets, and the input images. */
-typedef struct {
-    float *dev[DATAIO_NDS];
-    loss_targets t;
-} forward_targets;
-
-static void load_samples(dataio_shard *sh, long index, int count, core_backend *be, int grid_h, int grid_w,
-                         core_input_norm norm, float *input_dev, forward_targets *ft)
-{
-    const dataio_shard_attrs *a = dataio_shard_info(sh);
-    const int S = a->input_size;
-    const size_t hw = (size_t)grid_h * grid_w, img = (size_t)3 * S * S;
-    float *host_img = core_malloc(img * sizeof(float));
-    float *host[DATAIO_NDS];
-    for (int d = 0; d < DATAIO_NDS; d++) {
-        size_t n = (size_t)count * dataio_ds_channels[d] * hw;
-        host[d] = core_malloc(n * sizeof(float));
-        ft->dev[d] = be->alloc(be, n);
-    }
-    dataio_sample s;
-    dataio_shard_sample_init(sh, &s);
-    for (int i = 0; i < count; i++) {
-        dataio_shard_read(sh, index + i, &s);
-        dataio_sample_input(&s, norm, host_img);
-        be->upload(be, input_dev + (size_t)i * img, host_img, img);
-        const float *src[DATAIO_NDS] = {s.mask, s.heatmap, s.paf, s.offset, s.attention};
-        for (int d = 0; d < DATAIO_NDS; d++) {
-            size_t n = dataio_ds_channels[d] * hw;
-            memcpy(host[d] + (size_t)i * n, src[d], n * sizeof(float));
-        }
-    }
-    dataio_sample_free(&s);
-    for (int d = 0; d < DATAIO_NDS; d++) {
-        be->upload(be, ft->dev[d], host[d], (size_t)count * dataio_ds_channels[d] * hw);
-        free(host[d]);
-    }
-    free(host_img);
-    core_tensor *dst[DATAIO_NDS] = {&ft->t.mask, &ft->t.heat, &ft->t.paf, &ft->t.offset, &ft->t.attention};
-    for (int d = 0; d < DATAIO_NDS; d++)
-        *dst[d] = core_tensor_view(ft->dev[d], count, dataio_ds_channels[d], grid_h, grid_w, be->dev);
 }
 
 int cmd_forward(int argc, char **argv)
@@ -118,6 +78,8 @@ int cmd_forward(int argc, char **argv)
     CHECK(ck, "forward: --checkpoint CK.h5 is required (see 'sspose forward --help')");
     CHECK(shard_path, "forward: --shard FILE.h5 is required (see 'sspose forward --help')");
     CHECK(out, "forward: --out OUT.h5 is required (see 'sspose forward --help')");
+    core_refuse_input_output("forward", "--out", out, (const char *const[]){ck, shard_path},
+                             (const char *const[]){"--checkpoint", "--shard"}, 2);
 
     /* the checkpoint's own config, so the network matches its parameters; --set may change the loss */
     core_config cfg;
@@ -147,8 +109,8 @@ int cmd_forward(int argc, char **argv)
     CHECK(gh == sa->grid_h && gw == sa->grid_w, "forward: shard grid %dx%d differs from the network's %dx%d",
           sa->grid_h, sa->grid_w, gh, gw);
 
-    forward_targets ft;
-    load_samples(sh, index, N, be, gh, gw, cfg.model.input_norm, model_input(net), &ft);
+    trainer_samples ft;
+    trainer_samples_load(sh, index, N, be, gh, gw, cfg.model.input_norm, model_input(net), &ft);
     dataio_shard_close(sh);
 
     loss_ctx *lc = loss_create(&cfg, be);
@@ -208,7 +170,7 @@ int cmd_forward(int argc, char **argv)
     core_h5_commit(f, tmp, out);
     core_info("forward: %d sample(s) from %s, total loss %.9g -> %s", N, shard_path, v.total, out);
 
-    for (int d = 0; d < DATAIO_NDS; d++) be->free(be, ft.dev[d]);
+    trainer_samples_free(&ft);
     loss_destroy(lc);
     model_destroy(net);
     core_backend_destroy(be);

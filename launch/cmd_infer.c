@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "core/check.h"
+#include "core/fileid.h"
 #include "dataio/image.h"
 #include "eval/draw.h"
 #include "eval/predict.h"
@@ -43,6 +44,22 @@ static long long image_name(const char *path, char *name, size_t len)
     for (const char *p = name; *p; p++)
         if (!isdigit((unsigned char)*p)) return 0;
     return strlen(name) < 18 ? atoll(name) : 0;
+}
+
+/* Every DIR/NAME.{json,png} this run writes, against the checkpoint and every image. */
+static void refuse_overwriting_inputs(const char *out, const char *ck, char **images, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char name[1024], path[4200];
+        image_name(images[i], name, sizeof name);
+        for (int k = 0; k < 2; k++) {
+            snprintf(path, sizeof path, "%s/%s.%s", out, name, k ? "png" : "json");
+            core_refuse_input_output("infer", "output", path, (const char *const[]){ck}, (const char *const[]){"--checkpoint"}, 1);
+            for (int j = 0; j < n; j++)
+                core_refuse_input_output("infer", "output", path, (const char *const[]){images[j]},
+                                         (const char *const[]){"image"}, 1);
+        }
+    }
 }
 
 int cmd_infer(int argc, char **argv)
@@ -94,6 +111,7 @@ int cmd_infer(int argc, char **argv)
     struct stat st;
     CHECK(stat(out, &st) == 0 && S_ISDIR(st.st_mode), "infer: --out %s is not a directory", out);
 
+    refuse_overwriting_inputs(out, ck, argv + optind, argc - optind);
     eval_model *m = eval_model_load(ck, sets, nsets, device);
     const core_config *cfg = eval_model_config(m);
     for (int i = optind; i < argc; i++) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/fileid.h"
 #include "launch/cli.h"
 #include "model/checkpoint.h"
 #include "model/pretrained.h"
@@ -40,12 +41,15 @@ int cmd_init(int argc, char **argv)
     CHECK(out, "init: --out CK.h5 is required (see 'sspose init --help')");
     core_config cfg;
     cli_config_build(&ca, &cfg);
+    /* after the build, so a bad --set is named first; the defaults alone are never meant */
+    CHECK(ca.config_path, "init: --config CFG is required (e.g. configs/baseline.ini; see 'sspose init --help')");
+    core_refuse_input_output("init", "--out", out, (const char *const[]){ca.config_path, backbone},
+                             (const char *const[]){"--config", "--backbone"}, 2);
     if (seed) cfg.train.seed = (int)cli_long("--seed", seed, 0, 2147483647L);
     core_backend *be = core_cpu_backend_create(0);
     model_net *net = model_create(&cfg, be);
     model_init_params(net, (uint64_t)cfg.train.seed);
     if (backbone) {
-        CHECK(strcmp(backbone, out), "init: --out must not be the --backbone file");
         core_input_norm want = model_load_vgg19(net, backbone);
         CHECK(want == cfg.model.input_norm,
               "init: the weights of %s expect model.input_norm = %s, the config has %s (add --set model.input_norm=%s)",

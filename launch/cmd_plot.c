@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/fileid.h"
 #include "launch/cli.h"
 #include "report/plot.h"
 
@@ -77,6 +78,19 @@ static void parse_size(const char *v, int *w, int *h)
     *h = (int)cli_long("--size", x + 1, 100, 20000);
 }
 
+/* The run files plot reads must survive any --out/--dump-layout spelling. */
+static void refuse_overwriting_runs(const char *flag, const char *out, char **runs, int n)
+{
+    if (!out || !strcmp(out, "-")) return;
+    for (int i = 0; i < n; i++) {
+        char a[4200], b[4200];
+        snprintf(a, sizeof a, "%s/metrics.jsonl", runs[i]);
+        snprintf(b, sizeof b, "%s/config.ini", runs[i]);
+        core_refuse_input_output("plot", flag, out, (const char *const[]){a, b, runs[i]},
+                                 (const char *const[]){"run file", "run file", "RUNDIR"}, 3);
+    }
+}
+
 int cmd_plot(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -120,6 +134,10 @@ int cmd_plot(int argc, char **argv)
     o.metrics = metrics;
     o.nmetrics = nm;
     CHECK(o.out, "plot: --out FILE.png|svg|pdf is required (see 'sspose plot --help')");
+    refuse_overwriting_runs("--out", o.out, argv + optind, argc - optind);
+    refuse_overwriting_runs("--dump-layout", o.dump_layout, argv + optind, argc - optind);
+    CHECK(!o.dump_layout || (!core_same_file(o.out, o.dump_layout) && strcmp(o.out, o.dump_layout)),
+          "plot: --out and --dump-layout name the same file '%s'", o.out);
     report_plot_format(o.out); /* a wrong extension fails before reading any run */
     CHECK(optind < argc, "plot: no RUNDIR given (see 'sspose plot --help')");
     int np = report_plot((const char *const *)argv + optind, argc - optind, &o);

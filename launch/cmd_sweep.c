@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/fileid.h"
 #include "launch/cli.h"
 #include "sweep/sweep.h"
 
@@ -149,6 +150,24 @@ static int status(int argc, char **argv)
     return 0;
 }
 
+/* A summary file must not replace what the summary is read from: the
+ * manifest or a run's metrics.jsonl/config.ini (same file by device and inode). */
+static void refuse_overwriting_sweep(const sweep *s, const char *flag, const char *out)
+{
+    if (!out || !strcmp(out, "-")) return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/manifest.json", s->dir);
+    core_refuse_input_output("sweep summary", flag, out, (const char *const[]){path}, (const char *const[]){"manifest"}, 1);
+    for (int i = 0; i < s->nruns; i++) {
+        char *dir = sweep_run_dir(s, i), m[4200], c[4200];
+        snprintf(m, sizeof m, "%s/metrics.jsonl", dir);
+        snprintf(c, sizeof c, "%s/config.ini", dir);
+        core_refuse_input_output("sweep summary", flag, out, (const char *const[]){m, c},
+                                 (const char *const[]){"run file", "run file"}, 2);
+        free(dir);
+    }
+}
+
 static int summary(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", required_argument, 0, 'j'}, {"csv", required_argument, 0, 'c'},
@@ -167,6 +186,10 @@ static int summary(int argc, char **argv)
           "sweep summary: --json - and --csv - cannot both go to stdout");
     sweep s;
     sweep_load(&s, dir, "summary");
+    refuse_overwriting_sweep(&s, "--json", o.json);
+    refuse_overwriting_sweep(&s, "--csv", o.csv);
+    CHECK(!o.json || !o.csv || !strcmp(o.json, "-") || (strcmp(o.json, o.csv) && !core_same_file(o.json, o.csv)),
+          "sweep summary: --json and --csv name the same file '%s'", o.json);
     sweep_summary(&s, &o);
     sweep_free(&s);
     return 0;

@@ -36,9 +36,10 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     core_h5_quiet(); /* sspose reports HDF5 failures itself, in one line */
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) CORE_DIE("no command given; one of synth, data, init, train, plot, forward, eval, infer (see 'sspose --help')");
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("sspose %s\nbackends: %s\n", SSPOSE_VERSION, core_backends_built());

@@ -15,6 +15,8 @@
 
 #define MODEL_CKPT_FORMAT "sspose-checkpoint"
 #define MODEL_CKPT_VERSION 1
+/* Root attribute `checksum`: every dataset under /params and /optim carries HDF5's Fletcher-32 filter. */
+#define MODEL_CKPT_CHECKSUM "fletcher32"
 
 /* Called with the open /state group; may write or read anything under it. */
 typedef void (*model_ckpt_state_fn)(hid_t state_group, void *ctx);
@@ -38,8 +40,15 @@ void model_ckpt_save(const char *path, model_net *net, const model_ckpt_optim *o
  * file is missing, not HDF5, or not an sspose checkpoint. */
 char *model_ckpt_read_config(const char *path);
 
+/* Verifies every dataset of a checkpoint: Fletcher-32 checksums (required on
+ * /params and /optim when the root attribute `checksum` says so; checkpoints
+ * from before it load without), float32 type of every tensor under /params
+ * and /optim, finite values in every float dataset (optimizer state, BN
+ * statistics, anything else). 0, or -1 with the reason in err. */
+int model_ckpt_verify(const char *path, char *err, size_t errlen);
+
 /* Loads parameters (and, when optim is non-NULL, every state it names plus `updates`)
- * into a net built from a matching config.
+ * into a net built from a matching config. Runs the checks of model_ckpt_verify first.
  * Returns 0, or -1 with the reason in err (the file is left untouched); the caller decides
  * whether that is fatal (inference) or a fall-back (resume). */
 int model_ckpt_try_load(const char *path, model_net *net, model_ckpt_optim *optim, int64_t *step,

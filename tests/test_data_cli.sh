@@ -74,11 +74,39 @@ elif ! grep -q 'skipped 4 (1 malformed annotation, 1 annotation of an unknown im
   t_fail skip_bad_annotations "$(grep skipped $D/edit.out)"
 else t_ok skip_bad_annotations; fi
 
-# a smaller second run into the same prefix warns about the first run's extra shards
+# issue 14 item 7: one absurd box used to abort the whole run ("degenerate augmentation");
+# now it is skipped, named once with image and annotation id, and counted at the end
+python3 - "$ANN" > $D/hugebox.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+a = d["annotations"]
+a.append(dict(a[0], id=900004, bbox=[0, 0, 1e30, 1e30]))
+json.dump(d, sys.stdout)
+PY
+img=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['annotations'][0]['image_id'])" "$ANN")
+$SSPOSE data --ann $D/hugebox.json --images $SH --out $D/huge --threads 2 >$D/huge.out 2>$D/huge.err; rc=$?
+if [ $rc -ne 0 ]; then t_fail skip_huge_box "exit $rc: $(cat $D/huge.err)"
+elif [ "$(grep -c 'annotation 900004 in image '"$img"': box \[0, 0, 1e+30, 1e+30\]' $D/huge.err)" -ne 1 ]; then
+  t_fail skip_huge_box "not named once: $(cat $D/huge.err)"
+elif ! grep -q 'wrote 12 samples' $D/huge.out || ! grep -q 'skipped 1 (1 box outside the image)' $D/huge.out; then
+  t_fail skip_huge_box "$(cat $D/huge.out)"
+else t_ok skip_huge_box; fi
+
+# a second run into the same prefix is refused (its shards would mix with the first's);
+# --overwrite replaces them and removes the first run's extra shards (issue 14, item 6)
 $SSPOSE data --ann $ANN --images $SH --out $D/stale --samples-per-shard 5 >/dev/null 2>&1
-$SSPOSE data --ann $ANN --images $SH --out $D/stale --samples-per-shard 50 >/dev/null 2>$D/stale.err; rc=$?
-if [ $rc -eq 0 ] && grep -q "stale-00001.h5' and maybe later shards are left from an earlier run" $D/stale.err; then
-  t_ok stale_shards_warned; else t_fail stale_shards_warned "rc $rc: $(cat $D/stale.err)"; fi
+n_first=$(ls $D/stale-*.h5 | wc -l)
+t_bad_input existing_prefix_refused "stale-00000.h5' already exists .*pass --overwrite" \
+  $SSPOSE data --ann $ANN --images $SH --out $D/stale --samples-per-shard 50
+$SSPOSE data --ann $ANN --images $SH --out $D/stale --samples-per-shard 50 --overwrite >$D/stale.out 2>$D/stale.err; rc=$?
+if [ $rc -eq 0 ] && [ "$n_first" -gt 1 ] && [ "$(ls $D/stale-*.h5)" = "$D/stale-00000.h5" ] \
+   && grep -q "removed $((n_first - 1)) shard(s) of the earlier run" $D/stale.out; then
+  t_ok overwrite_removes_stale_shards; else t_fail overwrite_removes_stale_shards "rc $rc first $n_first: $(ls $D/stale-*) $(cat $D/stale.err)"; fi
+# a shard name that is the annotation file itself is refused before anything is written
+cp $ANN $D/ann-00000.h5
+t_bad_input shard_is_annotation_file "shard '$D/ann-00000.h5' is the same file as the input --ann" \
+  $SSPOSE data --ann $D/ann-00000.h5 --images $SH --out $D/ann --overwrite
+cmp -s $ANN $D/ann-00000.h5 && t_ok annotation_file_intact || t_fail annotation_file_intact "changed"
 
 # progress: plain periodic lines off a terminal
 $SSPOSE data --ann $ANN --images $SH --out $D/prog --copies 2 --progress-every 0.01 --threads 1 >$D/prog.out 2>&1

@@ -25,10 +25,11 @@ DS = [("heatmap", np.uint8, 19, 255.0), ("paf", np.int8, 38, 127.0), ("offset", 
 
 
 def write_shard(path, n, seed, corrupt=None, fmt="sspose-shard", userblock=0):
+    # the `seed` attribute is the same for every shard of a glob (the loader refuses mixed recipes); `seed` varies content
     rng = np.random.default_rng(seed)
     with h5py.File(path, "w", userblock_size=userblock) as f:
         for k, v in dict(format=fmt, version=1, input_size=S, stride=FD, sigma=7.0, paf_width=1.0,
-                         num_keypoints=18, num_limbs=19, source="h5py", seed=seed, augment="none").items():
+                         num_keypoints=18, num_limbs=19, source="h5py", seed=1, augment="none").items():
             f.attrs[k] = v
         f.attrs["limbs"] = np.array(LIMBS, dtype=np.int32)
         jp = f.create_dataset("jpeg", (n,), dtype=h5py.vlen_dtype(np.uint8))

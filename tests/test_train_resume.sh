@@ -42,12 +42,12 @@ then t_ok train_resume_metrics; else t_fail train_resume_metrics "metrics.jsonl 
 mkdir -p "$C"
 cp "$S/config.ini" "$(tr_ckpt "$S" 10)" "$C/"
 head -c 3000 "$(tr_ckpt "$S" 20)" >"$(tr_ckpt "$C" 20)"
-: >"$C/ckpt-000000020.h5.tmp.12345"   # a killed writer's leftover
+: >"$C/ckpt-000000020.h5.tmp.999999999"   # a killed writer's leftover
 "$SSPOSE" train --out "$C" --resume --set train.steps=30 >"$T_TMP/c.log" 2>&1; rc=$?
 if [ $rc -ne 0 ]; then t_fail train_resume_corrupt_fallback "exit $rc: $(tail -n 3 "$T_TMP/c.log" | tr '\n' '|')"
 elif ! grep -q "warning: .*ckpt-000000020.h5.*falling back to the previous checkpoint (step 10)" "$T_TMP/c.log"; then
   t_fail train_resume_corrupt_fallback "no fallback warning: $(head -c 400 "$T_TMP/c.log" | tr '\n' '|')"
-elif [ -e "$C/ckpt-000000020.h5.tmp.12345" ]; then t_fail train_resume_corrupt_fallback "stale temporary file left"
+elif [ -e "$C/ckpt-000000020.h5.tmp.999999999" ]; then t_fail train_resume_corrupt_fallback "stale temporary file left"
 elif msg=$(tr_compare "$(tr_ckpt "$C" 30)" "$(tr_ckpt "$S" 30)" 0); then t_ok "train_resume_corrupt_fallback ($msg)"
 else t_fail train_resume_corrupt_fallback "$msg"; fi
 

@@ -94,7 +94,10 @@ static void test_checkpoint_listing_and_pruning(void)
     touch(dir, "ckpt-000000010.h5");
     touch(dir, "ckpt-000000200.h5");
     touch(dir, "ckpt-000000030.h5");
-    touch(dir, "ckpt-000000040.h5.tmp.77"); /* a killed writer's temporary */
+    touch(dir, "ckpt-000000040.h5.tmp.999999999"); /* a killed writer's temporary (no such pid) */
+    char live[64];
+    snprintf(live, sizeof live, "ckpt-000000050.h5.tmp.%ld", (long)getppid());
+    touch(dir, live); /* a live writer's: kept */
     touch(dir, "ckpt-12.h5");               /* not our name */
     touch(dir, "metrics.jsonl");
     long *steps;
@@ -102,6 +105,10 @@ static void test_checkpoint_listing_and_pruning(void)
     T_CHECKF(n == 3 && steps[0] == 200 && steps[1] == 30 && steps[2] == 10, "listed %d", n);
     free(steps);
     T_CHECK(trainer_rundir_clean_tmp(dir) == 1);
+    char lp[2200];
+    snprintf(lp, sizeof lp, "%s/%s", dir, live);
+    T_CHECKF(access(lp, F_OK) == 0, "a live writer's temporary file was removed");
+    unlink(lp); /* a rerun in the same scratch folder starts clean */
     trainer_ckpt_prune(dir, 2);
     n = trainer_ckpt_list(dir, &steps);
     T_CHECKF(n == 2 && steps[0] == 200 && steps[1] == 30, "after pruning to 2: %d left", n);

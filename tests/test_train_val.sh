@@ -107,7 +107,7 @@ first=$(ls "$R1")
 "$PY" -c "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f.attrs['val_ap']=2.0" "$R1/ckpt-best.h5" 2>/dev/null
 tr_train "$R1" "${VAL[@]}" "${LOOSE[@]}" --set train.val_every=3 --set train.steps=9 --set train.checkpoint_every=2 \
   --set train.keep=1 --resume >"$T_TMP/r1b.log" 2>&1
-if [ "$(echo "$first" | tr '\n' ' ')" != "ckpt-000000006.h5 ckpt-best.h5 config.ini metrics.jsonl val-results.json " ]; then
+if [ "$(echo "$first" | tr '\n' ' ')" != "ckpt-000000006.h5 ckpt-best.h5 config.ini lock metrics.jsonl val-results.json " ]; then
   t_fail train_val_resume "after the first run: $(echo "$first" | tr '\n' ' ')"
 elif ! grep -q "resuming from .*ckpt-000000006.h5" "$T_TMP/r1b.log"; then
   t_fail train_val_resume "did not resume from ckpt-6: $(grep -i resum "$T_TMP/r1b.log" | head -n 2 | tr '\n' '|')"

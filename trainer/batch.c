@@ -59,6 +59,8 @@ trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, in
     o.threads = cfg->data.threads;
     o.prefetch = cfg->data.prefetch;
     o.input_norm = cfg->model.input_norm;
+    o.skip_corrupt = cfg->data.skip_corrupt;
+    o.mix_shards = cfg->data.mix_shards;
     if (b->be->dev == CORE_DEV_CUDA) {
         /* Pinned batch buffers: the uploads below return at once and run on the
          * stream ahead of the forward pass while the workers decode the next batches. */
@@ -83,6 +85,13 @@ void trainer_batches_close(trainer_batches *b)
 }
 
 long trainer_batches_dataset_size(const trainer_batches *b) { return (long)dataio_loader_total(b->L); }
+
+long trainer_batches_corrupt(const trainer_batches *b)
+{
+    dataio_loader_stats st;
+    dataio_loader_get_stats(b->L, &st);
+    return (long)st.corrupt;
+}
 
 void trainer_batches_state(const trainer_batches *b, dataio_loader_state *st) { dataio_loader_get_state(b->L, st); }
 

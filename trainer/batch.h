@@ -20,6 +20,8 @@ trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, in
 void trainer_batches_close(trainer_batches *b);
 /* Samples in the dataset (all shards). */
 long trainer_batches_dataset_size(const trainer_batches *b);
+/* Corrupt samples this rank's loader skipped so far (data.skip_corrupt), decoded-ahead ones included. */
+long trainer_batches_corrupt(const trainer_batches *b);
 /* Position after the last batch returned (for the checkpoint). */
 void trainer_batches_state(const trainer_batches *b, dataio_loader_state *st);
 /* Loads the next batch: input into model_input(net) (shape set here), targets

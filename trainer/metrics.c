@@ -79,6 +79,7 @@ void trainer_metrics_write(trainer_metrics *m, const trainer_log_row *r)
     }
     cJSON_AddNumberToObject(j, "samples_per_s", r->samples_per_s);
     cJSON_AddNumberToObject(j, "skipped", (double)r->skipped);
+    if (r->corrupt >= 0) cJSON_AddNumberToObject(j, "corrupt_samples", (double)r->corrupt);
     cJSON *t = cJSON_AddObjectToObject(j, "time");
     cJSON_AddNumberToObject(t, "data", r->t_data);
     cJSON_AddNumberToObject(t, "compute", r->t_compute);

@@ -29,6 +29,7 @@ typedef struct trainer_log_row {
     int clip;          /* train.clip_norm > 0: write clipped and clip_scale */
     long clipped;      /* steps of the window whose gradient was scaled down */
     double clip_scale; /* mean factor over the window's good steps */
+    long corrupt;      /* corrupt samples skipped so far (data.skip_corrupt); -1: not reported */
     const trainer_val_result *val; /* this step's validation, or NULL */
 } trainer_log_row;
 

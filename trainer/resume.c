@@ -28,16 +28,26 @@ static void write_state(hid_t g, void *ctx)
     hsize_t dims[1] = {DATAIO_LOADER_STATE_LEN};
     hid_t sp = H5Screate_simple(1, dims, NULL);
     H5_CHECK(sp, "checkpoint: cannot create the /state/loader dataspace");
-    hid_t d = H5Dcreate2(g, "loader", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    /* Fletcher-32 like every tensor: a flipped position must fail the load, not
+     * send the run to another point of the data order */
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5_CHECK(dcpl, "checkpoint: property list");
+    H5_CHECK(H5Pset_chunk(dcpl, 1, dims), "checkpoint: cannot chunk /state/loader");
+    H5_CHECK(H5Pset_fletcher32(dcpl), "checkpoint: cannot checksum /state/loader");
+    hid_t d = H5Dcreate2(g, "loader", H5T_STD_I64LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5_CHECK(d, "checkpoint: cannot create /state/loader");
+    H5_CHECK(H5Pclose(dcpl), "checkpoint: cannot close a property list");
     H5_CHECK(H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, packed), "checkpoint: cannot write /state/loader");
     H5_CHECK(H5Dclose(d), "checkpoint: cannot close /state/loader");
     H5_CHECK(H5Sclose(sp), "checkpoint: cannot close a dataspace");
 }
 
-/* 0, or -1 when /state/loader is missing or has the wrong shape. */
-static int read_loader(hid_t g, dataio_loader_state *st)
+/* 0, or -1 with the reason in why when /state/loader is missing, has the wrong
+ * shape or does not hold a loader position: resume then falls back to an older
+ * checkpoint instead of stopping (docs/training.md). */
+static int read_loader(hid_t g, dataio_loader_state *st, char *why, size_t whylen)
 {
+    snprintf(why, whylen, "missing or malformed");
     if (H5Lexists(g, "loader", H5P_DEFAULT) <= 0) return -1;
     hid_t d = H5Dopen2(g, "loader", H5P_DEFAULT);
     if (d < 0) return -1;
@@ -50,6 +60,7 @@ static int read_loader(hid_t g, dataio_loader_state *st)
     if (sp >= 0) H5Sclose(sp);
     H5Dclose(d);
     if (!ok) return -1;
+    if (dataio_loader_state_check(packed, why, whylen) != 0) return -1;
     dataio_loader_state_unpack(packed, st);
     return 0;
 }
@@ -71,7 +82,9 @@ static void read_state(hid_t g, void *ctx)
         if (core_h5_attr_read_i64(g, names[i], dst[i]) != 0 && !io->err[0])
             snprintf(io->err, sizeof io->err, "/state has no '%s' attribute", names[i]);
     if (core_h5_attr_read_f64(g, "elapsed_s", &s->elapsed_s) != 0) s->elapsed_s = 0;
-    if (read_loader(g, &s->loader) != 0 && !io->err[0]) snprintf(io->err, sizeof io->err, "/state/loader is missing or malformed");
+    char why[200];
+    if (read_loader(g, &s->loader, why, sizeof why) != 0 && !io->err[0])
+        snprintf(io->err, sizeof io->err, "/state/loader: %s", why);
     hid_t f = H5Iget_file_id(g);
     if (f >= 0) {
         io->config = core_h5_attr_read_str(f, "config");

@@ -4,11 +4,15 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/fileid.h"
 
 void trainer_rundir_make(const char *rundir)
 {
@@ -84,6 +88,51 @@ void trainer_ckpt_prune(const char *rundir, int keep)
     free(steps);
 }
 
+void trainer_rundir_lock(const char *rundir)
+{
+    static int held_fd = -1; /* kept open: closing it would drop the lock */
+    char path[4200], host[256] = "?";
+    snprintf(path, sizeof path, "%s/lock", rundir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    CHECK(fd >= 0, "cannot open the run directory lock '%s': %s", path, strerror(errno));
+    struct stat a, b;
+    /* a second run of this process in the same directory (sweeps) already holds it:
+     * flock on a new descriptor would conflict with our own */
+    if (held_fd >= 0 && fstat(held_fd, &a) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+        close(fd);
+        return;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char holder[300] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        close(fd);
+        CHECK(e == EWOULDBLOCK, "cannot lock the run directory '%s': %s", rundir, strerror(e));
+        CORE_DIE("run directory '%s' is in use by another trainer (%s); one trainer per run directory", rundir,
+                 holder[0] ? holder : "holder unknown");
+    }
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    char text[400];
+    int len = snprintf(text, sizeof text, "pid %ld on %s\n", (long)getpid(), host);
+    CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, text, (size_t)len, 0) == len, "cannot write the run directory lock '%s': %s",
+          path, strerror(errno));
+    if (held_fd >= 0) close(held_fd);
+    held_fd = fd;
+}
+
+/* The pid a temporary name ends with ("ckpt-...h5.tmp.<pid>"), or -1. */
+static long tmp_pid(const char *name)
+{
+    const char *p = strstr(name, ".h5.tmp.");
+    if (!p) return -1;
+    char *end;
+    long pid = strtol(p + 8, &end, 10);
+    return *end || pid <= 0 ? -1 : pid;
+}
+
 int trainer_rundir_clean_tmp(const char *rundir)
 {
     DIR *d = opendir(rundir);
@@ -92,6 +141,9 @@ int trainer_rundir_clean_tmp(const char *rundir)
     struct dirent *e;
     while ((e = readdir(d))) {
         if (strncmp(e->d_name, "ckpt-", 5) || !strstr(e->d_name, ".h5.tmp.")) continue;
+        long pid = tmp_pid(e->d_name);
+        /* a live process of that pid may be writing it: never pull a file from under a writer */
+        if (pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) continue;
         char path[4200];
         snprintf(path, sizeof path, "%s/%s", rundir, e->d_name);
         if (unlink(path) == 0) removed++;
@@ -100,16 +152,4 @@ int trainer_rundir_clean_tmp(const char *rundir)
     return removed;
 }
 
-void trainer_write_text_atomic(const char *path, const char *text)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    CHECK(f, "cannot write '%s': %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n;
-    ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    CHECK(ok, "cannot write '%s': %s", tmp, strerror(errno));
-    CHECK(rename(tmp, path) == 0, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-}
+void trainer_write_text_atomic(const char *path, const char *text) { core_atomic_write(path, text, strlen(text)); }

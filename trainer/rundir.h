@@ -13,7 +13,15 @@ void trainer_ckpt_path(const char *rundir, long step, char *out, size_t len);
 int trainer_ckpt_list(const char *rundir, long **steps);
 /* Deletes all but the `keep` newest checkpoints. */
 void trainer_ckpt_prune(const char *rundir, int keep);
-/* Deletes temporary files a killed writer left behind (ckpt-*.h5.tmp.*). Returns how many. */
+/* Takes the run directory's exclusive lock (flock on RUNDIR/lock, released by
+ * the kernel when the process dies, so a killed trainer never leaves it
+ * behind) and records "pid <pid> on <host>" in it. Dies with one line naming
+ * the holder when another trainer holds it. Call before anything in RUNDIR is
+ * read or written; the descriptor stays open for the life of the process. */
+void trainer_rundir_lock(const char *rundir);
+/* Deletes temporary files a killed writer left behind (ckpt-*.h5.tmp.<pid>):
+ * only those whose pid is not a live process of this host (the lock keeps
+ * other trainers out; this keeps a live writer's file even so). Returns how many. */
 int trainer_rundir_clean_tmp(const char *rundir);
 /* Writes a text file through a temporary name and rename. */
 void trainer_write_text_atomic(const char *path, const char *text);

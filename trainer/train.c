@@ -101,7 +101,7 @@ typedef struct {
 
 /* Per-step all-reduce of metrics and flags in one message:
  * [total, terms[S*T], stop, loss_nonfinite, t_data, t_compute, gradient fraction hidden under backward] */
-enum { M_TOTAL = 0, M_TERMS = 1, M_STOP = M_TERMS + NTERMS, M_NONFINITE, M_TDATA, M_TCOMPUTE, M_HIDDEN, M_LEN };
+enum { M_TOTAL = 0, M_TERMS = 1, M_STOP = M_TERMS + NTERMS, M_NONFINITE, M_TDATA, M_TCOMPUTE, M_HIDDEN, M_CORRUPT, M_LEN };
 
 /* Batch, forward, loss, backward with the overlapped gradient all-reduce, and
  * the all-reduce of losses, flags and timings. */
@@ -145,6 +145,7 @@ static void forward_backward(run_ctx *r, long step, step_ctx *s)
     msg[M_TDATA] = (t1 - t0) * inv_world;
     msg[M_TCOMPUTE] = (t2 - t1) * inv_world;
     msg[M_HIDDEN] = cs.floats ? (double)cs.floats_hidden / (double)cs.floats * inv_world : 0;
+    msg[M_CORRUPT] = r->cfg->data.skip_corrupt ? (double)trainer_batches_corrupt(r->data) : 0;
     comm_allreduce_doubles(msg, M_LEN, COMM_SUM);
     s->t_reduced = now_s();
     s->gsq = r->be->sumsq(r->be, model_grads(r->net), r->nfloats);
@@ -155,6 +156,7 @@ static void forward_backward(run_ctx *r, long step, step_ctx *s)
     s->res.t_compute = msg[M_TCOMPUTE];
     s->res.t_comm = s->t_reduced - t2;
     s->res.hidden = msg[M_HIDDEN];
+    s->res.corrupt = (long)msg[M_CORRUPT];
     s->res.grad_norm = sqrt(s->gsq);
     s->res.clip = 1;
     s->loss_nonfinite = msg[M_NONFINITE] > 0;
@@ -280,6 +282,7 @@ static void prepare_rundir(const char *rundir, int resume)
 {
     if (comm_rank() == 0) {
         trainer_rundir_make(rundir);
+        trainer_rundir_lock(rundir); /* one trainer per run directory, before anything in it is read */
         long *steps;
         int n = trainer_ckpt_list(rundir, &steps);
         free(steps);

@@ -29,6 +29,7 @@ void trainer_window_add(trainer_window *w, const trainer_step_result *s)
     w->hidden += s->hidden;
     w->steps++;
     w->epoch = s->epoch;
+    w->corrupt = s->corrupt;
 }
 
 void trainer_window_flush(trainer_window *w, const trainer_window_info *info, trainer_metrics *m, double now)
@@ -47,7 +48,7 @@ void trainer_window_flush(trainer_window *w, const trainer_window_info *info, tr
         .t_data = w->t_data / steps, .t_compute = w->t_compute / steps, .t_comm = w->t_comm / steps,
         .t_step = wall / steps, .comm_hidden = w->hidden / steps,
         .clip = cfg->train.clip_norm > 0, .clipped = w->clipped, .clip_scale = w->clip / good,
-        .val = info->val,
+        .val = info->val, .corrupt = cfg->data.skip_corrupt ? w->corrupt : -1,
     };
     trainer_metrics_write(m, &row);
     char eta[32];

@@ -18,6 +18,7 @@ typedef struct trainer_step_result {
     double grad_norm;                    /* global norm before clipping */
     double clip;                         /* factor the gradient was scaled by (1: not clipped) */
     int bad;                             /* skipped as non-finite: no loss or norm enters the means */
+    long corrupt;                        /* corrupt samples skipped so far, all ranks (data.skip_corrupt) */
     long epoch;
 } trainer_step_result;
 
@@ -25,6 +26,7 @@ typedef struct trainer_window {
     double terms[TRAINER_NTERMS], total, t_data, t_compute, t_comm, grad_norm, hidden, clip;
     long steps, good, clipped;
     long epoch;   /* of the window's last step */
+    long corrupt; /* of the window's last step */
     double start; /* wall clock at the window's start */
 } trainer_window;
 
