@@ -113,7 +113,7 @@ cd "$SL/jobs" || exit 1
 # 1. the uninterrupted job
 jid=$(sbatch --parsable "${SHAPE[@]}" "$REPO/cluster/train.sbatch" "$REPO/configs/tiny.ini" "$T_TMP/full" "${SETS[@]}")
 if [ -z "$jid" ]; then t_fail slurm_train_sbatch "sbatch refused the job"
-elif ! wait_job "$jid" 120; then scancel "$jid"; t_fail slurm_train_sbatch "job $jid still queued after 120 s"
+elif ! wait_job "$jid" 300; then scancel "$jid"; t_fail slurm_train_sbatch "job $jid still queued after 300 s"
 else
   out=sspose-train-$jid.out
   if [ -e "$(tr_ckpt "$T_TMP/full" 24)" ] && grep -q 'srun exited with 0' "$out" && grep -q 'finished: .* reached step 24' "$out"; then
@@ -123,7 +123,7 @@ fi
 
 # 2. USR1 to the batch shell and every step: checkpoint, requeue, resume, same weights
 jid=$(sbatch --parsable "${SHAPE[@]}" "$REPO/cluster/train.sbatch" "$REPO/configs/tiny.ini" "$T_TMP/pre" "${SETS[@]}")
-if tr_wait_file "$(tr_ckpt "$T_TMP/pre" 3)" 90; then
+if tr_wait_file "$(tr_ckpt "$T_TMP/pre" 3)" 240; then
   scancel --signal=USR1 --full "$jid"
   t0=$SECONDS
   if wait_job "$jid" 150; then
@@ -141,7 +141,7 @@ if tr_wait_file "$(tr_ckpt "$T_TMP/pre" 3)" 90; then
     scancel "$jid"; t_fail slurm_usr1_requeue "job $jid still queued 150 s after USR1: $(squeue -h -j "$jid" -o '%T %r')"
   fi
 else
-  scancel "$jid"; t_fail slurm_usr1_requeue "no checkpoint at step 3 within 90 s"
+  scancel "$jid"; t_fail slurm_usr1_requeue "no checkpoint at step 3 within 240 s"
 fi
 
 # 3. a 4-point sweep as one job array
@@ -154,7 +154,7 @@ if sub=$("$SSPOSE" sweep submit "$D" --max-running 2 -- "${SHAPE[@]}" 2>&1); the
   if echo "$sub" | grep -q '4 runs, at most 2 at a time' && echo "$st" | grep -q 'slurm: \(PENDING\|RUNNING\)'; then
     t_ok "slurm_sweep_submit (array $jid; status: $(echo "$st" | grep -c 'slurm:') runs queued)"
   else t_fail slurm_sweep_submit "$(echo "$sub" "$st" | tr '\n' '|')"; fi
-  if wait_job "$jid" 180; then
+  if wait_job "$jid" 300; then
     st=$("$SSPOSE" sweep status "$D")
     if echo "$st" | grep -q '^4 runs: 4 done'; then t_ok slurm_sweep_done; else t_fail slurm_sweep_done "$(echo "$st" | tr '\n' '|')"; fi
     if msg=$("$SSPOSE" sweep summary "$D" --json - | "$PY" -c '
@@ -166,7 +166,7 @@ print("4 runs done")' 2>&1); then t_ok "slurm_sweep_summary ($msg)"; else t_fail
     if "$SSPOSE" sweep submit "$D" | grep -q 'nothing to submit'; then t_ok slurm_sweep_resubmit_noop
     else t_fail slurm_sweep_resubmit_noop "a done sweep was submitted again"; fi
   else
-    scancel "$jid"; t_fail slurm_sweep_done "array $jid still queued after 180 s: $("$SSPOSE" sweep status "$D" | tr '\n' '|')"
+    scancel "$jid"; t_fail slurm_sweep_done "array $jid still queued after 300 s: $("$SSPOSE" sweep status "$D" | tr '\n' '|')"
   fi
 else
   t_fail slurm_sweep_submit "$sub"
