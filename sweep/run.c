@@ -25,7 +25,8 @@ static char *self_exe(void)
     return core_strdup(buf);
 }
 
-static int on_path(const char *prog)
+/* Whether prog (a path, or a name looked up in PATH) is an executable. */
+int sweep_on_path(const char *prog)
 {
     if (strchr(prog, '/')) return access(prog, X_OK) == 0;
     const char *path = getenv("PATH");
@@ -112,7 +113,7 @@ int sweep_run_local(const sweep *s, int np, int jobs)
     if (np > 1) {
         char *first = core_strdup(mpirun);
         first[strcspn(first, " \t")] = 0;
-        CHECK(on_path(first), "sweep run: --np %d needs '%s', which is not on PATH (set SSPOSE_MPIRUN)", np, first);
+        CHECK(sweep_on_path(first), "sweep run: --np %d needs '%s', which is not on PATH (set SSPOSE_MPIRUN)", np, first);
         free(first);
     }
     /* two runners on one sweep would train the same runs twice, into the same files */

@@ -49,20 +49,6 @@ static int capture(char *const *argv, char *out, size_t len, int quiet_stderr)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static int on_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char *copy = core_strdup(path ? path : "");
-    int found = 0;
-    for (char *save = NULL, *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", d, prog);
-        found = access(p, X_OK) == 0;
-    }
-    free(copy);
-    return found;
-}
-
 /* The job runs from SLURM's copy of the script: tell it where this sspose and
  * train.sbatch are (sbatch exports the environment by default). */
 static void export_paths(const char *script)
@@ -84,7 +70,7 @@ static void export_paths(const char *script)
 
 long sweep_submit(const sweep *s, const char *script, int max_running, const char *const *sbatch_args, int nargs)
 {
-    CHECK(on_path("sbatch"), "sweep submit: sbatch is not on PATH (no SLURM here? use 'sspose sweep run')");
+    CHECK(sweep_on_path("sbatch"), "sweep submit: sbatch is not on PATH (no SLURM here? use 'sspose sweep run')");
     CHECK(access(script, R_OK) == 0, "sweep submit: cannot read the job script '%s'", script);
     int *todo = core_malloc(s->nruns * sizeof *todo), ntodo = 0;
     for (int i = 0; i < s->nruns; i++) {
@@ -159,7 +145,7 @@ static void queue_states(const sweep *s, char (*states)[24])
     snprintf(path, len, "%s/slurm.json", s->dir);
     FILE *f = fopen(path, "rb");
     free(path);
-    if (!f || !on_path("squeue")) {
+    if (!f || !sweep_on_path("squeue")) {
         if (f) fclose(f);
         return;
     }

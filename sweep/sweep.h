@@ -92,6 +92,8 @@ const char *sweep_status_name(int status);
  * the command taken from $SSPOSE_MPIRUN, default "mpirun"), `jobs` at a time.
  * Returns the number of runs that failed. */
 int sweep_run_local(const sweep *s, int np, int jobs);
+/* Whether prog (a path, or a name looked up in PATH) is an executable (mpirun, sbatch, squeue). */
+int sweep_on_path(const char *prog);
 
 /* `sweep submit`: the unfinished runs as one job array of `script`
  * (cluster/sweep.sbatch), at most max_running at once (0: no limit), with
