@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS="build-essential pkg-config libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
       libcjson-dev libcairo2-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev libopenblas-dev libopenblas-openmp-dev libdnnl-dev
-      python3-torch python3-h5py python3-numpy python3-pip
+      python3-torch python3-h5py python3-numpy python3-pil python3-pip
       slurmctld slurmd slurm-client munge"
 missing=""
 for p in $PKGS; do
