@@ -321,7 +321,8 @@ const model_param *model_param_find(const model_net *m, const char *name)
 
 void model_init_params(model_net *m, uint64_t seed)
 {
-    float *host = core_malloc(m->nfloats * sizeof(float));
+    /* zeroed: the alignment padding between tensors must stay 0 (replica checksums, checkpoints) */
+    float *host = core_calloc(m->nfloats, sizeof(float));
     for (int i = 0; i < m->nparams; i++) {
         const model_param *p = &m->params[i];
         float *dst = host + p->offset;
