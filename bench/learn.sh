@@ -2,9 +2,11 @@
 # How fast the network learns on this machine: validation AP against training
 # wall time for the demo recipe (configs/demo.ini), and for the paper's loss
 # against the OpenPose loss (configs/baseline.ini's loss terms) on the same
-# network, optimizer, data and time budget. docs/demo.md.
+# network, optimizer, data and time budget; and the peer: the demo recipe trained
+# by PyTorch (bench/learn_torch.py) on the same shards, scored by sspose eval.
+# docs/demo.md.
 #
-#   bash bench/learn.sh [BUDGET_MIN] [RECIPES]   (default 8 minutes each; demo,paper,openpose)
+#   bash bench/learn.sh [BUDGET_MIN] [RECIPES]   (default 8 minutes each; demo,paper,openpose,torch)
 #
 # Each recipe first times 12 steps to turn the budget into a step count (the
 # schedules need one), then trains 2 ranks x configs/demo.ini's batch for that
@@ -16,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=${1:-8}
-RECIPES=${2:-demo,paper,openpose}
+RECIPES=${2:-demo,paper,openpose,torch}
 S=${SSPOSE_BIN:-$PWD/bin/sspose}
 PY=${PYTHON:-/usr/bin/python3}
 CFG=configs/demo.ini
@@ -42,7 +44,8 @@ recipe_sets() {
     demo) ;;
     paper) echo "--set model.offsets=1 --set model.ss=p2h" ;;
     openpose) echo "--set loss.gamma=1 --set loss.delta=1 --set loss.alpha=0 --set loss.beta=uniform" ;;
-    *) echo "bench/learn.sh: unknown recipe '$1' (demo, paper, openpose)" >&2; return 1 ;;
+    torch) ;;
+    *) echo "bench/learn.sh: unknown recipe '$1' (demo, paper, openpose, torch)" >&2; return 1 ;;
   esac
 }
 
@@ -58,19 +61,28 @@ train() { # OUT CPUFILE [sets...]
 echo "budget ${BUDGET} min of training per recipe; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in ${RECIPES//,/ }; do
   read -r -a SETS <<<"$(recipe_sets "$r")"
-  # steps per second over steps 5..12 (the first ones build primitives)
-  train "$T/cal-$r" "$T/cal-$r.cpu" ${SETS[@]+"${SETS[@]}"} --set train.steps=12 --set train.log_every=4 \
-    --set train.val_every=0
-  steps=$("$PY" - "$T/cal-$r/metrics.jsonl" "$BUDGET" <<'EOF'
+  if [ "$r" = torch ]; then
+    # the peer times its own 12 steps and validates 8 times with sspose eval
+    t0=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
+    "$PY" bench/learn_torch.py --sspose "$S" --config "$CFG" --out "$T/$r" --budget-min "$BUDGET" --ranks 2 \
+      --set data.train="$D/shards/train-*.h5" --set data.val_ann="$D/val/annotations.json" \
+      --set data.val_images="$D/val/images" >"$T/$r.log" 2>&1 || { echo "torch peer failed: $(tail -n 3 "$T/$r.log")" >&2; exit 1; }
+    awk -v t0="$t0" -v hz="$(getconf CLK_TCK)" '{printf "%.1f\n", ($14 + $15 + $16 + $17 - t0) / hz}' /proc/$$/stat >"$T/$r.cpu"
+  else
+    # steps per second over steps 5..12 (the first ones build primitives)
+    train "$T/cal-$r" "$T/cal-$r.cpu" ${SETS[@]+"${SETS[@]}"} --set train.steps=12 --set train.log_every=4 \
+      --set train.val_every=0
+    steps=$("$PY" - "$T/cal-$r/metrics.jsonl" "$BUDGET" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])][1:]
 rate = 1.0 / (sum(r["time"]["step"] for r in rows) / len(rows))
 print(max(16, int(float(sys.argv[2]) * 60 * rate) // 8 * 8))
 EOF
-)
-  rm -rf "$T/cal-$r"
-  train "$T/$r" "$T/$r.cpu" ${SETS[@]+"${SETS[@]}"} --set train.steps="$steps" --set train.val_every=$((steps / 8)) \
-    --set train.log_every=$((steps / 8))
+    )
+    rm -rf "$T/cal-$r"
+    train "$T/$r" "$T/$r.cpu" ${SETS[@]+"${SETS[@]}"} --set train.steps="$steps" --set train.val_every=$((steps / 8)) \
+      --set train.log_every=$((steps / 8))
+  fi
   "$PY" - "$r" "$T/$r/metrics.jsonl" "$(cat "$T/$r.cpu")" <<'EOF'
 import json, sys
 name, cpu = sys.argv[1], float(sys.argv[3])

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/fileid.h"
 #include "report/plot_data.h"
 #include "report/plot_draw.h"
 #include "report/plot_sweep.h"
@@ -72,8 +73,8 @@ static cJSON *axis_json(const report_plot_axis *a)
 
 /* The layout as JSON, in output pixels (points for SVG/PDF), so that tests and
  * scripts can map values to positions: docs/plot.md. */
-static void dump_layout(FILE *f, const char *path, const report_plot_figure *fig, int fmt, double k,
-                        const report_plot_select *sel)
+static void dump_layout(FILE *f, const char *path, const char *tmp, const report_plot_figure *fig, int fmt,
+                        double k, const report_plot_select *sel)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", fmt == REPORT_PLOT_PNG ? "png" : fmt == REPORT_PLOT_SVG ? "svg" : "pdf");
@@ -167,8 +168,21 @@ static void dump_layout(FILE *f, const char *path, const report_plot_figure *fig
     cJSON_Delete(j);
     int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
     free(text);
-    ok &= f == stdout ? fflush(f) == 0 : fclose(f) == 0;
-    CHECK(ok, "plot: cannot write %s: %s", f == stdout ? "the layout to stdout" : path, strerror(errno));
+    if (f != stdout) {
+        if (!ok) unlink(tmp);
+        CHECK(ok, "plot: cannot write %s: %s", path, strerror(errno));
+        core_atomic_commit(f, tmp, path); /* the layout appears whole or not at all */
+        return;
+    }
+    CHECK(ok && fflush(f) == 0, "plot: cannot write the layout to stdout: %s", strerror(errno));
+}
+
+/* A failed plot leaves no half-written layout behind. */
+static void drop_layout(FILE *lf, const char *ltmp)
+{
+    if (!lf || lf == stdout) return;
+    fclose(lf);
+    unlink(ltmp);
 }
 
 static void default_title(const report_plot_run *runs, int n, char *out, size_t len)
@@ -315,8 +329,16 @@ int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o
     FILE *f = fopen(tmp, "wb");
     CHECK(f, "plot: cannot write %s: %s", o->out, strerror(errno));
     FILE *lf = NULL;
+    char ltmp[4200] = "";
     if (o->dump_layout && strcmp(o->dump_layout, "-")) {
-        lf = fopen(o->dump_layout, "w");
+        size_t n = strlen(o->dump_layout);
+        if (n + 24 > sizeof ltmp) {
+            fclose(f);
+            unlink(tmp);
+            CORE_DIE("plot: --dump-layout path too long: '%s'", o->dump_layout);
+        }
+        snprintf(ltmp, sizeof ltmp, "%s.tmp.%d", o->dump_layout, (int)getpid());
+        lf = fopen(ltmp, "w");
         if (!lf) {
             int e = errno;
             fclose(f);
@@ -346,6 +368,7 @@ int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o
     if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) {
         fclose(f);
         unlink(tmp);
+        drop_layout(lf, ltmp);
         CORE_DIE("plot: cannot create a %gx%g drawing surface: %s", fig.width * k, fig.height * k,
                  cairo_status_to_string(cairo_surface_status(s)));
     }
@@ -363,16 +386,18 @@ int report_plot(const char *const *rundirs, int nruns, const report_plot_opts *o
     if (st != CAIRO_STATUS_SUCCESS || !closed) {
         int e = errno;
         unlink(tmp);
+        drop_layout(lf, ltmp);
         CORE_DIE("plot: cannot write %s: %s", o->out, st != CAIRO_STATUS_SUCCESS ? cairo_status_to_string(st) : strerror(e));
     }
     if (rename(tmp, o->out) != 0) {
         int e = errno;
         unlink(tmp);
+        drop_layout(lf, ltmp);
         CORE_DIE("plot: cannot write %s: %s", o->out, strerror(e));
     }
     free(tmp);
 
-    if (lf) dump_layout(lf, o->dump_layout, &fig, fmt, k, &sel);
+    if (lf) dump_layout(lf, o->dump_layout, ltmp, &fig, fmt, k, &sel);
 
     report_plot_figure_free(&fig);
     report_plot_panels_free(panels, np);
