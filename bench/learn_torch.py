@@ -10,8 +10,8 @@ the loss is the test suite's PyTorch reference written from SPEC section 4
 (tests/torch_ref/loss_ref.py), divided by the grid's cells under loss.normalize = cells;
 neither comes from sspose's code. Data: every crop of data.train decoded once, mirrored
 at load time with probability data.flip (channels and PAF x signs swapped per SPEC
-section 1). Optimizer: torch.optim.AdamW (decoupled weight decay on convolution
-weights only), linear warm-up from lr·warmup_start then cosine to lr·lr_final, global batch
+section 1). Optimizer: torch.optim.AdamW or Adam as train.optimizer says (weight decay on
+convolution weights only), linear warm-up from lr·warmup_start then cosine to lr·lr_final, global batch
 train.batch × --ranks. Only the demo's feature set is covered (model.offsets = 0,
 model.ss = off, train.optimizer = adam|adamw, train.schedule = cosine); anything else
 stops with one line.
@@ -101,8 +101,9 @@ class Recipe:
         decay = [p for n, p in net.named_parameters() if n.endswith("weight") and ".bn." not in n]
         rest = [p for n, p in net.named_parameters() if not (n.endswith("weight") and ".bn." not in n)]
         b1, b2 = float(self.cfg["train.beta1"]), float(self.cfg["train.beta2"])
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.wd}, {"params": rest, "weight_decay": 0}],
-                                lr=self.lr, betas=(b1, b2), eps=float(self.cfg["train.eps"]))
+        kind = torch.optim.AdamW if self.cfg["train.optimizer"] == "adamw" else torch.optim.Adam  # L2 decay
+        opt = kind([{"params": decay, "weight_decay": self.wd}, {"params": rest, "weight_decay": 0}],
+                   lr=self.lr, betas=(b1, b2), eps=float(self.cfg["train.eps"]))
         return net, opt
 
     def batch_at(self, x, t, idx, gen):
