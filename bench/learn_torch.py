@@ -38,6 +38,7 @@ import torch
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "torch_ref"))
+import convert  # noqa: E402  (tools/convert.py: init template and parameter fill)
 import loss_ref  # noqa: E402
 import sspose_torch as st  # noqa: E402
 
@@ -168,14 +169,14 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     tmpl = os.path.join(a.out, "init.h5")
     sets = [x for s in a.set for x in ("--set", s)]
-    r = subprocess.run([a.sspose, "init", "--config", a.config, "--out", tmpl + ".tmp", *sets], capture_output=True, text=True)
-    if r.returncode != 0:
-        die(f"sspose init failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+    try:
+        convert.template(a.sspose, a.config, a.set, tmpl + ".tmp")
+    except convert.ConvertError as e:
+        die(str(e))
     os.replace(tmpl + ".tmp", tmpl)
     with h5py.File(tmpl, "r") as f:
-        text = f.attrs["config"]
-    cfg = st.parse_config(text)
-    rec = Recipe(text, a.ranks)
+        rec = Recipe(f.attrs["config"], a.ranks)
+    cfg = rec.cfg
     for k in ("data.val_ann", "data.val_images"):
         if not cfg.get(k):
             die(f"{k} is not set: the peer scores its weights with sspose eval on the validation set")
@@ -193,10 +194,12 @@ def main():
     def on_point(net, step, clock, loss):
         ck = os.path.join(a.out, f"ckpt-{step:09d}.h5")
         shutil.copy(tmpl, ck + ".tmp")
-        with h5py.File(ck + ".tmp", "r+") as f:
-            for name, v in net.state_dict().items():
-                if not name.endswith("num_batches_tracked"):
-                    f["params/" + name.replace(".", "/")][...] = v.detach().numpy()
+        params = {n.replace(".", "/"): v.detach().numpy() for n, v in net.state_dict().items()
+                  if not n.endswith("num_batches_tracked")}
+        try:
+            convert.fill_checkpoint(ck + ".tmp", params, "the PyTorch peer")
+        except convert.ConvertError as e:
+            die(str(e))
         os.replace(ck + ".tmp", ck)
         res = os.path.join(a.out, "val-results.json")
         e = subprocess.run([a.sspose, "eval", "--gt", cfg["data.val_ann"], "--images", cfg["data.val_images"],
