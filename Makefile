@@ -77,7 +77,7 @@ ifeq ($(CUDA),1)
   NVCCFLAGS   ?= -O2 -g -std=c++17 -I. -I$(CUDA_HOME)/include $(MPI_CFLAGS) \
                  -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                  -gencode arch=compute_90,code=compute_90 \
-                 -Xcompiler -fPIC,-Wall
+                 -Xcompiler -fPIC,-Wall -MMD -MP
   CFLAGS      += -DSSPOSE_CUDA=1 -I$(CUDA_HOME)/include
   LDLIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lnccl -lcudart -lcublas -lstdc++
 else

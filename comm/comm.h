@@ -119,7 +119,8 @@ void comm_reducer_on_launch(comm_reducer *r, comm_launch_fn fn, void *ctx);
 /* Tests, CUDA backend with NCCL (several ranks, or force_collectives): called
  * for each bucket right after its collective is queued, with the NCCL stream
  * (cudaStream_t as void *); what it queues there runs after the collective and
- * before finish returns. Returns 0 (and sets nothing) without NCCL. */
+ * before any work finish queues behind it on the backend's stream (a download
+ * after finish sees it). Returns 0 (and sets nothing) without NCCL. */
 typedef void (*comm_collective_fn)(void *ctx, const float *data, size_t count, void *stream);
 int comm_reducer_on_collective(comm_reducer *r, comm_collective_fn fn, void *ctx);
 
@@ -134,6 +135,10 @@ void comm_reducer_begin(comm_reducer *r, float *buf, float scale);
 void comm_reducer_progress(comm_reducer *r, int done);
 /* stats may be NULL. */
 void comm_reducer_finish(comm_reducer *r, comm_reducer_stats *stats);
+/* Waits (NCCL error polling, comm.timeout_s) until the latest all-reduce has
+ * completed: call before a download that would otherwise block without a
+ * deadline on a collective whose peer died. A no-op for MPI (finish waited). */
+void comm_reducer_quiesce(comm_reducer *r);
 
 /* 64-bit FNV-1a of a host buffer: replicas must agree bit for bit. */
 uint64_t comm_hash_bytes(const void *p, size_t bytes);

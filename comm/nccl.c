@@ -27,6 +27,10 @@ struct comm_nccl {
      * most recent record, so no step needs fresh ones. */
     cudaEvent_t *ready, *done;
     int nevents;
+    /* The latest gradient all-reduce as a whole (recorded on our stream by
+     * comm_nccl_wait); `pending` until the host has seen it complete. */
+    cudaEvent_t step_done;
+    int pending;
     comm_nccl_tap_fn tap;
     void *tap_ctx;
 };
@@ -135,6 +139,8 @@ void comm_nccl_destroy(comm_nccl *c)
 {
     if (!c) return;
     CUDA_CHECK(cudaSetDevice(c->device), "cudaSetDevice");
+    comm_nccl_quiesce(c); /* a dead peer is an error line here, not a hang in the finalize */
+    if (c->step_done) CUDA_CHECK(cudaEventDestroy(c->step_done), "cudaEventDestroy");
     /* Destroying an event or a stream with work pending is allowed: the
      * resources are released once that work completes. */
     for (int i = 0; i < c->nevents; i++) {
@@ -218,12 +224,26 @@ void comm_nccl_wait(comm_nccl *c, void *after, int nlaunched)
     CHECK(nlaunched <= c->nevents, "comm: NCCL wait for %d launches, %d made", nlaunched, c->nevents);
     CUDA_CHECK(cudaSetDevice(c->device), "cudaSetDevice");
     /* The NCCL stream runs the collectives in launch order, so the last done
-     * event covers them all. The device-side wait orders the optimizer step;
-     * the host wait is what catches a dead peer (and the caller needs the
-     * reduced gradient's norm on the host next anyway). */
+     * event covers them all. The device-side wait orders the guard and the
+     * optimizer step. The host waits for the PREVIOUS all-reduce only, with
+     * NCCL's error polling: that catches a dead peer within comm.timeout_s
+     * and keeps the host at most one step ahead, while this step's work
+     * stays queued and the GPU never idles for the host. */
     cudaEvent_t last = c->done[nlaunched - 1];
     CUDA_CHECK(cudaStreamWaitEvent((cudaStream_t)after, last, 0), "cudaStreamWaitEvent(all-reduce done)");
-    wait_stream(c, last, "gradient all-reduce");
+    comm_nccl_quiesce(c);
+    if (!c->step_done)
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->step_done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    CUDA_CHECK(cudaEventRecord(c->step_done, c->stream), "cudaEventRecord(all-reduce done)");
+    c->pending = 1;
+}
+
+void comm_nccl_quiesce(comm_nccl *c)
+{
+    if (!c->pending) return;
+    CUDA_CHECK(cudaSetDevice(c->device), "cudaSetDevice");
+    wait_stream(c, c->step_done, "gradient all-reduce");
+    c->pending = 0;
 }
 
 #else

@@ -28,9 +28,14 @@ typedef void (*comm_nccl_tap_fn)(void *ctx, const float *buf, size_t n, void *st
 void comm_nccl_set_tap(comm_nccl *c, comm_nccl_tap_fn fn, void *ctx);
 /* 1 when launch `slot`'s collective has completed on the device (never blocks). */
 int comm_nccl_done(comm_nccl *c, int slot);
-/* Orders `after` behind launches 0..nlaunched-1 (the optimizer step may be
- * queued at once) and waits on the host until they completed, polling NCCL's
- * asynchronous errors under the comm timeout. */
+/* Orders `after` behind launches 0..nlaunched-1 (the guard and the optimizer
+ * step may be queued at once), then waits on the host for the PREVIOUS call's
+ * collectives, polling NCCL's asynchronous errors under the comm timeout: the
+ * host stays at most one all-reduce ahead and never waits for this one. */
 void comm_nccl_wait(comm_nccl *c, void *after, int nlaunched);
+/* Waits on the host (polling NCCL's errors under the timeout) for the latest
+ * comm_nccl_wait's collectives; before anything that blocks on the device
+ * without polling (a download at a sync point), so a dead peer stays an error. */
+void comm_nccl_quiesce(comm_nccl *c);
 
 #endif

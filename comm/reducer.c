@@ -202,7 +202,9 @@ static void launch_next(comm_reducer *r)
         return;
     }
 #endif
-    r->be->sync(r->be);
+    /* MPI reads the buffer in host memory: only the CPU backend comes here
+     * (CUDA goes through NCCL), whose ops are complete when they return. */
+    CHECK(r->be->dev == CORE_DEV_CPU, "comm: MPI all-reduce of %s device buffers", r->be->name);
     int rc = MPI_Iallreduce(MPI_IN_PLACE, p, (int)cnt, MPI_FLOAT, MPI_SUM, comm_mpi_comm(), &r->req[slot]);
     MPI_CHECK(rc, "MPI_Iallreduce(gradients)");
     r->launched++;
@@ -292,6 +294,15 @@ void comm_reducer_finish(comm_reducer *r, comm_reducer_stats *st)
     r->active = 0;
     s.wait_s = now_s() - t0;
     if (st) *st = s;
+}
+
+void comm_reducer_quiesce(comm_reducer *r)
+{
+#ifdef SSPOSE_CUDA
+    if (r->nccl) comm_nccl_quiesce(r->nccl);
+#else
+    (void)r;
+#endif
 }
 
 void comm_reducer_allreduce_sum(comm_reducer *r, float *buf, size_t n)

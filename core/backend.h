@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 
+#include "core/step_guard.h"
 #include "core/tensor.h"
 
 typedef struct core_conv_shape {
@@ -38,6 +39,7 @@ typedef struct core_adam_args {
     float beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
     float l2, decay;
     float step_size, inv_sqrt_bc2;
+    double lr; /* this run's learning rate, for the step size a gate's bias correction gives */
 } core_adam_args;
 
 typedef struct core_backend core_backend;
@@ -45,6 +47,11 @@ struct core_backend {
     const char *name;  /* "cpu", "cuda" */
     core_device dev;
     void *impl;        /* backend-private state: stream, handles, workspace */
+    /* Calls that made the host wait for the work queued so far (download, sync,
+     * sumsq, chan_sums, free): what a training step must avoid between sync
+     * points (docs/gpu.md). The CPU backend counts the same calls, so the CPU
+     * suite checks the trainer's pattern. */
+    long host_waits;
 
     /* memory: counts are in floats; alloc returns zeroed memory or dies */
     float *(*alloc)(core_backend *, size_t n);
@@ -60,6 +67,15 @@ struct core_backend {
     void (*scale)(core_backend *, float *x, float a, size_t n);                /* x *= a */
     /* Returns sum(x^2) in double, or NaN/Inf when any element is non-finite. Synchronous. */
     double (*sumsq)(core_backend *, const float *x, size_t n);
+    /* out[s] = sum of x[i]^2 over [off[s], off[s+1]) in double, NaN/Inf when an element is
+     * non-finite, for s < nseg; off: nseg+1 HOST offsets, out: nseg doubles in this backend's
+     * memory. Asynchronous, deterministic (a fixed reduction order per segment). */
+    void (*sumsq_segments)(core_backend *, const float *x, int nseg, const size_t *off, double *out);
+
+    /* ---- the step's guard program (core/step_guard.h), on the device, asynchronous ----
+     * The args' pointers and the state are this backend's memory. */
+    void (*guard_loss)(core_backend *, const core_guard_loss_args *a, core_step_state *s);
+    void (*guard_step)(core_backend *, const core_guard_args *a, core_step_state *s);
 
     /* layers */
     void (*conv_forward)(core_backend *, const core_conv_shape *s, const float *x, const float *w, const float *b,
@@ -75,20 +91,26 @@ struct core_backend {
     void (*copy_channels)(core_backend *, int n, int hw, const float *src, int src_c, int src_off, float *dst,
                           int dst_c, int dst_off, int count, int accumulate);
 
-    /* SGD with momentum and L2 weight decay (Caffe's rule):
+    /* The updates read `gate` (a core_step_state in this backend's memory, or NULL) on
+     * the device: nothing changes unless gate->apply, and the gradient enters as
+     * g * (float)gate->scale (clipping). NULL: always applied, g as it is.
+     *
+     * SGD with momentum and L2 weight decay (Caffe's rule):
      *   m = momentum*m + lr*(g + wd*w);  w -= m */
-    void (*sgd_step)(core_backend *, size_t n, float *w, const float *g, float *m, float lr, float momentum,
-                     float wd);
+    void (*sgd_step)(core_backend *, const core_step_state *gate, size_t n, float *w, const float *g, float *m,
+                     float lr, float momentum, float wd);
 
     /* ---- optimizer updates beyond Caffe's SGD (trainer/optim.c; docs/training.md "Optimizers") ---- */
     /* Nesterov momentum in Caffe's form (lr inside the momentum buffer):
      *   d = g + wd*w;  m = momentum*m + lr*d;  w -= momentum*m + lr*d
      * equal to torch.optim.SGD(nesterov=True) while lr is constant (m = lr*buf). */
-    void (*sgd_nesterov_step)(core_backend *, size_t n, float *w, const float *g, float *m, float lr, float momentum,
-                              float wd);
-    /* Adam / AdamW (torch.optim's rules); m, v: first and second moments. */
-    void (*adam_step)(core_backend *, const struct core_adam_args *a, size_t n, float *w, const float *g, float *m,
-                      float *v);
+    void (*sgd_nesterov_step)(core_backend *, const core_step_state *gate, size_t n, float *w, const float *g,
+                              float *m, float lr, float momentum, float wd);
+    /* Adam / AdamW (torch.optim's rules); m, v: first and second moments. With a gate,
+     * step_size = (float)(lr / gate->bc1) and inv_sqrt_bc2 = (float)(1 / sqrt(gate->bc2))
+     * replace the args' (the step count lives on the device). */
+    void (*adam_step)(core_backend *, const core_step_state *gate, const struct core_adam_args *a, size_t n,
+                      float *w, const float *g, float *m, float *v);
     /* ---- batch normalisation and ReLU (model/net.c, docs/design.md "Batch norm") ----
      * Per-channel reductions and affine maps over N x C x HW; the statistics
      * themselves (a few numbers per channel) are computed by the caller in double. */

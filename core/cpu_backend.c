@@ -30,12 +30,22 @@ static float *cpu_alloc(core_backend *be, size_t n)
     return p;
 }
 
-static void cpu_free(core_backend *be, float *p) { free(p); }
+static void cpu_free(core_backend *be, float *p)
+{
+    be->host_waits++; /* the CUDA backend's free waits for the stream: count it alike */
+    free(p);
+}
 static void cpu_copy(core_backend *be, float *dst, const float *src, size_t n)
 {
     if (dst != src) memcpy(dst, src, n * sizeof(float));
 }
-static void cpu_sync(core_backend *be) {}
+/* The calls an asynchronous backend would wait in, counted alike (core_backend.host_waits). */
+static void cpu_download(core_backend *be, float *dst, const float *src, size_t n)
+{
+    be->host_waits++;
+    cpu_copy(be, dst, src, n);
+}
+static void cpu_sync(core_backend *be) { be->host_waits++; }
 
 static void cpu_fill(core_backend *be, float *x, float v, size_t n)
 {
@@ -57,12 +67,48 @@ static void cpu_scale(core_backend *be, float *x, float a, size_t n)
 
 static double cpu_sumsq(core_backend *be, const float *x, size_t n)
 {
+    be->host_waits++;
     double s = 0;
     /* fixed chunking keeps the sum identical run to run for a given thread count */
 #pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     return s;
 }
+
+/* Chunks of SEG_CHUNK floats, each summed in order, then added in order per
+ * segment: the sums do not depend on the thread count. */
+#define SEG_CHUNK 65536
+static void cpu_sumsq_segments(core_backend *be, const float *x, int nseg, const size_t *off, double *out)
+{
+    size_t nchunks = 0;
+    for (int s = 0; s < nseg; s++) nchunks += (off[s + 1] - off[s] + SEG_CHUNK - 1) / SEG_CHUNK;
+    double *part = core_malloc((nchunks ? nchunks : 1) * sizeof *part);
+    size_t *start = core_malloc((nchunks ? nchunks : 1) * sizeof *start), *end = core_malloc((nchunks ? nchunks : 1) * sizeof *end);
+    size_t k = 0;
+    for (int s = 0; s < nseg; s++)
+        for (size_t i = off[s]; i < off[s + 1]; i += SEG_CHUNK) {
+            start[k] = i;
+            end[k++] = i + SEG_CHUNK < off[s + 1] ? i + SEG_CHUNK : off[s + 1];
+        }
+#pragma omp parallel for schedule(static) if (nchunks > 4)
+    for (size_t c = 0; c < nchunks; c++) {
+        double acc = 0;
+        for (size_t i = start[c]; i < end[c]; i++) acc += (double)x[i] * x[i];
+        part[c] = acc;
+    }
+    k = 0;
+    for (int s = 0; s < nseg; s++) {
+        double acc = 0;
+        for (size_t i = off[s]; i < off[s + 1]; i += SEG_CHUNK) acc += part[k++];
+        out[s] = acc;
+    }
+    free(part);
+    free(start);
+    free(end);
+}
+
+static void cpu_guard_loss(core_backend *be, const core_guard_loss_args *a, core_step_state *s) { core_guard_loss(a, s); }
+static void cpu_guard_step(core_backend *be, const core_guard_args *a, core_step_state *s) { core_guard_step(a, s); }
 
 static void cpu_conv_forward(core_backend *be, const core_conv_shape *s, const float *x, const float *w,
                              const float *b, float *y)
@@ -140,12 +186,22 @@ static void cpu_copy_channels(core_backend *be, int n, int hw, const float *src,
     }
 }
 
-static void cpu_sgd_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
-                         float wd)
+/* The gate's decision (backend.h): 0 = no update; else *sc = the gradient's factor. */
+static int gate_open(const core_step_state *gate, float *sc)
 {
+    *sc = gate ? (float)gate->scale : 1.0f;
+    return !gate || gate->apply != 0;
+}
+
+static void cpu_sgd_step(core_backend *be, const core_step_state *gate, size_t n, float *w, const float *g, float *m,
+                         float lr, float momentum, float wd)
+{
+    float sc;
+    if (!gate_open(gate, &sc)) return;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        float v = momentum * m[i] + lr * (g[i] + wd * w[i]);
+        float gi = g[i] * sc; /* exact for sc = 1; the clipped gradient as x *= sc would make it */
+        float v = momentum * m[i] + lr * (gi + wd * w[i]);
         m[i] = v;
         w[i] -= v;
     }
@@ -153,30 +209,38 @@ static void cpu_sgd_step(core_backend *be, size_t n, float *w, const float *g, f
 
 /* ---- optimizer updates beyond Caffe's SGD ---- */
 
-static void cpu_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr,
-                                  float momentum, float wd)
+static void cpu_sgd_nesterov_step(core_backend *be, const core_step_state *gate, size_t n, float *w, const float *g,
+                                  float *m, float lr, float momentum, float wd)
 {
+    float sc;
+    if (!gate_open(gate, &sc)) return;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        float d = lr * (g[i] + wd * w[i]);
+        float gi = g[i] * sc;
+        float d = lr * (gi + wd * w[i]);
         float v = momentum * m[i] + d;
         m[i] = v;
         w[i] -= momentum * v + d;
     }
 }
 
-static void cpu_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m,
-                          float *v)
+static void cpu_adam_step(core_backend *be, const core_step_state *gate, const core_adam_args *a, size_t n, float *w,
+                          const float *g, float *m, float *v)
 {
+    float sc;
+    if (!gate_open(gate, &sc)) return;
+    const float step_size = gate ? (float)(a->lr / gate->bc1) : a->step_size;
+    const float inv_sqrt_bc2 = gate ? (float)(1 / sqrt(gate->bc2)) : a->inv_sqrt_bc2;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * sc;
         float wi = w[i] * a->decay;
-        float d = g[i] + a->l2 * w[i];
+        float d = gi + a->l2 * w[i];
         float mi = a->beta1 * m[i] + a->one_minus_beta1 * d;
         float vi = a->beta2 * v[i] + a->one_minus_beta2 * (d * d);
         m[i] = mi;
         v[i] = vi;
-        w[i] = wi - a->step_size * (mi / (sqrtf(vi) * a->inv_sqrt_bc2 + a->eps));
+        w[i] = wi - step_size * (mi / (sqrtf(vi) * inv_sqrt_bc2 + a->eps));
     }
 }
 
@@ -184,6 +248,7 @@ static void cpu_adam_step(core_backend *be, const core_adam_args *a, size_t n, f
 
 static void cpu_chan_sums(core_backend *be, int n, int c, int hw, const float *a, const float *b, double *out)
 {
+    be->host_waits++;
     /* one channel per iteration, cells in a fixed order: the sums do not depend on the thread count */
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
@@ -299,13 +364,16 @@ core_backend *core_cpu_backend_create(int threads)
     be->alloc = cpu_alloc;
     be->free = cpu_free;
     be->upload = cpu_copy;
-    be->download = cpu_copy;
+    be->download = cpu_download;
     be->copy = cpu_copy;
     be->sync = cpu_sync;
     be->fill = cpu_fill;
     be->axpy = cpu_axpy;
     be->scale = cpu_scale;
     be->sumsq = cpu_sumsq;
+    be->sumsq_segments = cpu_sumsq_segments;
+    be->guard_loss = cpu_guard_loss;
+    be->guard_step = cpu_guard_step;
     be->conv_forward = cpu_conv_forward;
     be->conv_backward = cpu_conv_backward;
     be->pool_forward = cpu_pool_forward;

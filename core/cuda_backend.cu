@@ -45,6 +45,7 @@ static void cu_free(core_backend *be, float *p)
     if (!p) return;
     cuda_state *st = cuda_enter(be);
     // Work queued on p must finish first; cudaFree alone only waits for the device.
+    be->host_waits++;
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
     CUDA_CHECK(cudaFree(p));
 }
@@ -70,6 +71,7 @@ static void cu_download(core_backend *be, float *host_dst, const float *src, siz
 {
     cuda_state *st = cuda_enter(be);
     if (n) CUDA_CHECK(cudaMemcpyAsync(host_dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, st->stream));
+    be->host_waits++;
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
 }
 
@@ -83,6 +85,7 @@ static void cu_copy(core_backend *be, float *dst, const float *src, size_t n)
 static void cu_sync(core_backend *be)
 {
     cuda_state *st = cuda_enter(be);
+    be->host_waits++;
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
     CUDA_CHECK(cudaGetLastError());
 }
@@ -145,6 +148,9 @@ static void cu_destroy(core_backend *be)
         if (st->scratch[i]) CUDA_CHECK(cudaFreeAsync(st->scratch[i], st->stream));
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
     free(st->algos);
+    if (st->seg_table) CUDA_CHECK(cudaFree(st->seg_table));
+    free(st->seg_off);
+    free(st->seg_host);
     CUDA_CHECK(cudaFree(st->red));
     CUDA_CHECK(cudaFreeHost(st->red_host));
     CUDNN_CHECK(cudnnDestroy(st->cudnn));
@@ -209,6 +215,9 @@ extern "C" core_backend *core_cuda_backend_create(int device)
     be->axpy = cuda_axpy;
     be->scale = cuda_scale;
     be->sumsq = cuda_sumsq;
+    be->sumsq_segments = cuda_sumsq_segments;
+    be->guard_loss = cuda_guard_loss;
+    be->guard_step = cuda_guard_step;
     be->conv_forward = cuda_conv_forward;
     be->conv_backward = cuda_conv_backward;
     be->pool_forward = cuda_pool_forward;

@@ -61,6 +61,13 @@ struct cuda_state {
     cuda_conv_plan **plans; // convolution cache, searched linearly (a net has ~30 shapes)
     int nplans, cap_plans;
 
+    // sumsq_segments' chunk table (cuda_ops.cu), rebuilt when the segments change
+    size_t *seg_off;        // host copy of the offsets it was built for (seg_n + 1)
+    int seg_n;
+    size_t seg_chunks;
+    size_t *seg_host;       // the table's host side: chunk starts, ends, segment first chunks
+    void *seg_table;        // device copy of seg_host, then one double partial per chunk
+
     cuda_algo_choice *algos; // every choice made or loaded, in order of first use
     int nalgos, cap_algos;
     core_cuda_algo_agree_fn agree;
@@ -104,14 +111,18 @@ void cuda_fill(core_backend *be, float *x, float v, size_t n);
 void cuda_axpy(core_backend *be, float a, const float *x, float *y, size_t n);
 void cuda_scale(core_backend *be, float *x, float a, size_t n);
 double cuda_sumsq(core_backend *be, const float *x, size_t n);
+void cuda_sumsq_segments(core_backend *be, const float *x, int nseg, const size_t *off, double *out);
+void cuda_guard_loss(core_backend *be, const core_guard_loss_args *a, core_step_state *s);
+void cuda_guard_step(core_backend *be, const core_guard_args *a, core_step_state *s);
 void cuda_copy_channels(core_backend *be, int n, int hw, const float *src, int src_c, int src_off, float *dst,
                         int dst_c, int dst_off, int count, int accumulate);
-void cuda_sgd_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
-                   float wd);
+void cuda_sgd_step(core_backend *be, const core_step_state *gate, size_t n, float *w, const float *g, float *m,
+                   float lr, float momentum, float wd);
 // optimizer updates beyond Caffe's SGD (core/cuda_ops.cu)
-void cuda_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
-                            float wd);
-void cuda_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m, float *v);
+void cuda_sgd_nesterov_step(core_backend *be, const core_step_state *gate, size_t n, float *w, const float *g,
+                            float *m, float lr, float momentum, float wd);
+void cuda_adam_step(core_backend *be, const core_step_state *gate, const core_adam_args *a, size_t n, float *w,
+                    const float *g, float *m, float *v);
 // y = act(y + b[c]) over N x C x HW (conv epilogue)
 void cuda_bias_act(cuda_state *st, float *y, const float *b, int n, int c, int hw, int relu);
 // Masks dy with y > 0 when relu, then db += sum over (n, hw) of dy; deterministic.

@@ -5,6 +5,8 @@
 // a fixed tree order into a partial, and a second single-block pass adds the
 // partials in index order. The slicing depends only on the problem size (not
 // on the GPU's SM count), so results are bitwise repeatable on any device.
+#include <string.h>
+
 #include "core/cuda_impl.h"
 
 #define THREADS 256
@@ -32,10 +34,23 @@ __global__ void k_scale(float *x, float a, size_t n)
 // Caffe's rule, as the CPU backend: m = momentum*m + lr*(g + wd*w); w -= m.
 // Written without FMA contraction so the result matches the CPU bit for bit
 // in the common case (both evaluate the same float expression tree).
-__global__ void k_sgd(size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd)
+// The step's gate (core/backend.h): read on the device, so the host never
+// waits for the guard's decision. Returns 0 for "no update"; *sc is the
+// gradient's factor (clipping).
+__device__ static inline int gate_open(const core_step_state *gate, float *sc)
 {
+    *sc = gate ? (float)gate->scale : 1.0f;
+    return !gate || gate->apply != 0;
+}
+
+__global__ void k_sgd(const core_step_state *gate, size_t n, float *w, const float *g, float *m, float lr,
+                      float momentum, float wd)
+{
+    float sc;
+    if (!gate_open(gate, &sc)) return;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float v = __fadd_rn(__fmul_rn(momentum, m[i]), __fmul_rn(lr, __fadd_rn(g[i], __fmul_rn(wd, w[i]))));
+        float gi = __fmul_rn(g[i], sc);
+        float v = __fadd_rn(__fmul_rn(momentum, m[i]), __fmul_rn(lr, __fadd_rn(gi, __fmul_rn(wd, w[i]))));
         m[i] = v;
         w[i] = __fsub_rn(w[i], v);
     }
@@ -65,32 +80,45 @@ void cuda_scale(core_backend *be, float *x, float a, size_t n)
     CUDA_LAUNCH_CHECK();
 }
 
-void cuda_sgd_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd)
+void cuda_sgd_step(core_backend *be, const core_step_state *gate, size_t n, float *w, const float *g, float *m,
+                   float lr, float momentum, float wd)
 {
     cuda_state *st = cuda_enter(be);
     if (!n) return;
-    k_sgd<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(n, w, g, m, lr, momentum, wd);
+    k_sgd<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(gate, n, w, g, m, lr, momentum, wd);
     CUDA_LAUNCH_CHECK();
 }
 
 // ---------------------------------------------------------------- optimizer updates beyond Caffe's SGD
 // Same float expression trees as core/cpu_backend.c, without FMA contraction.
 
-__global__ void k_sgd_nesterov(size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd)
+__global__ void k_sgd_nesterov(const core_step_state *gate, size_t n, float *w, const float *g, float *m, float lr,
+                               float momentum, float wd)
 {
+    float sc;
+    if (!gate_open(gate, &sc)) return;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float d = __fmul_rn(lr, __fadd_rn(g[i], __fmul_rn(wd, w[i])));
+        float gi = __fmul_rn(g[i], sc);
+        float d = __fmul_rn(lr, __fadd_rn(gi, __fmul_rn(wd, w[i])));
         float v = __fadd_rn(__fmul_rn(momentum, m[i]), d);
         m[i] = v;
         w[i] = __fsub_rn(w[i], __fadd_rn(__fmul_rn(momentum, v), d));
     }
 }
 
-__global__ void k_adam(core_adam_args a, size_t n, float *w, const float *g, float *m, float *v)
+__global__ void k_adam(const core_step_state *gate, core_adam_args a, size_t n, float *w, const float *g, float *m,
+                       float *v)
 {
+    float sc;
+    if (!gate_open(gate, &sc)) return;
+    if (gate) {
+        a.step_size = (float)__ddiv_rn(a.lr, gate->bc1);
+        a.inv_sqrt_bc2 = (float)__ddiv_rn(1.0, __dsqrt_rn(gate->bc2));
+    }
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float gi = __fmul_rn(g[i], sc);
         float wi = __fmul_rn(w[i], a.decay);
-        float d = __fadd_rn(g[i], __fmul_rn(a.l2, w[i]));
+        float d = __fadd_rn(gi, __fmul_rn(a.l2, w[i]));
         float mi = __fadd_rn(__fmul_rn(a.beta1, m[i]), __fmul_rn(a.one_minus_beta1, d));
         float vi = __fadd_rn(__fmul_rn(a.beta2, v[i]), __fmul_rn(a.one_minus_beta2, __fmul_rn(d, d)));
         m[i] = mi;
@@ -100,20 +128,21 @@ __global__ void k_adam(core_adam_args a, size_t n, float *w, const float *g, flo
     }
 }
 
-void cuda_sgd_nesterov_step(core_backend *be, size_t n, float *w, const float *g, float *m, float lr, float momentum,
-                            float wd)
+void cuda_sgd_nesterov_step(core_backend *be, const core_step_state *gate, size_t n, float *w, const float *g,
+                            float *m, float lr, float momentum, float wd)
 {
     cuda_state *st = cuda_enter(be);
     if (!n) return;
-    k_sgd_nesterov<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(n, w, g, m, lr, momentum, wd);
+    k_sgd_nesterov<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(gate, n, w, g, m, lr, momentum, wd);
     CUDA_LAUNCH_CHECK();
 }
 
-void cuda_adam_step(core_backend *be, const core_adam_args *a, size_t n, float *w, const float *g, float *m, float *v)
+void cuda_adam_step(core_backend *be, const core_step_state *gate, const core_adam_args *a, size_t n, float *w,
+                    const float *g, float *m, float *v)
 {
     cuda_state *st = cuda_enter(be);
     if (!n) return;
-    k_adam<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(*a, n, w, g, m, v);
+    k_adam<<<cuda_grid(n, THREADS), THREADS, 0, st->stream>>>(gate, *a, n, w, g, m, v);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -168,8 +197,103 @@ double cuda_sumsq(core_backend *be, const float *x, size_t n)
     k_sum_partials<<<1, THREADS, 0, st->stream>>>(st->red, (int)blocks, out);
     CUDA_LAUNCH_CHECK();
     CUDA_CHECK(cudaMemcpyAsync(st->red_host, out, sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    be->host_waits++;
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
     return st->red_host[0];
+}
+
+// ---------------------------------------------------------------- per-segment sums of squares
+// Each segment is cut into chunks of SEG_CHUNK floats (a function of the
+// offsets only); block c reduces chunk c in a fixed tree order, then one
+// thread per segment adds its chunks in order. Deterministic, no atomics,
+// two launches whatever the number of segments.
+#define SEG_CHUNK 16384
+
+__global__ void k_seg_partial(const float *x, const size_t *start, const size_t *end, double *partial)
+{
+    const size_t c = blockIdx.x;
+    double acc = 0;
+    for (size_t i = start[c] + threadIdx.x; i < end[c]; i += THREADS) {
+        double v = x[i];
+        acc += v * v;
+    }
+    double s = block_sum(acc);
+    if (threadIdx.x == 0) partial[c] = s;
+}
+
+__global__ void k_seg_finish(const double *partial, const size_t *first, int nseg, double *out)
+{
+    for (int s = blockIdx.x * blockDim.x + threadIdx.x; s < nseg; s += gridDim.x * blockDim.x) {
+        double acc = 0;
+        for (size_t c = first[s]; c < first[s + 1]; c++) acc += partial[c];
+        out[s] = acc;
+    }
+}
+
+// The chunk table for these offsets, built and uploaded when they change
+// (once per run: the trainer's segments are the parameters).
+static void seg_table(cuda_state *st, int nseg, const size_t *off)
+{
+    if (st->seg_table && st->seg_n == nseg && !memcmp(st->seg_off, off, (nseg + 1) * sizeof *off)) return;
+    size_t chunks = 0;
+    for (int s = 0; s < nseg; s++) chunks += (off[s + 1] - off[s] + SEG_CHUNK - 1) / SEG_CHUNK;
+    const size_t words = 2 * chunks + nseg + 1;
+    if (st->seg_table) CUDA_CHECK(cudaFreeAsync(st->seg_table, st->stream));
+    CUDA_CHECK(cudaMallocAsync(&st->seg_table, words * sizeof(size_t) + (chunks ? chunks : 1) * sizeof(double),
+                               st->stream));
+    free(st->seg_host);
+    st->seg_host = (size_t *)core_malloc(words * sizeof(size_t));
+    size_t *start = st->seg_host, *end = start + chunks, *first = end + chunks, k = 0;
+    for (int s = 0; s < nseg; s++) {
+        first[s] = k;
+        for (size_t i = off[s]; i < off[s + 1]; i += SEG_CHUNK, k++) {
+            start[k] = i;
+            end[k] = i + SEG_CHUNK < off[s + 1] ? i + SEG_CHUNK : off[s + 1];
+        }
+    }
+    first[nseg] = k;
+    // seg_host lives until the next rebuild, so the asynchronous copy may read it late.
+    CUDA_CHECK(cudaMemcpyAsync(st->seg_table, st->seg_host, words * sizeof(size_t), cudaMemcpyHostToDevice, st->stream));
+    free(st->seg_off);
+    st->seg_off = (size_t *)core_malloc((nseg + 1) * sizeof *off);
+    memcpy(st->seg_off, off, (nseg + 1) * sizeof *off);
+    st->seg_n = nseg;
+    st->seg_chunks = chunks;
+}
+
+void cuda_sumsq_segments(core_backend *be, const float *x, int nseg, const size_t *off, double *out)
+{
+    cuda_state *st = cuda_enter(be);
+    if (nseg <= 0) return;
+    seg_table(st, nseg, off);
+    const size_t chunks = st->seg_chunks;
+    const size_t *start = (const size_t *)st->seg_table, *end = start + chunks, *first = end + chunks;
+    double *partial = (double *)(first + nseg + 1);
+    if (chunks) {
+        k_seg_partial<<<(unsigned)chunks, THREADS, 0, st->stream>>>(x, start, end, partial);
+        CUDA_LAUNCH_CHECK();
+    }
+    k_seg_finish<<<cuda_grid((size_t)nseg, THREADS), THREADS, 0, st->stream>>>(partial, first, nseg, out);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---------------------------------------------------------------- the step's guard program
+// core/step_guard.h, one thread: a few hundred scalar operations per step.
+__global__ void k_guard_loss(const core_guard_loss_args a, core_step_state *s) { core_guard_loss(&a, s); }
+__global__ void k_guard_step(const core_guard_args a, core_step_state *s) { core_guard_step(&a, s); }
+
+void cuda_guard_loss(core_backend *be, const core_guard_loss_args *a, core_step_state *s)
+{
+    cuda_state *st = cuda_enter(be);
+    k_guard_loss<<<1, 1, 0, st->stream>>>(*a, s);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_guard_step(core_backend *be, const core_guard_args *a, core_step_state *s)
+{
+    cuda_state *st = cuda_enter(be);
+    k_guard_step<<<1, 1, 0, st->stream>>>(*a, s);
+    CUDA_LAUNCH_CHECK();
 }
 
 // ---------------------------------------------------------------- conv epilogues
@@ -353,6 +477,7 @@ void cuda_chan_sums(core_backend *be, int n, int c, int hw, const float *a, cons
     k_chan_sums_finish<<<cuda_grid((size_t)c, THREADS), THREADS, 0, st->stream>>>(partial, c, (int)splits, dev_out);
     CUDA_LAUNCH_CHECK();
     CUDA_CHECK(cudaMemcpyAsync(out, dev_out, 2 * (size_t)c * sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    be->host_waits++;
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
 }
 

@@ -5,7 +5,10 @@
 
 #include "core/check.h"
 #include "core/skeleton.h"
+#include "core/step_guard.h"
 #include "loss/loss.h"
+
+_Static_assert(LOSS_NUM_TERMS <= CORE_GUARD_SLOTS, "the guard program holds CORE_GUARD_SLOTS terms per stage");
 
 const char *const loss_term_names[LOSS_NUM_TERMS] = {"heat", "paf", "offset", "ps", "kl", "hp", "consistency"};
 
@@ -68,14 +71,6 @@ static void check_shape(const char *what, const core_tensor *x, int n, int c, in
     CHECK(x->data, "loss: %s is missing", what);
     CHECK(x->n == n && x->c == c && x->h == h && x->w == w, "loss: %s has shape [%d,%d,%d,%d], expected [%d,%d,%d,%d]",
           what, x->n, x->c, x->h, x->w, n, c, h, w);
-}
-
-/* Mean over samples of the kernel's per-sample sums; summed in sample order. */
-static double sample_mean(const double *v, int n)
-{
-    double s = 0;
-    for (int i = 0; i < n; i++) s += v[i];
-    return s / n;
 }
 
 /* Room for stages x terms x n sums (backend memory counts floats: two per double). */
@@ -205,31 +200,54 @@ void loss_queue(loss_ctx *lc, int stages, const loss_stage_io *io, const loss_ta
 
 }
 
-double loss_fetch(loss_ctx *lc, loss_values *v)
+void loss_values_layout(const loss_ctx *lc, int stages, loss_values *v)
 {
-    const int stages = lc->q_stages, n = lc->q_n;
-    const double per_term = lc->q_per_term;
-    CHECK(stages > 0, "loss_fetch without loss_queue");
-    lc->q_stages = 0;
     memset(v, 0, sizeof *v);
     v->stages = stages;
     v->active = lc->active;
     for (int k = 0; k < LOSS_NUM_TERMS; k++) v->weight[k] = (lc->active >> k & 1) ? lc->weight[k] : 0;
+}
 
-    /* The one host wait of the evaluation: every sum at once. */
+void loss_values_from_terms(loss_values *v, const double *terms)
+{
+    for (int s = 0; s < v->stages; s++)
+        for (int k = 0; k < LOSS_NUM_TERMS; k++) v->term[s][k] = terms[s * CORE_GUARD_SLOTS + k];
+}
+
+void loss_guard_args(const loss_ctx *lc, core_guard_loss_args *a)
+{
+    CHECK(lc->q_stages > 0, "loss_guard_args without loss_queue");
+    memset(a, 0, sizeof *a);
+    a->sums = lc->sums_dev;
+    a->stages = lc->q_stages;
+    a->slots = LOSS_NUM_TERMS;
+    a->n = lc->q_n;
+    a->active = lc->active;
+    for (int k = 0; k < LOSS_NUM_TERMS; k++) a->weight[k] = lc->weight[k];
+    a->per_term = lc->q_per_term;
+}
+
+double *loss_sums_device(loss_ctx *lc) { return lc->sums_dev; }
+
+void loss_queue_done(loss_ctx *lc) { lc->q_stages = 0; }
+
+double loss_fetch(loss_ctx *lc, loss_values *v)
+{
+    const int stages = lc->q_stages, n = lc->q_n;
+    CHECK(stages > 0, "loss_fetch without loss_queue");
+    loss_values_layout(lc, stages, v);
+
+    /* The one host wait of the evaluation: every sum at once; the terms as the
+     * trainer's guard program makes them on the device (core/step_guard.h). */
     size_t count = (size_t)stages * LOSS_NUM_TERMS * n;
     lc->be->download(lc->be, (float *)lc->sums_host, (const float *)lc->sums_dev, 2 * count);
-    for (int s = 0; s < stages; s++)
-        for (int k = 0; k < LOSS_NUM_TERMS; k++)
-            if (lc->active >> k & 1)
-                v->term[s][k] = sample_mean(lc->sums_host + ((size_t)s * LOSS_NUM_TERMS + k) * n, n) * per_term;
-
-    double total = 0;
-    for (int s = 0; s < stages; s++)
-        for (int k = 0; k < LOSS_NUM_TERMS; k++)
-            if (lc->active >> k & 1) total += lc->weight[k] * v->term[s][k];
-    v->total = total;
-    return total;
+    core_guard_loss_args a;
+    loss_guard_args(lc, &a);
+    double terms[CORE_GUARD_TERMS];
+    v->total = core_guard_terms(lc->sums_host, stages, a.slots, n, a.active, a.weight, a.per_term, terms);
+    loss_values_from_terms(v, terms);
+    lc->q_stages = 0;
+    return v->total;
 }
 
 double loss_compute(loss_ctx *lc, int stages, const loss_stage_io *io, const loss_targets *t, int want_grad,

@@ -17,6 +17,7 @@
 
 #include "core/backend.h"
 #include "core/config.h"
+#include "core/step_guard.h"
 #include "loss/kernels.h"
 #include "model/net.h"
 
@@ -87,5 +88,18 @@ double loss_compute_net(loss_ctx *lc, model_net *net, const loss_targets *t, int
 void loss_queue(loss_ctx *lc, int stages, const loss_stage_io *io, const loss_targets *t, int want_grad);
 void loss_queue_net(loss_ctx *lc, model_net *net, const loss_targets *t, int want_grad);
 double loss_fetch(loss_ctx *lc, loss_values *v);
+
+/* The trainer's path, without loss_fetch's download: the queued evaluation as
+ * the guard program's phase-1 arguments (core/step_guard.h; args.flag is left
+ * NULL for the caller), then loss_queue_done to end it. The values come back
+ * with the guard state at the next sync point. */
+void loss_guard_args(const loss_ctx *lc, core_guard_loss_args *a);
+void loss_queue_done(loss_ctx *lc);
+/* The per-sample sums in the backend's memory, [stage][term][sample] (test faults poison them). */
+double *loss_sums_device(loss_ctx *lc);
+/* A loss_values with this config's stages, active terms and weights, terms 0. */
+void loss_values_layout(const loss_ctx *lc, int stages, loss_values *v);
+/* Fills v->term from the guard program's [stage * CORE_GUARD_SLOTS + term] array (v's stages). */
+void loss_values_from_terms(loss_values *v, const double *terms);
 
 #endif

@@ -209,7 +209,7 @@ void net_finish(model_net *m)
     net_bn_finish(m);
     m->train = 1;
     m->w = m->be->alloc(m->be, m->nfloats);
-    m->g = m->be->alloc(m->be, m->nfloats);
+    m->g = m->be->alloc(m->be, m->nfloats + MODEL_GRAD_SPARE);
 }
 
 model_net *model_create(const core_config *cfg, core_backend *be)
@@ -415,7 +415,8 @@ void model_backward_hooked(model_net *m, model_backward_fn fn, void *ctx)
     }
 }
 
-void model_zero_grads(model_net *m) { m->be->fill(m->be, m->g, 0.0f, m->nfloats); }
+void model_zero_grads(model_net *m) { m->be->fill(m->be, m->g, 0.0f, m->nfloats + MODEL_GRAD_SPARE); }
+float *model_grad_flag(model_net *m) { return m->g + m->nfloats; }
 
 static core_tensor blob_tensor(model_net *m, int b, float *base)
 {

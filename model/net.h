@@ -72,7 +72,13 @@ const model_param *model_param_find(const model_net *net, const char *name);
 size_t model_num_floats(const model_net *net); /* length of the flat buffers (incl. padding and buffers) */
 size_t model_num_weights(const model_net *net); /* learnable values, without padding */
 float *model_params(model_net *net);           /* device */
-float *model_grads(model_net *net);            /* device */
+float *model_grads(model_net *net);            /* device; model_num_floats() + MODEL_GRAD_SPARE floats */
+/* The gradient buffer ends with MODEL_GRAD_SPARE floats that belong to no
+ * parameter: the trainer's guard writes this rank's "loss not finite" flag
+ * there, so the gradient all-reduce carries it to every rank (core/step_guard.h).
+ * model_zero_grads clears it with the rest. */
+#define MODEL_GRAD_SPARE 1
+float *model_grad_flag(model_net *net);        /* device: model_grads() + model_num_floats() */
 
 /* Buffers: tensors of the network's state that are not learned (batch norm's
  * running mean and variance, model.norm = batch). They live in the flat

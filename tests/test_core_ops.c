@@ -201,7 +201,7 @@ static void test_sgd_momentum_weight_decay(void)
         me[i] = mom * m[i] + lr * (g[i] + wd * w[i]);
         we[i] = w[i] - me[i];
     }
-    be->sgd_step(be, 3, w, g, m, lr, mom, wd);
+    be->sgd_step(be, NULL, 3, w, g, m, lr, mom, wd);
     for (int i = 0; i < 3; i++) {
         T_NEAR(m[i], me[i], 1e-6, 1e-7);
         T_NEAR(w[i], we[i], 1e-6, 1e-7);

@@ -109,6 +109,142 @@ static long first_mismatch(const float *a, const float *b, size_t n)
 
 #define NEED_GPU() do { if (!gpu) T_SKIP("skipped: no GPU"); } while (0)
 
+/* ------------------------------------------------------------------ the step's guard */
+
+/* Per-parameter sums of squares: each segment within 1e-12 of the CPU's (both
+ * in double, different chunking), repeatable bit for bit, a NaN or Inf only in
+ * its own segment, and a change of segments rebuilds the chunk table. */
+static void gpu_sumsq_segments_match_cpu(void)
+{
+    NEED_GPU();
+    const size_t off[] = {0, 7, 7, 16384, 16385, 300000, 2359296 + 300000};
+    const int nseg = 6;
+    size_t n = off[nseg];
+    pair x = pair_rand(n, 2.0f);
+    double *dc = (double *)cpu->alloc(cpu, 2 * nseg), *dg = (double *)gpu->alloc(gpu, 2 * nseg);
+    double c[6], g1[6], g2[6];
+    cpu->sumsq_segments(cpu, x.c, nseg, off, dc);
+    memcpy(c, dc, sizeof c);
+    for (int rep = 0; rep < 2; rep++) {
+        gpu->sumsq_segments(gpu, x.g, nseg, off, dg);
+        gpu->download(gpu, (float *)(rep ? g2 : g1), (const float *)dg, 2 * nseg);
+    }
+    for (int s = 0; s < nseg; s++) T_NEAR(g1[s], c[s], 1e-12, 0);
+    T_CHECKF(!memcmp(g1, g2, sizeof g1), "sumsq_segments not repeatable");
+    T_CHECK(g1[1] == 0);
+    float bad[2] = {NAN, INFINITY};
+    gpu->upload(gpu, x.g + 16384, &bad[0], 1);  /* segment 3 */
+    gpu->upload(gpu, x.g + 400000, &bad[1], 1); /* segment 5 */
+    gpu->sumsq_segments(gpu, x.g, nseg, off, dg);
+    gpu->download(gpu, (float *)g1, (const float *)dg, 2 * nseg);
+    T_CHECK(isnan(g1[3]) && isinf(g1[5]) && isfinite(g1[4]) && isfinite(g1[0]));
+    const size_t off2[] = {0, 300000, 2359296 + 300000}; /* other segments, same buffer */
+    gpu->sumsq_segments(gpu, x.g, 2, off2, dg);
+    gpu->download(gpu, (float *)g1, (const float *)dg, 4);
+    T_CHECK(isnan(g1[0]) && isinf(g1[1]));
+    cpu->free(cpu, (float *)dc);
+    gpu->free(gpu, (float *)dg);
+    pair_free(&x);
+}
+
+/* The guard program's kernels against the CPU's on the same inputs: every
+ * field of the state equal, except the bias corrections (CUDA's pow may
+ * differ from glibc's by an ulp or two). */
+static void gpu_guard_program_matches_cpu(void)
+{
+    NEED_GPU();
+    const int stages = 3, slots = 7, n = 4;
+    const size_t nsums = (size_t)stages * slots * n;
+    double sums[3 * 7 * 4], sq[5] = {1.5, 2.25, 0, 1e-3, 7};
+    for (size_t i = 0; i < nsums; i++) sums[i] = 1e3 * (1.1 + rnd_unit());
+    core_step_state init;
+    memset(&init, 0, sizeof init);
+    init.updates = 41;
+    init.skipped = 2;
+    double *d[2];  /* sums, sq */
+    float *flag[2];
+    core_step_state *st[2];
+    core_backend *be[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        d[k] = (double *)be[k]->alloc(be[k], 2 * (nsums + 5));
+        be[k]->upload(be[k], (float *)d[k], (const float *)sums, 2 * nsums);
+        be[k]->upload(be[k], (float *)(d[k] + nsums), (const float *)sq, 10);
+        flag[k] = be[k]->alloc(be[k], 1);
+        st[k] = (core_step_state *)be[k]->alloc(be[k], CORE_GUARD_STATE_FLOATS);
+        be[k]->upload(be[k], (float *)st[k], (const float *)&init, CORE_GUARD_STATE_FLOATS);
+    }
+    /* steps: finite and clipped; a NaN loss (skip); finite within the bound */
+    for (int step = 1; step <= 3; step++) {
+        for (int k = 0; k < 2; k++) {
+            core_guard_loss_args la = {d[k], stages, slots, n, 0x5bu, {9, 10, 1, 1, 1, 1, 1}, 1.0 / 46, flag[k]};
+            if (step == 2) {
+                double nan = NAN;
+                be[k]->upload(be[k], (float *)(d[k] + 5), (const float *)&nan, 2);
+            }
+            if (step == 3) be[k]->upload(be[k], (float *)d[k], (const float *)sums, 2 * nsums);
+            be[k]->guard_loss(be[k], &la, st[k]);
+            core_guard_args ga = {step, flag[k], d[k] + nsums, 5, step == 3 ? 1e9 : 2.0, 1, 0.9, 0.999, step == 1, 1};
+            be[k]->guard_step(be[k], &ga, st[k]);
+        }
+        core_step_state c, g;
+        cpu->download(cpu, (float *)&c, (const float *)st[0], CORE_GUARD_STATE_FLOATS);
+        gpu->download(gpu, (float *)&g, (const float *)st[1], CORE_GUARD_STATE_FLOATS);
+        T_NEAR(g.bc1, c.bc1, 1e-15, 0);
+        T_NEAR(g.bc2, c.bc2, 1e-15, 0);
+        g.bc1 = c.bc1, g.bc2 = c.bc2;
+        const double *a = (const double *)&c, *b = (const double *)&g;
+        for (size_t i = 0; i < sizeof c / sizeof(double); i++)
+            T_CHECKF(!memcmp(&a[i], &b[i], sizeof a[i]), "step %d: guard state field %zu: cpu %.17g gpu %.17g", step,
+                     i, a[i], b[i]);
+    }
+    for (int k = 0; k < 2; k++) {
+        be[k]->free(be[k], (float *)d[k]);
+        be[k]->free(be[k], flag[k]);
+        be[k]->free(be[k], (float *)st[k]);
+    }
+}
+
+/* The optimizer kernels reading a device gate: bit for bit the CPU's, a closed
+ * gate changes nothing, Adam's step size from the gate's bias corrections. */
+static void gpu_gated_optimizers_match_cpu(void)
+{
+    NEED_GPU();
+    size_t n = 50021;
+    pair w = pair_rand(n, 1.0f), g = pair_rand(n, 0.1f), m = pair_rand(n, 0.01f), v = pair_rand(n, 0.01f);
+    for (size_t i = 0; i < n; i++) v.h[i] = v.h[i] * v.h[i];
+    cpu->upload(cpu, v.c, v.h, n);
+    gpu->upload(gpu, v.g, v.h, n);
+    core_step_state gate;
+    memset(&gate, 0, sizeof gate);
+    gate.apply = 1, gate.scale = 0.37, gate.updates = 3, gate.bc1 = 1 - pow(0.9, 3), gate.bc2 = 1 - pow(0.999, 3);
+    core_step_state *gc = (core_step_state *)cpu->alloc(cpu, CORE_GUARD_STATE_FLOATS),
+                    *gg = (core_step_state *)gpu->alloc(gpu, CORE_GUARD_STATE_FLOATS);
+    core_adam_args a = {0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 1e-4f, 0.99999f, 0, 0, 3e-3};
+    for (int round = 0; round < 2; round++) {
+        gate.apply = round == 0;
+        cpu->upload(cpu, (float *)gc, (const float *)&gate, CORE_GUARD_STATE_FLOATS);
+        gpu->upload(gpu, (float *)gg, (const float *)&gate, CORE_GUARD_STATE_FLOATS);
+        float *w0 = gpu_host(w.g, n);
+        cpu->sgd_step(cpu, gc, n, w.c, g.c, m.c, 0.01f, 0.9f, 5e-4f);
+        gpu->sgd_step(gpu, gg, n, w.g, g.g, m.g, 0.01f, 0.9f, 5e-4f);
+        cpu->sgd_nesterov_step(cpu, gc, n, w.c, g.c, m.c, 0.01f, 0.9f, 5e-4f);
+        gpu->sgd_nesterov_step(gpu, gg, n, w.g, g.g, m.g, 0.01f, 0.9f, 5e-4f);
+        cpu->adam_step(cpu, gc, &a, n, w.c, g.c, m.c, v.c);
+        gpu->adam_step(gpu, gg, &a, n, w.g, g.g, m.g, v.g);
+        EXPECT_SAME(w, "gated weights");
+        EXPECT_SAME(m, "gated first moment");
+        EXPECT_SAME(v, "gated second moment");
+        float *w1 = gpu_host(w.g, n);
+        T_CHECKF((memcmp(w0, w1, n * 4) != 0) == (round == 0), "round %d: gate %s but weights %s", round,
+                 round ? "closed" : "open", memcmp(w0, w1, n * 4) ? "changed" : "did not change");
+        free(w0);
+        free(w1);
+    }
+    cpu->free(cpu, (float *)gc);
+    gpu->free(gpu, (float *)gg);
+    pair_free(&w); pair_free(&g); pair_free(&m); pair_free(&v);
+}
+
 /* ------------------------------------------------------------------ batch norm */
 
 /* chan_sums within double rounding of the sum of magnitudes; the affine maps and the
@@ -203,8 +339,8 @@ static void gpu_sgd_step_matches_cpu(void)
     size_t n = 50021;
     pair w = pair_rand(n, 1.0f), g = pair_rand(n, 0.1f), m = pair_rand(n, 0.01f);
     for (int step = 0; step < 3; step++) {
-        cpu->sgd_step(cpu, n, w.c, g.c, m.c, 0.01f, 0.9f, 5e-4f);
-        gpu->sgd_step(gpu, n, w.g, g.g, m.g, 0.01f, 0.9f, 5e-4f);
+        cpu->sgd_step(cpu, NULL, n, w.c, g.c, m.c, 0.01f, 0.9f, 5e-4f);
+        gpu->sgd_step(gpu, NULL, n, w.g, g.g, m.g, 0.01f, 0.9f, 5e-4f);
     }
     EXPECT_SAME(w, "sgd weights");
     EXPECT_SAME(m, "sgd momentum");
@@ -222,16 +358,16 @@ static void gpu_optimizer_steps_match_cpu(void)
     cpu->upload(cpu, v.c, v.h, n);
     gpu->upload(gpu, v.g, v.h, n);
     for (int step = 0; step < 3; step++) {
-        cpu->sgd_nesterov_step(cpu, n, w.c, g.c, m.c, 0.01f, 0.9f, 5e-4f);
-        gpu->sgd_nesterov_step(gpu, n, w.g, g.g, m.g, 0.01f, 0.9f, 5e-4f);
+        cpu->sgd_nesterov_step(cpu, NULL, n, w.c, g.c, m.c, 0.01f, 0.9f, 5e-4f);
+        gpu->sgd_nesterov_step(gpu, NULL, n, w.g, g.g, m.g, 0.01f, 0.9f, 5e-4f);
     }
     EXPECT_SAME(w, "nesterov weights");
     EXPECT_SAME(m, "nesterov momentum");
-    core_adam_args a = {0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 0, 0.99999f, 0.01f, 31.6f};
+    core_adam_args a = {0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 0, 0.99999f, 0.01f, 31.6f, 0};
     for (int step = 0; step < 3; step++) {
         a.l2 = step == 1 ? 1e-4f : 0; /* Adam's L2 on one step, AdamW's decay on the others */
-        cpu->adam_step(cpu, &a, n, w.c, g.c, m.c, v.c);
-        gpu->adam_step(gpu, &a, n, w.g, g.g, m.g, v.g);
+        cpu->adam_step(cpu, NULL, &a, n, w.c, g.c, m.c, v.c);
+        gpu->adam_step(gpu, NULL, &a, n, w.g, g.g, m.g, v.g);
     }
     EXPECT_SAME(w, "adam weights");
     EXPECT_SAME(m, "adam first moment");
@@ -767,6 +903,9 @@ int main(int argc, char **argv)
     T_RUN(gpu_optimizer_steps_match_cpu);
     T_RUN(gpu_sumsq_matches_cpu_and_repeats);
     T_RUN(gpu_sumsq_propagates_nan_inf);
+    T_RUN(gpu_sumsq_segments_match_cpu);
+    T_RUN(gpu_guard_program_matches_cpu);
+    T_RUN(gpu_gated_optimizers_match_cpu);
     T_RUN(gpu_conv_forward_matches_cpu);
     T_RUN(gpu_conv_backward_matches_cpu);
     T_RUN(gpu_conv_backward_without_dx);

@@ -12,6 +12,7 @@
 #    reused on resume, and deterministic loss reductions); runs compared bit
 #    for bit start from the first run's record, since separate timed searches
 #    may choose differently.
+#  - no host wait for the device inside any step after the first (SSPOSE_TRACE_WAITS);
 #  - with two GPUs: 2 ranks with the overlapped all-reduce on and off give
 #    bit-identical checkpoints, within 1e-4 per tensor of a 2-rank CPU run
 #    (skipped visibly with fewer GPUs).
@@ -52,6 +53,19 @@ if tr_train "$T_TMP/gpu-adamw" "${G[@]}" "${A[@]}" --set comm.device=cuda >"$T_T
   fi
 else
   t_fail gpu_train_adamw_matches_cpu "run failed: $(tail -n 3 "$T_TMP/gpu-adamw.log" "$T_TMP/cpu-adamw.log" | tr '\n' '|')"
+fi
+
+# No host wait for the device inside a step after the first (docs/gpu.md, "Host waits
+# in a training step"): 8 steps, sync points every 4th, AdamW with clipping.
+if SSPOSE_TRACE_WAITS=1 tr_train "$T_TMP/gpu-waits" "${G[@]}" "${A[@]}" --set comm.device=cuda --set train.steps=9 \
+     --set train.log_every=4 >"$T_TMP/gpu-waits.log" 2>&1; then
+  if grep -qE 'host waits for the device inside steps: [0-9]+ in the first, 0 in the 8 after it' "$T_TMP/gpu-waits.log"; then
+    t_ok "gpu_train_no_host_waits ($(grep -o '[0-9]* in the first' "$T_TMP/gpu-waits.log"))"
+  else
+    t_fail gpu_train_no_host_waits "$(grep 'host waits' "$T_TMP/gpu-waits.log" || echo 'no trace line')"
+  fi
+else
+  t_fail gpu_train_no_host_waits "run failed: $(tail -n 3 "$T_TMP/gpu-waits.log" | tr '\n' '|')"
 fi
 
 # Exact resume on the GPU: stop after 2 steps (its final checkpoint), resume to 3.

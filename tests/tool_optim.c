@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         core_h5_unlock();
         be->upload(be, model_grads(net), g, n);
         lrs[k] = trainer_lr(&cfg, k);
-        trainer_optim_step(opt, lrs[k]);
+        trainer_optim_step(opt, lrs[k], NULL);
     }
     core_h5_lock();
     hsize_t dims[1] = {(hsize_t)steps};

@@ -16,7 +16,13 @@ void trainer_fault_poison(model_net *net, float *p)
     be->upload(be, p, &nan, 1);
 }
 
-static void nan_loss(trainer_fault_ctx *c) { c->loss->term[0][LOSS_HEAT] = c->loss->total = NAN; }
+/* Stage 1's heatmap sum of the first sample: the term, and so the total, becomes NaN on the device. */
+static void nan_loss(trainer_fault_ctx *c)
+{
+    core_backend *be = model_backend(c->net);
+    double nan = NAN;
+    be->upload(be, (float *)c->loss_sums, (const float *)&nan, sizeof nan / sizeof(float));
+}
 
 /* The back-half float's gradient: its NaN must be in place before its bucket
  * is reduced, as it was when it went in after the whole backward pass. */

@@ -12,7 +12,7 @@
 #include "model/net.h"
 
 typedef enum {
-    TRAINER_AT_LOSS,     /* after the loss, before backward */
+    TRAINER_AT_LOSS,     /* after the loss is queued, before its guard (and backward) */
     TRAINER_AT_BACKWARD, /* before backward starts: where a gradient fault is armed */
     TRAINER_AT_UPDATE,   /* after the optimizer's update */
     TRAINER_AT_STEP_END, /* after the step's checkpoint */
@@ -22,7 +22,7 @@ typedef enum {
 /* What a hook may touch. */
 typedef struct trainer_fault_ctx {
     model_net *net;
-    loss_values *loss;  /* TRAINER_AT_LOSS */
+    double *loss_sums;  /* TRAINER_AT_LOSS: the loss's per-sample sums in the backend's memory */
     float *poison;      /* TRAINER_AT_BACKWARD: set to the gradient float to poison ... */
     int poison_at;      /* ... and the backward position to poison it at (-1: none; 0: before backward) */
 } trainer_fault_ctx;

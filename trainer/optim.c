@@ -109,30 +109,34 @@ static void adam_args(const core_config *cfg, double lr, double wd, int64_t t, c
     a->decay = decoupled ? (float)(1 - lr * wd) : 1.0f;
     a->step_size = (float)(lr / (1 - pow(b1, (double)t)));
     a->inv_sqrt_bc2 = (float)(1 / sqrt(1 - pow(b2, (double)t)));
+    a->lr = lr; /* with a gate, the kernels make step_size and inv_sqrt_bc2 from it and the device's count */
 }
 
-void trainer_optim_step(trainer_optim *o, double lr)
+void trainer_optim_set_updates(trainer_optim *o, int64_t updates) { o->st.updates = updates; }
+int64_t trainer_optim_updates(const trainer_optim *o) { return o->st.updates; }
+
+void trainer_optim_step(trainer_optim *o, double lr, const core_step_state *gate)
 {
     const core_config *cfg = o->cfg;
     float *w = model_params(o->net);
     const float *g = model_grads(o->net);
     core_backend *be = o->be;
-    int64_t t = ++o->st.updates;
+    int64_t t = gate ? o->st.updates + 1 : ++o->st.updates; /* with a gate the device counts (see optim.h) */
     for (int i = 0; i < o->nruns; i++) {
         const optim_run *r = &o->runs[i];
         const double lr_r = lr * r->mult;
         float *m = o->st.state[0] + r->offset;
         if (cfg->train.optimizer_kind == CORE_OPT_SGD) {
             if (cfg->train.nesterov)
-                be->sgd_nesterov_step(be, r->n, w + r->offset, g + r->offset, m, (float)lr_r,
+                be->sgd_nesterov_step(be, gate, r->n, w + r->offset, g + r->offset, m, (float)lr_r,
                                       (float)cfg->train.momentum, (float)r->wd);
             else
-                be->sgd_step(be, r->n, w + r->offset, g + r->offset, m, (float)lr_r, (float)cfg->train.momentum,
+                be->sgd_step(be, gate, r->n, w + r->offset, g + r->offset, m, (float)lr_r, (float)cfg->train.momentum,
                              (float)r->wd);
         } else {
             core_adam_args a;
             adam_args(cfg, lr_r, r->wd, t, &a);
-            be->adam_step(be, &a, r->n, w + r->offset, g + r->offset, m, o->st.state[1] + r->offset);
+            be->adam_step(be, gate, &a, r->n, w + r->offset, g + r->offset, m, o->st.state[1] + r->offset);
         }
     }
 }

@@ -23,9 +23,17 @@ trainer_param_role trainer_optim_role(const core_config *cfg, const model_param 
 trainer_optim *trainer_optim_create(const core_config *cfg, model_net *net);
 void trainer_optim_destroy(trainer_optim *o);
 
-/* One update of the parameters from the (all-reduced, clipped) gradients with
- * the base learning rate `lr` (the schedule's value; group multipliers apply). */
-void trainer_optim_step(trainer_optim *o, double lr);
+/* One update of the parameters from the all-reduced gradients with the base
+ * learning rate `lr` (the schedule's value; group multipliers apply).
+ * gate: the step's guard state in the backend's memory (core/step_guard.h):
+ * the kernels skip the update unless it says apply, scale the gradient by its
+ * clipping factor and take Adam's step count from it, all on the device; the
+ * host's update count is then refreshed with trainer_optim_set_updates at the
+ * next sync point. NULL: always applied, unscaled, counted here (tools). */
+void trainer_optim_step(trainer_optim *o, double lr, const core_step_state *gate);
+/* The update count as the device's guard state has it (checkpoints, resume). */
+void trainer_optim_set_updates(trainer_optim *o, int64_t updates);
+int64_t trainer_optim_updates(const trainer_optim *o);
 
 /* The state for checkpoints: save passes it as is; load fills its buffers and `updates`. */
 model_ckpt_optim *trainer_optim_state(trainer_optim *o);

@@ -5,6 +5,7 @@
 #include "trainer/train.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,6 @@
 #include "trainer/validate.h"
 #include "trainer/window.h"
 
-#define NTERMS TRAINER_NTERMS
 
 static double now_s(void)
 {
@@ -50,7 +50,8 @@ static void plan_allreduce(comm_reducer *red, model_net *net, int overlap)
         const model_param *p = model_param_at(net, i);
         g[i] = (comm_grad_range){p->offset, p->numel, model_param_grad_final(net, i)};
     }
-    comm_reducer_plan(red, model_num_floats(net), g, np);
+    /* the spare float after the parameters carries each rank's loss verdict (model_grad_flag) */
+    comm_reducer_plan(red, model_num_floats(net) + MODEL_GRAD_SPARE, g, np);
     comm_reducer_set_overlap(red, overlap);
     free(g);
 }
@@ -84,27 +85,39 @@ typedef struct {
     char *config_text;
     trainer_state st;
     double start_wall;   /* now_s() when this process started training */
-    loss_values v;       /* this rank's values of the latest step */
+    loss_values v;       /* the run's loss layout (stages, active terms, weights) */
     trainer_window win;  /* rank 0 */
     long last_ckpt;      /* step of the newest checkpoint */
     trainer_algos *algos; /* RUNDIR/cudnn_algos.txt (CUDA backend) */
+
+    /* The step's guard (core/step_guard.h): its state and the per-parameter
+     * gradient sums of squares live in the backend's memory; gs is the host's
+     * copy from the latest sync point. */
+    core_step_state *guard;
+    double *param_sq;
+    size_t *seg_off;     /* parameter i's gradient: [seg_off[i], seg_off[i+1]) */
+    int nseg;
+    core_step_state gs;
+    int reset_window, reset_bad; /* for the next step's guard */
+    /* SSPOSE_TRACE_WAITS: host waits for the device inside steps (docs/gpu.md) */
+    long waits_first, waits_later, steps_later;
 } run_ctx;
 
-/* One step as the ranks agreed on it, plus what the guards and the update need. */
+/* One step as the ranks agreed on it, plus what the update needs. */
 typedef struct {
     trainer_step_result res;
-    double gsq;        /* squared global gradient norm (identical on every rank) */
-    int loss_nonfinite; /* some rank's loss is NaN/Inf */
     int stop;          /* some rank got a stop signal */
-    double t_reduced;  /* now_s() after the metrics all-reduce */
+    double t_reduced;  /* now_s() after the host all-reduce */
 } step_ctx;
 
-/* Per-step all-reduce of metrics and flags in one message:
- * [total, terms[S*T], stop, loss_nonfinite, t_data, t_compute, gradient fraction hidden under backward] */
-enum { M_TOTAL = 0, M_TERMS = 1, M_STOP = M_TERMS + NTERMS, M_NONFINITE, M_TDATA, M_TCOMPUTE, M_HIDDEN, M_CORRUPT, M_LEN };
+/* Per-step host all-reduce of what the host knows, in one message (the
+ * losses and the gradient's verdict stay on the device):
+ * [stop, t_data, t_compute, gradient fraction hidden under backward, corrupt samples] */
+enum { M_STOP = 0, M_TDATA, M_TCOMPUTE, M_HIDDEN, M_CORRUPT, M_LEN };
 
-/* Batch, forward, loss, backward with the overlapped gradient all-reduce, and
- * the all-reduce of losses, flags and timings. */
+/* Batch, forward, loss and its guard, backward with the overlapped gradient
+ * all-reduce, the step's guard, and the all-reduce of flags and timings.
+ * Nothing here waits for the device (docs/gpu.md, "Host synchronisation"). */
 static void forward_backward(run_ctx *r, long step, step_ctx *s)
 {
     const double inv_world = 1.0 / r->world;
@@ -115,10 +128,15 @@ static void forward_backward(run_ctx *r, long step, step_ctx *s)
 
     model_zero_grads(r->net);
     model_forward(r->net, 1);
-    /* The loss values come back after backward is queued: the one download
-     * of the loss sums then waits while the device works, never in between. */
     loss_queue_net(r->loss, r->net, &tg, 1);
-    trainer_fault_ctx fault = {.net = r->net, .loss = &r->v, .poison_at = -1};
+    trainer_fault_ctx fault = {.net = r->net, .loss_sums = loss_sums_device(r->loss), .poison_at = -1};
+    trainer_fault(TRAINER_AT_LOSS, step + 1, &fault);
+    /* this rank's terms, and its "loss not finite" flag into the gradient's spare float */
+    core_guard_loss_args la;
+    loss_guard_args(r->loss, &la);
+    la.flag = model_grad_flag(r->net);
+    r->be->guard_loss(r->be, &la, r->guard);
+    loss_queue_done(r->loss);
     trainer_fault(TRAINER_AT_BACKWARD, step + 1, &fault);
     backward_hook hook = {r->red, &fault};
     /* Each rank's loss is the mean over its samples; the global loss is the
@@ -126,116 +144,163 @@ static void forward_backward(run_ctx *r, long step, step_ctx *s)
      * (each bucket is scaled as it is launched). */
     comm_reducer_begin(r->red, model_grads(r->net), r->world > 1 ? (float)inv_world : 1.0f);
     model_backward_hooked(r->net, on_backward, &hook);
-    loss_fetch(r->loss, &r->v);
-    trainer_fault(TRAINER_AT_LOSS, step + 1, &fault);
-    r->be->sync(r->be);
     double t2 = now_s();
 
     /* t_comm from here: the communication that backward did not hide */
     comm_reducer_stats cs;
     comm_reducer_finish(r->red, &cs);
+    /* The reduced gradients are identical on every rank, and so the flag, the
+     * norm and the guard's decision (skip, stop, clip) are too. */
+    r->be->sumsq_segments(r->be, model_grads(r->net), r->nseg, r->seg_off, r->param_sq);
+    core_guard_args ga = {
+        .step = step + 1, .flag = model_grad_flag(r->net), .param_sq = r->param_sq, .nparams = r->nseg,
+        .clip_norm = r->cfg->train.clip_norm, .skip_nonfinite = r->cfg->train.skip_nonfinite,
+        .beta1 = r->cfg->train.beta1, .beta2 = r->cfg->train.beta2,
+        .reset_window = r->reset_window, .reset_bad = r->reset_bad,
+    };
+    r->be->guard_step(r->be, &ga, r->guard);
+    r->reset_window = r->reset_bad = 0;
+
     double msg[M_LEN];
     memset(msg, 0, sizeof msg);
-    const loss_values *v = &r->v;
-    msg[M_TOTAL] = v->total * inv_world;
-    for (int st = 0; st < v->stages; st++)
-        for (int t = 0; t < LOSS_NUM_TERMS; t++) msg[M_TERMS + st * LOSS_NUM_TERMS + t] = v->term[st][t] * inv_world;
     msg[M_STOP] = trainer_stop_signal() != 0;
-    msg[M_NONFINITE] = !isfinite(v->total);
     msg[M_TDATA] = (t1 - t0) * inv_world;
     msg[M_TCOMPUTE] = (t2 - t1) * inv_world;
     msg[M_HIDDEN] = cs.floats ? (double)cs.floats_hidden / (double)cs.floats * inv_world : 0;
     msg[M_CORRUPT] = r->cfg->data.skip_corrupt ? (double)trainer_batches_corrupt(r->data) : 0;
     comm_allreduce_doubles(msg, M_LEN, COMM_SUM);
     s->t_reduced = now_s();
-    s->gsq = r->be->sumsq(r->be, model_grads(r->net), r->nfloats);
 
-    s->res.total = msg[M_TOTAL];
-    memcpy(s->res.terms, msg + M_TERMS, sizeof s->res.terms);
     s->res.t_data = msg[M_TDATA];
     s->res.t_compute = msg[M_TCOMPUTE];
     s->res.t_comm = s->t_reduced - t2;
     s->res.hidden = msg[M_HIDDEN];
     s->res.corrupt = (long)msg[M_CORRUPT];
-    s->res.grad_norm = sqrt(s->gsq);
-    s->res.clip = 1;
-    s->loss_nonfinite = msg[M_NONFINITE] > 0;
     s->stop = msg[M_STOP] > 0;
 }
 
-/* First non-finite (stage, term) of a loss_values-shaped array, as "stage3/paf". */
-static int nonfinite_term(const double *terms, const loss_values *v, char *out, size_t len)
+/* The optimizer's update, gated on the device by the step's guard (no update
+ * for a non-finite step; the clipping factor applied in the kernels). */
+static void update(run_ctx *r, long step, step_ctx *s)
+{
+    trainer_optim_step(r->optim, trainer_lr(r->cfg, step), r->guard);
+    trainer_fault_ctx fault = {.net = r->net};
+    trainer_fault(TRAINER_AT_UPDATE, step + 1, &fault);
+    s->res.t_compute += now_s() - s->t_reduced;
+}
+
+/* The guard's segments: one per parameter, each running to the next one's
+ * offset (alignment padding, and buffers after the last, have zero gradient). */
+static void open_guard(run_ctx *r)
+{
+    int np = model_param_count(r->net);
+    r->nseg = np;
+    r->seg_off = core_malloc(((size_t)np + 1) * sizeof *r->seg_off);
+    for (int i = 0; i < np; i++) r->seg_off[i] = model_param_at(r->net, i)->offset;
+    r->seg_off[np] = r->nfloats;
+    r->param_sq = (double *)r->be->alloc(r->be, 2 * (size_t)(np ? np : 1));
+    r->guard = (core_step_state *)r->be->alloc(r->be, CORE_GUARD_STATE_FLOATS);
+    /* a resumed run continues the update count (Adam's bias correction) and the skip count */
+    core_step_state init;
+    memset(&init, 0, sizeof init);
+    init.updates = (double)trainer_optim_updates(r->optim);
+    init.skipped = (double)r->st.skipped;
+    r->be->upload(r->be, (float *)r->guard, (const float *)&init, CORE_GUARD_STATE_FLOATS);
+    r->reset_window = r->reset_bad = 1;
+    loss_values_layout(r->loss, r->cfg->model.stages, &r->v);
+}
+
+static void close_guard(run_ctx *r)
+{
+    if (r->guard) r->be->free(r->be, (float *)r->guard);
+    if (r->param_sq) r->be->free(r->be, (float *)r->param_sq);
+    free(r->seg_off);
+}
+
+/* First non-finite (stage, term) of v, as "stage3/paf = nan". */
+static int nonfinite_term(const loss_values *v, char *out, size_t len)
 {
     for (int s = 0; s < v->stages; s++)
         for (int t = 0; t < LOSS_NUM_TERMS; t++)
-            if ((v->active & (1u << t)) && !isfinite(terms[s * LOSS_NUM_TERMS + t])) {
-                snprintf(out, len, "stage%d/%s = %g", s + 1, loss_term_names[t], terms[s * LOSS_NUM_TERMS + t]);
+            if ((v->active & (1u << t)) && !isfinite(v->term[s][t])) {
+                snprintf(out, len, "stage%d/%s = %g", s + 1, loss_term_names[t], v->term[s][t]);
                 return 1;
             }
     return 0;
 }
 
-static const char *nonfinite_param(run_ctx *r)
+/* The guard's record of the first non-finite step since the last report:
+ * stops the run (its weights as before that step: the guard allowed no update
+ * since), or with train.skip_nonfinite warns. Collective: the record is the
+ * same on every rank, but only the ranks whose loss failed know which term. */
+static void report_nonfinite(run_ctx *r)
 {
-    float *g = model_grads(r->net);
-    for (int i = 0; i < model_param_count(r->net); i++) {
-        const model_param *p = model_param_at(r->net, i);
-        if (!isfinite(r->be->sumsq(r->be, g + p->offset, p->numel))) return p->name;
-    }
-    return "(the sum of squares overflows)";
-}
-
-/* The loss (any rank) and the averaged gradients (identical on every rank):
- * non-finite stops the run, or with train.skip_nonfinite marks the step bad. */
-static void guards(run_ctx *r, long step, step_ctx *s)
-{
-    char what[160] = "";
-    if (s->loss_nonfinite || !isfinite(s->res.total)) {
+    const core_step_state *g = &r->gs;
+    char what[200];
+    if ((int)g->b_kind == CORE_GUARD_BAD_LOSS) {
+        double msg[CORE_GUARD_TERMS + 1];
+        for (int k = 0; k < CORE_GUARD_TERMS; k++) msg[k] = g->b_terms[k] / r->world;
+        msg[CORE_GUARD_TERMS] = g->b_total / r->world;
+        comm_allreduce_doubles(msg, CORE_GUARD_TERMS + 1, COMM_SUM); /* a NaN on any rank stays NaN */
+        loss_values v = r->v;
+        loss_values_from_terms(&v, msg);
         char term[96];
-        if (!nonfinite_term(s->res.terms, &r->v, term, sizeof term)) snprintf(term, sizeof term, "total = %g", s->res.total);
+        if (!nonfinite_term(&v, term, sizeof term)) snprintf(term, sizeof term, "total = %g", msg[CORE_GUARD_TERMS]);
         snprintf(what, sizeof what, "loss term %s", term);
-    } else if (!isfinite(s->gsq)) {
-        snprintf(what, sizeof what, "gradient of %s is not finite", nonfinite_param(r));
+    } else {
+        int p = (int)g->b_param;
+        snprintf(what, sizeof what, "gradient of %s is not finite",
+                 p >= 0 && p < model_param_count(r->net) ? model_param_at(r->net, p)->name
+                                                         : "(the sum of squares overflows)");
     }
-    s->res.bad = what[0] != 0;
-    if (!s->res.bad) return;
-    CHECK(r->cfg->train.skip_nonfinite, "step %ld: %s; stopping (last checkpoint: step %ld; set train.skip_nonfinite=1 "
-          "to skip such steps)", step + 1, what, r->last_ckpt);
-    r->st.skipped++;
-    if (r->rank == 0) core_warn("step %ld: %s; step skipped (%lld so far)", step + 1, what, (long long)r->st.skipped);
+    long step = (long)g->b_step;
+    CHECK(!g->halted, "step %ld: %s; stopping (last checkpoint: step %ld; set train.skip_nonfinite=1 to skip such "
+          "steps)", step, what, r->last_ckpt);
+    if (r->rank != 0) return;
+    core_warn("step %ld: %s; step skipped (%lld so far)", step, what, (long long)g->b_skipped);
+    if (g->b_count > 1)
+        core_warn("%.0f more non-finite step(s) skipped after step %ld, up to step %lld (%lld so far)", g->b_count - 1,
+                  step, (long long)r->st.step, (long long)g->skipped);
 }
 
-/* Global gradient-norm clipping (train.clip_norm): the factor the all-reduced
- * gradients are scaled by, 1 when off or within the bound. gsq is the same on
- * every rank (it is computed from identical reduced gradients), so is this. */
-static double clip_scale(const core_config *cfg, double gsq)
+/* A sync point: the one download of the guard state (after the latest
+ * gradient all-reduce is known complete), the counts it carries, a report of
+ * non-finite steps and, on logged steps, the window's loss averaged over
+ * ranks. Every rank calls it at the same steps. */
+static void sync_point(run_ctx *r, int log_due)
 {
-    double norm = sqrt(gsq), max = cfg->train.clip_norm;
-    /* torch.nn.utils.clip_grad_norm_'s factor, max/(norm + 1e-6) */
-    return max > 0 && norm > max ? max / (norm + 1e-6) : 1;
-}
-
-/* Clipping and the optimizer's update, unless the guards marked the step bad. */
-static void update(run_ctx *r, long step, step_ctx *s)
-{
-    if (!s->res.bad) {
-        s->res.clip = clip_scale(r->cfg, s->gsq);
-        if (s->res.clip < 1) r->be->scale(r->be, model_grads(r->net), (float)s->res.clip, r->nfloats);
-        trainer_optim_step(r->optim, trainer_lr(r->cfg, step));
+    comm_reducer_quiesce(r->red);
+    r->be->download(r->be, (float *)&r->gs, (const float *)r->guard, CORE_GUARD_STATE_FLOATS);
+    r->st.skipped = (int64_t)r->gs.skipped;
+    trainer_optim_set_updates(r->optim, (int64_t)r->gs.updates);
+    if (r->gs.b_count > 0) {
+        report_nonfinite(r);
+        r->reset_bad = 1;
     }
-    trainer_fault_ctx fault = {.net = r->net};
-    trainer_fault(TRAINER_AT_UPDATE, step + 1, &fault);
-    r->be->sync(r->be);
-    s->res.t_compute += now_s() - s->t_reduced;
+    if (!log_due) return;
+    trainer_window_dev d;
+    memset(&d, 0, sizeof d);
+    double msg[CORE_GUARD_TERMS + 1];
+    for (int k = 0; k < CORE_GUARD_TERMS; k++) msg[k] = r->gs.w_terms[k] / r->world;
+    msg[CORE_GUARD_TERMS] = r->gs.w_total / r->world;
+    comm_allreduce_doubles(msg, CORE_GUARD_TERMS + 1, COMM_SUM);
+    memcpy(d.terms, msg, sizeof d.terms);
+    d.total = msg[CORE_GUARD_TERMS];
+    d.grad_norm = r->gs.w_grad_norm; /* from the reduced gradient: the same on every rank */
+    d.clip = r->gs.w_clip;
+    d.good = (long)r->gs.w_good;
+    d.clipped = (long)r->gs.w_clipped;
+    trainer_window_device(&r->win, &d);
+    r->reset_window = 1;
 }
 
 /* The step into the log window; a metrics row and a progress line when due (rank 0). */
-static void log_window(run_ctx *r, long step, const step_ctx *s, int last, const trainer_val_result *val)
+static void log_window(run_ctx *r, long step, const step_ctx *s, int log_due, const trainer_val_result *val)
 {
     if (r->rank != 0) return;
     trainer_window_add(&r->win, &s->res);
     if (val) r->win.start += val->time_s; /* step times and throughput leave validation out */
-    if (r->st.step % r->cfg->train.log_every != 0 && !last && !s->stop && !val) return;
+    if (!log_due) return;
     trainer_window_info info = {r->cfg, (long)r->st.step, (long)r->st.skipped, trainer_lr(r->cfg, step),
                                 (double)r->st.global_batch, &r->v, r->world, val};
     trainer_window_flush(&r->win, &info, r->metrics, now_s());
@@ -355,6 +420,7 @@ static void close_run(run_ctx *r)
     trainer_metrics_close(r->metrics);
     trainer_val_close(r->val);
     trainer_batches_close(r->data);
+    close_guard(r);
     comm_reducer_destroy(r->red);
     trainer_optim_destroy(r->optim);
     loss_destroy(r->loss);
@@ -395,6 +461,7 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
 
     r->val = trainer_val_open(cfg, r->be, rundir, resumed);
     plan_allreduce(r->red, r->net, cfg->comm.overlap);
+    open_guard(r);
     trainer_signals_install();
     r->start_wall = now_s();
     r->last_ckpt = (long)r->st.step;
@@ -408,20 +475,30 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
         comm_set_context(ctx);
         step_ctx s;
         memset(&s, 0, sizeof s);
+        long waits0 = r->be->host_waits;
         forward_backward(r, step, &s);
-        guards(r, step, &s);
         update(r, step, &s);
+        if (step == first_step) r->waits_first = r->be->host_waits - waits0;
+        else r->waits_later += r->be->host_waits - waits0, r->steps_later++;
         r->st.step = step + 1;
         if (step == first_step) trainer_algos_save(r->algos); /* every shape has been searched by now */
         int last = r->st.step == cfg->train.steps;
 
         /* Validation goes into this step's row; a stop request skips it (the
          * grace time is for the checkpoint). A new best AP is also a checkpoint
-         * step, whose file ckpt-best.h5 copies. */
+         * step, whose file ckpt-best.h5 copies. The steps that need the
+         * device's numbers on the host are the sync points; the same on every rank. */
+        long now_step = (long)r->st.step;
+        int val_due = r->val && cfg->train.val_every > 0 && (now_step % cfg->train.val_every == 0 || last) &&
+                      !(s.stop && !last);
+        int log_due = now_step % cfg->train.log_every == 0 || last || s.stop || val_due;
+        int ckpt_due = last || s.stop || (cfg->train.checkpoint_every > 0 && now_step % cfg->train.checkpoint_every == 0);
+        int sum_due = r->world > 1 && cfg->train.checksum_every > 0 && (now_step % cfg->train.checksum_every == 0 || last);
+        if (log_due || ckpt_due || sum_due || val_due) sync_point(r, log_due);
         trainer_algos_local(r->algos, 1); /* validation shapes differ between ranks */
-        const trainer_val_result *val = s.stop && !last ? NULL : trainer_val_step(r->val, r->net, (long)r->st.step, last);
+        const trainer_val_result *val = val_due ? trainer_val_step(r->val, r->net, now_step, last) : NULL;
         trainer_algos_local(r->algos, 0);
-        log_window(r, step, &s, last, val);
+        log_window(r, step, &s, log_due, val);
         verify_replicas(r, last);
         checkpoint(r, last, s.stop || (val && val->improved));
         trainer_val_keep_best(r->val, val);
@@ -437,6 +514,10 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
     }
     trainer_signals_restore();
     if (r->rank == 0 && !stopped) core_info("training done: step %lld", (long long)r->st.step);
+    const char *trace = getenv("SSPOSE_TRACE_WAITS");
+    if (trace && *trace && strcmp(trace, "0"))
+        core_info("host waits for the device inside steps: %ld in the first, %ld in the %ld after it",
+                  r->waits_first, r->waits_later, r->steps_later);
     close_run(r);
     return 0;
 }

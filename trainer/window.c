@@ -13,16 +13,10 @@ void trainer_window_reset(trainer_window *w, double now)
     w->start = now;
 }
 
+void trainer_window_device(trainer_window *w, const trainer_window_dev *d) { w->dev = *d; }
+
 void trainer_window_add(trainer_window *w, const trainer_step_result *s)
 {
-    if (!s->bad) {
-        w->total += s->total;
-        for (int k = 0; k < TRAINER_NTERMS; k++) w->terms[k] += s->terms[k];
-        w->grad_norm += s->grad_norm;
-        w->clip += s->clip;
-        w->clipped += s->clip < 1;
-        w->good++;
-    }
     w->t_data += s->t_data;
     w->t_compute += s->t_compute;
     w->t_comm += s->t_comm;
@@ -36,18 +30,19 @@ void trainer_window_flush(trainer_window *w, const trainer_window_info *info, tr
 {
     const core_config *cfg = info->cfg;
     double wall = now - w->start;
-    double good = w->good > 0 ? (double)w->good : NAN, steps = (double)w->steps;
+    const trainer_window_dev *d = &w->dev;
+    double good = d->good > 0 ? (double)d->good : NAN, steps = (double)w->steps;
     loss_values avg = *info->layout;
     for (int s = 0; s < avg.stages; s++)
-        for (int t = 0; t < LOSS_NUM_TERMS; t++) avg.term[s][t] = w->terms[s * LOSS_NUM_TERMS + t] / good;
-    avg.total = w->total / good;
+        for (int t = 0; t < LOSS_NUM_TERMS; t++) avg.term[s][t] = d->terms[s * CORE_GUARD_SLOTS + t] / good;
+    avg.total = d->total / good;
     trainer_log_row row = {
         .step = info->step, .epoch = w->epoch, .skipped = info->skipped,
-        .lr = info->lr, .loss = avg.total, .grad_norm = w->grad_norm / good,
+        .lr = info->lr, .loss = avg.total, .grad_norm = d->grad_norm / good,
         .samples_per_s = info->global_batch * w->steps / wall, .values = &avg,
         .t_data = w->t_data / steps, .t_compute = w->t_compute / steps, .t_comm = w->t_comm / steps,
         .t_step = wall / steps, .comm_hidden = w->hidden / steps,
-        .clip = cfg->train.clip_norm > 0, .clipped = w->clipped, .clip_scale = w->clip / good,
+        .clip = cfg->train.clip_norm > 0, .clipped = d->clipped, .clip_scale = d->clip / good,
         .val = info->val, .corrupt = cfg->data.skip_corrupt ? w->corrupt : -1,
     };
     trainer_metrics_write(m, &row);

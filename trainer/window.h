@@ -8,30 +8,37 @@
 #include "loss/loss.h"
 #include "trainer/metrics.h"
 
-#define TRAINER_NTERMS (CORE_MAX_STAGES * LOSS_NUM_TERMS)
 
-/* One step as every rank agreed on it (means over ranks where noted). */
+/* The host's side of one step as every rank agreed on it (means over ranks).
+ * The loss, the gradient norm and clipping stay on the device for the window
+ * (core/step_guard.h) and come back once per row: trainer_window_device. */
 typedef struct trainer_step_result {
-    double total, terms[TRAINER_NTERMS]; /* losses: means over the global batch */
     double t_data, t_compute, t_comm;    /* seconds: data and compute means over ranks (compute includes the update) */
     double hidden;                       /* fraction of the gradient reduced under backward, mean over ranks */
-    double grad_norm;                    /* global norm before clipping */
-    double clip;                         /* factor the gradient was scaled by (1: not clipped) */
-    int bad;                             /* skipped as non-finite: no loss or norm enters the means */
     long corrupt;                        /* corrupt samples skipped so far, all ranks (data.skip_corrupt) */
     long epoch;
 } trainer_step_result;
 
+/* The device's window sums (core_step_state's w_ fields), the terms and total
+ * already averaged over ranks. Non-finite steps enter none of them. */
+typedef struct trainer_window_dev {
+    double terms[CORE_GUARD_TERMS], total, grad_norm, clip;
+    long good, clipped;
+} trainer_window_dev;
+
 typedef struct trainer_window {
-    double terms[TRAINER_NTERMS], total, t_data, t_compute, t_comm, grad_norm, hidden, clip;
-    long steps, good, clipped;
+    double t_data, t_compute, t_comm, hidden;
+    long steps;
     long epoch;   /* of the window's last step */
     long corrupt; /* of the window's last step */
     double start; /* wall clock at the window's start */
+    trainer_window_dev dev;
 } trainer_window;
 
 void trainer_window_reset(trainer_window *w, double now);
 void trainer_window_add(trainer_window *w, const trainer_step_result *s);
+/* The device's sums for the window, before trainer_window_flush. */
+void trainer_window_device(trainer_window *w, const trainer_window_dev *d);
 
 /* What a row needs besides the window: the run's step, batch and loss layout. */
 typedef struct trainer_window_info {
