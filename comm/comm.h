@@ -74,6 +74,11 @@ comm_reducer *comm_reducer_create(core_backend *be, double bucket_mb);
 void comm_reducer_destroy(comm_reducer *r);
 /* buf[i] = sum over ranks of buf[i], for n floats, in place. */
 void comm_reducer_allreduce_sum(comm_reducer *r, float *buf, size_t n);
+/* buf[i] = sum over ranks, for n doubles in the backend's memory, in place:
+ * MPI under the watchdog for the CPU backend; for CUDA an NCCL all-reduce
+ * queued on the NCCL stream between the backend stream's events, with no
+ * host wait (synchronised batch norm inside a step). Identical on every rank. */
+void comm_reducer_allreduce_doubles(comm_reducer *r, double *buf, size_t n);
 /* buf = root's buf on every rank. */
 void comm_reducer_bcast(comm_reducer *r, float *buf, size_t n, int root);
 /* Number of buckets the last all-reduce used (tests, logs). */

@@ -31,6 +31,7 @@ struct comm_nccl {
      * comm_nccl_wait); `pending` until the host has seen it complete. */
     cudaEvent_t step_done;
     int pending;
+    cudaEvent_t small_ready, small_done; /* comm_nccl_allreduce_doubles (reused: each wait sees its own record) */
     comm_nccl_tap_fn tap;
     void *tap_ctx;
 };
@@ -141,6 +142,8 @@ void comm_nccl_destroy(comm_nccl *c)
     CUDA_CHECK(cudaSetDevice(c->device), "cudaSetDevice");
     comm_nccl_quiesce(c); /* a dead peer is an error line here, not a hang in the finalize */
     if (c->step_done) CUDA_CHECK(cudaEventDestroy(c->step_done), "cudaEventDestroy");
+    if (c->small_ready) CUDA_CHECK(cudaEventDestroy(c->small_ready), "cudaEventDestroy");
+    if (c->small_done) CUDA_CHECK(cudaEventDestroy(c->small_done), "cudaEventDestroy");
     /* Destroying an event or a stream with work pending is allowed: the
      * resources are released once that work completes. */
     for (int i = 0; i < c->nevents; i++) {
@@ -236,6 +239,23 @@ void comm_nccl_wait(comm_nccl *c, void *after, int nlaunched)
         CUDA_CHECK(cudaEventCreateWithFlags(&c->step_done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
     CUDA_CHECK(cudaEventRecord(c->step_done, c->stream), "cudaEventRecord(all-reduce done)");
     c->pending = 1;
+}
+
+void comm_nccl_allreduce_doubles(comm_nccl *c, void *after, double *buf, size_t n)
+{
+    if (n == 0) return;
+    CHECK(after, "comm: NCCL all-reduce without the backend's stream");
+    CUDA_CHECK(cudaSetDevice(c->device), "cudaSetDevice");
+    if (!c->small_ready) {
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->small_ready, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->small_done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    }
+    CUDA_CHECK(cudaEventRecord(c->small_ready, (cudaStream_t)after), "cudaEventRecord(sums ready)");
+    CUDA_CHECK(cudaStreamWaitEvent(c->stream, c->small_ready, 0), "cudaStreamWaitEvent(sums ready)");
+    ncclResult_t rc = ncclAllReduce(buf, buf, n, ncclDouble, ncclSum, c->comm, c->stream);
+    settle(c, rc, "batch-norm statistics all-reduce");
+    CUDA_CHECK(cudaEventRecord(c->small_done, c->stream), "cudaEventRecord(sums done)");
+    CUDA_CHECK(cudaStreamWaitEvent((cudaStream_t)after, c->small_done, 0), "cudaStreamWaitEvent(sums done)");
 }
 
 void comm_nccl_quiesce(comm_nccl *c)

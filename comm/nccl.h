@@ -37,5 +37,8 @@ void comm_nccl_wait(comm_nccl *c, void *after, int nlaunched);
  * comm_nccl_wait's collectives; before anything that blocks on the device
  * without polling (a download at a sync point), so a dead peer stays an error. */
 void comm_nccl_quiesce(comm_nccl *c);
+/* An in-place sum of n device doubles, ordered after the work queued on `after`
+ * (the backend's stream) and before any work queued there later; no host wait. */
+void comm_nccl_allreduce_doubles(comm_nccl *c, void *after, double *buf, size_t n);
 
 #endif

@@ -3,6 +3,7 @@
  * buffers of the CUDA backend. The all-reduce is launched bucket by bucket,
  * either while the backward pass runs (comm_reducer_progress) or all at the
  * end; see comm/comm.h. */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,20 @@ void comm_reducer_allreduce_sum(comm_reducer *r, float *buf, size_t n)
 {
     start(r, buf, n, 1.0f, 0);
     comm_reducer_finish(r, NULL);
+}
+
+void comm_reducer_allreduce_doubles(comm_reducer *r, double *buf, size_t n)
+{
+    if (!collectives(r) || n == 0) return;
+#ifdef SSPOSE_CUDA
+    if (r->nccl) {
+        comm_nccl_allreduce_doubles(r->nccl, core_cuda_stream(r->be), buf, n);
+        return;
+    }
+#endif
+    CHECK(r->be->dev == CORE_DEV_CPU, "comm: MPI all-reduce of %s device buffers", r->be->name);
+    CHECK(n <= INT_MAX, "comm: %zu doubles in one all-reduce", n);
+    comm_allreduce_doubles(buf, (int)n, COMM_SUM);
 }
 
 void comm_reducer_bcast(comm_reducer *r, float *buf, size_t n, int root)

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 
+#include "core/bn_math.h"
 #include "core/step_guard.h"
 #include "core/tensor.h"
 
@@ -48,7 +49,7 @@ struct core_backend {
     core_device dev;
     void *impl;        /* backend-private state: stream, handles, workspace */
     /* Calls that made the host wait for the work queued so far (download, sync,
-     * sumsq, chan_sums, free): what a training step must avoid between sync
+     * sumsq, free): what a training step must avoid between sync
      * points (docs/gpu.md). The CPU backend counts the same calls, so the CPU
      * suite checks the trainer's pattern. */
     long host_waits;
@@ -115,9 +116,11 @@ struct core_backend {
      * Per-channel reductions and affine maps over N x C x HW; the statistics
      * themselves (a few numbers per channel) are computed by the caller in double. */
     /* out[ch] = sum of a, out[c + ch] = sum of a*b over the N*HW cells of channel ch
-     * (b may alias a), accumulated in double in a fixed order; out is a HOST array of
-     * 2c doubles. Synchronous. */
+     * (b may alias a), accumulated in double in a fixed order; out: 2c doubles in this
+     * backend's memory. Asynchronous. */
     void (*chan_sums)(core_backend *, int n, int c, int hw, const float *a, const float *b, double *out);
+    /* One phase of the per-channel statistics (core/bn_math.h) over a->c channels. Asynchronous. */
+    void (*bn_step)(core_backend *, core_bn_phase phase, const core_bn_args *a);
     /* y = scale[ch]*x + shift[ch], then max(0, .) when relu; scale, shift: c floats each. */
     void (*chan_affine)(core_backend *, int n, int c, int hw, const float *x, const float *scale, const float *shift,
                         int relu, float *y);

@@ -248,7 +248,6 @@ static void cpu_adam_step(core_backend *be, const core_step_state *gate, const c
 
 static void cpu_chan_sums(core_backend *be, int n, int c, int hw, const float *a, const float *b, double *out)
 {
-    be->host_waits++;
     /* one channel per iteration, cells in a fixed order: the sums do not depend on the thread count */
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
@@ -266,6 +265,11 @@ static void cpu_chan_sums(core_backend *be, int n, int c, int hw, const float *a
         out[ch] = sa;
         out[c + ch] = sab;
     }
+}
+
+static void cpu_bn_step(core_backend *be, core_bn_phase phase, const core_bn_args *a)
+{
+    for (int ch = 0; ch < a->c; ch++) core_bn_channel(phase, a, ch);
 }
 
 static void cpu_chan_affine(core_backend *be, int n, int c, int hw, const float *x, const float *scale,
@@ -383,6 +387,7 @@ core_backend *core_cpu_backend_create(int threads)
     be->sgd_nesterov_step = cpu_sgd_nesterov_step;
     be->adam_step = cpu_adam_step;
     be->chan_sums = cpu_chan_sums;
+    be->bn_step = cpu_bn_step;
     be->chan_affine = cpu_chan_affine;
     be->chan_affine_grad = cpu_chan_affine_grad;
     be->relu_mask = cpu_relu_mask;

@@ -227,6 +227,7 @@ extern "C" core_backend *core_cuda_backend_create(int device)
     be->sgd_nesterov_step = cuda_sgd_nesterov_step;
     be->adam_step = cuda_adam_step;
     be->chan_sums = cuda_chan_sums;
+    be->bn_step = cuda_bn_step;
     be->chan_affine = cuda_chan_affine;
     be->chan_affine_grad = cuda_chan_affine_grad;
     be->relu_mask = cuda_relu_mask;

@@ -130,6 +130,7 @@ void cuda_relu_mask_bias_grad(cuda_state *st, const float *y, float *dy, float *
 
 // core/cuda_ops.cu, batch norm and ReLU (core/backend.h)
 void cuda_chan_sums(core_backend *be, int n, int c, int hw, const float *a, const float *b, double *out);
+void cuda_bn_step(core_backend *be, core_bn_phase phase, const core_bn_args *a);
 void cuda_chan_affine(core_backend *be, int n, int c, int hw, const float *x, const float *scale, const float *shift,
                       int relu, float *y);
 void cuda_chan_affine_grad(core_backend *be, int n, int c, int hw, const float *dy, const float *x, const float *coef,

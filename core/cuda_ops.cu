@@ -459,7 +459,7 @@ void cuda_chan_sums(core_backend *be, int n, int c, int hw, const float *a, cons
     cuda_state *st = cuda_enter(be);
     if (c <= 0) return;
     if (n <= 0 || hw <= 0) {
-        for (int i = 0; i < 2 * c; i++) out[i] = 0;
+        CUDA_CHECK(cudaMemsetAsync(out, 0, 2 * (size_t)c * sizeof(double), st->stream));
         return;
     }
     size_t per = (size_t)n * hw;
@@ -469,16 +469,28 @@ void cuda_chan_sums(core_backend *be, int n, int c, int hw, const float *a, cons
     if (splits > CORE_CUDA_BIAS_SPLITS_MAX) splits = CORE_CUDA_BIAS_SPLITS_MAX;
     if (splits < 1) splits = 1;
     size_t npart = (size_t)c * splits * 2;
-    double *partial = (double *)cuda_scratch(st, CUDA_SCRATCH_CHAN, (npart + 2 * (size_t)c) * sizeof(double));
-    double *dev_out = partial + npart;
+    double *partial = (double *)cuda_scratch(st, CUDA_SCRATCH_CHAN, npart * sizeof(double));
     dim3 grid((unsigned)c, (unsigned)splits);
     k_chan_sums_partial<<<grid, THREADS, 0, st->stream>>>(a, b, n, c, hw, (int)splits, partial);
     CUDA_LAUNCH_CHECK();
-    k_chan_sums_finish<<<cuda_grid((size_t)c, THREADS), THREADS, 0, st->stream>>>(partial, c, (int)splits, dev_out);
+    // straight into the caller's device buffer: the statistics are made on the device too (bn_step)
+    k_chan_sums_finish<<<cuda_grid((size_t)c, THREADS), THREADS, 0, st->stream>>>(partial, c, (int)splits, out);
     CUDA_LAUNCH_CHECK();
-    CUDA_CHECK(cudaMemcpyAsync(out, dev_out, 2 * (size_t)c * sizeof(double), cudaMemcpyDeviceToHost, st->stream));
-    be->host_waits++;
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+}
+
+// core/bn_math.h, one thread per channel.
+__global__ void k_bn_step(core_bn_phase phase, const core_bn_args a)
+{
+    for (int ch = blockIdx.x * blockDim.x + threadIdx.x; ch < a.c; ch += gridDim.x * blockDim.x)
+        core_bn_channel(phase, &a, ch);
+}
+
+void cuda_bn_step(core_backend *be, core_bn_phase phase, const core_bn_args *a)
+{
+    cuda_state *st = cuda_enter(be);
+    if (a->c <= 0) return;
+    k_bn_step<<<cuda_grid((size_t)a->c, THREADS), THREADS, 0, st->stream>>>(phase, *a);
+    CUDA_LAUNCH_CHECK();
 }
 
 __global__ void k_chan_affine(const float *x, const float *scale, const float *shift, int relu, float *y, int planes,

@@ -97,8 +97,10 @@ void model_set_train(model_net *net, int train);
 int model_is_train(const model_net *net);
 
 /* Synchronised batch norm: fn(ctx, v, n) must replace v[0..n) by its sum over
- * all ranks (every rank calls it at the same points with the same n). Without
- * it (one process) the statistics are the local batch's. */
+ * all ranks (every rank calls it at the same points with the same n). v is in
+ * the backend's memory (a device pointer on GPUs; the sum may be queued, as
+ * comm_reducer_allreduce_doubles does). Without it (one process) the
+ * statistics are the local batch's. */
 typedef void (*model_sum_fn)(void *ctx, double *v, int n);
 void model_set_sum_hook(model_net *net, model_sum_fn fn, void *ctx);
 

@@ -1,12 +1,13 @@
 /* Batch normalisation after every hidden convolution (model.norm = batch):
  * conv -> BN -> ReLU, the BN row of the op table.
  *
- * The heavy passes (per-channel sums, the affine maps) are backend kernels;
- * the statistics are a few numbers per channel, computed here in double on the
- * host. In training mode they are the batch's, summed over every rank through
- * the model's sum hook (synchronised BN: "R ranks x b" normalises exactly like
- * "1 rank x R*b"); in eval mode they are the running estimates, which training
- * updates as torch.nn.BatchNorm2d does (momentum, unbiased variance).
+ * Everything runs on the backend, nothing comes to the host: the per-channel
+ * sums and the affine maps are kernels, and so are the statistics, a few
+ * numbers per channel in double (core/bn_math.h, be->bn_step). In training
+ * mode they are the batch's, summed over every rank through the model's sum
+ * hook on the device buffer (synchronised BN: "R ranks x b" normalises exactly
+ * like "1 rank x R*b"); in eval mode they are the running estimates, which
+ * training updates as torch.nn.BatchNorm2d does (momentum, unbiased variance).
  *
  * Training forward, per channel over the M cells of the global batch:
  *   mean = S1/M, var = S2/M - mean^2 (S1 = sum x, S2 = sum x^2, double),
@@ -54,8 +55,6 @@ int net_bn_apply(model_net *m, int def, int in, int relu)
     memset(u, 0, sizeof *u);
     u->def = def;
     u->relu = relu;
-    u->mean = core_calloc((size_t)d->c, sizeof(double));
-    u->invstd = core_calloc((size_t)d->c, sizeof(double));
     int out = net_add_blob(m, d->c, m->blobs[in].div);
     net_add_op(m, (net_op){.kind = NET_OP_BN, .idx = m->nbn_uses, .in = {in}, .nin = 1, .out = {out}, .nout = 1});
     m->nbn_uses++;
@@ -65,77 +64,41 @@ int net_bn_apply(model_net *m, int def, int in, int relu)
 void net_bn_finish(model_net *m)
 {
     if (!m->nbn_uses) return;
-    size_t off = 0;
+    size_t off = 0, stats = 0;
     for (int i = 0; i < m->nbn_uses; i++) {
+        int c = m->bns[m->bn_uses[i].def].c;
         m->bn_uses[i].scratch = off;
-        off += ((size_t)8 * m->bns[m->bn_uses[i].def].c + 63) & ~(size_t)63;
+        off += ((size_t)6 * c + 63) & ~(size_t)63;
+        m->bn_uses[i].stats = stats;
+        stats += (size_t)2 * c + 1;
     }
     m->bn_dev_floats = off;
     m->bn_dev = m->be->alloc(m->be, off);
-    m->bn_host = core_calloc((size_t)8 * m->bn_maxc + 1, sizeof(double));
-    m->bn_hostf = core_calloc((size_t)8 * m->bn_maxc, sizeof(float));
+    /* backend memory counts floats: two per double */
+    m->bn_stats = (double *)m->be->alloc(m->be, 2 * stats);
+    m->bn_sums = (double *)m->be->alloc(m->be, 2 * ((size_t)2 * m->bn_maxc + 1));
 }
 
 void net_bn_destroy(model_net *m)
 {
-    for (int i = 0; i < m->nbn_uses; i++) {
-        free(m->bn_uses[i].mean);
-        free(m->bn_uses[i].invstd);
-    }
     free(m->bn_uses);
     if (m->bn_dev) m->be->free(m->be, m->bn_dev);
-    free(m->bn_host);
-    free(m->bn_hostf);
+    if (m->bn_stats) m->be->free(m->be, (float *)m->bn_stats);
+    if (m->bn_sums) m->be->free(m->be, (float *)m->bn_sums);
 }
 
-/* gamma and beta (host floats, c each) into g[0..2c) */
-static void download_affine(model_net *m, const net_bn_def *d, float *g)
+/* The statistics' arguments of one use: its layer's parameters and buffers in
+ * the flat buffers, its statistics, the shared sums. */
+static core_bn_args bn_args(model_net *m, const net_bn_use *u, const net_bn_def *d)
 {
-    const model_param *gp = &m->params[d->gparam];
-    m->be->download(m->be, g, m->w + gp->offset, (size_t)d->c);
-    m->be->download(m->be, g + d->c, m->w + gp[1].offset, (size_t)d->c);
-}
-
-/* Batch statistics over all ranks, and the running estimates' update. */
-static void batch_stats(model_net *m, net_bn_use *u, const net_bn_def *d, const float *x, int hw)
-{
-    int c = d->c;
-    double *s = m->bn_host;
-    m->be->chan_sums(m->be, m->n, c, hw, x, x, s);
-    s[2 * c] = (double)m->n * hw;
-    if (m->sum_fn) m->sum_fn(m->sum_ctx, s, 2 * c + 1);
-    double M = s[2 * c], eps = m->cfg.model.bn_eps, mom = m->cfg.model.bn_momentum;
-    /* torch's running variance is the unbiased estimate */
-    double unbias = M > 1 ? M / (M - 1) : 1.0;
-    float *run = m->bn_hostf; /* running mean [0, c), running var [c, 2c) */
-    const model_param *rb = &m->bufs[d->rbuf];
-    m->be->download(m->be, run, m->w + rb->offset, (size_t)c);
-    m->be->download(m->be, run + c, m->w + rb[1].offset, (size_t)c);
-    for (int ch = 0; ch < c; ch++) {
-        double mean = s[ch] / M, var = s[c + ch] / M - mean * mean;
-        if (var < 0) var = 0;
-        u->mean[ch] = mean;
-        u->invstd[ch] = 1.0 / sqrt(var + eps);
-        run[ch] = (float)((1 - mom) * run[ch] + mom * mean);
-        run[c + ch] = (float)((1 - mom) * run[c + ch] + mom * var * unbias);
-    }
-    m->be->upload(m->be, m->w + rb->offset, run, (size_t)c);
-    m->be->upload(m->be, m->w + rb[1].offset, run + c, (size_t)c);
-    u->count = M;
-}
-
-static void running_stats(model_net *m, net_bn_use *u, const net_bn_def *d)
-{
-    int c = d->c;
-    float *run = m->bn_hostf;
-    const model_param *rb = &m->bufs[d->rbuf];
-    m->be->download(m->be, run, m->w + rb->offset, (size_t)c);
-    m->be->download(m->be, run + c, m->w + rb[1].offset, (size_t)c);
-    for (int ch = 0; ch < c; ch++) {
-        u->mean[ch] = run[ch];
-        u->invstd[ch] = 1.0 / sqrt((double)run[c + ch] + m->cfg.model.bn_eps);
-    }
-    u->count = 0;
+    const model_param *gp = &m->params[d->gparam], *rb = &m->bufs[d->rbuf];
+    core_bn_args a = {
+        .c = d->c, .train = m->train, .eps = m->cfg.model.bn_eps, .momentum = m->cfg.model.bn_momentum,
+        .sums = m->bn_sums, .gamma = m->w + gp->offset, .beta = m->w + gp[1].offset,
+        .run_mean = m->w + rb->offset, .run_var = m->w + rb[1].offset, .stats = m->bn_stats + u->stats,
+        .dgamma = m->g + gp->offset, .dbeta = m->g + gp[1].offset,
+    };
+    return a;
 }
 
 static void bn_forward(model_net *m, const net_op *o)
@@ -144,20 +107,18 @@ static void bn_forward(model_net *m, const net_op *o)
     const net_bn_def *d = &m->bns[u->def];
     int c = d->c, hw = net_blob_hw(m, o->in[0]);
     const float *x = net_act(m, o->in[0]);
-    if (m->train)
-        batch_stats(m, u, d, x, hw);
-    else
-        running_stats(m, u, d);
-    float *ga = m->bn_hostf + 2 * c, *ss = m->bn_hostf + 4 * c; /* gamma, beta | scale, shift */
-    download_affine(m, d, ga);
-    for (int ch = 0; ch < c; ch++) {
-        double scale = ga[ch] * u->invstd[ch];
-        ss[ch] = (float)scale;
-        ss[c + ch] = (float)(ga[c + ch] - u->mean[ch] * scale);
+    float *ss = m->bn_dev + u->scratch; /* scale | shift */
+    core_bn_args a = bn_args(m, u, d);
+    a.out = ss;
+    if (m->train) {
+        /* batch statistics over all ranks: sums and cell count, summed by the hook */
+        m->be->chan_sums(m->be, m->n, c, hw, x, x, m->bn_sums);
+        a.count = (double)m->n * hw;
+        m->be->bn_step(m->be, CORE_BN_COUNT, &a);
+        if (m->sum_fn) m->sum_fn(m->sum_ctx, m->bn_sums, 2 * c + 1);
     }
-    float *dev = m->bn_dev + u->scratch;
-    m->be->upload(m->be, dev, ss, 2 * (size_t)c);
-    m->be->chan_affine(m->be, m->n, c, hw, x, dev, dev + c, u->relu, net_act(m, o->out[0]));
+    m->be->bn_step(m->be, CORE_BN_FORWARD, &a);
+    m->be->chan_affine(m->be, m->n, c, hw, x, ss, ss + c, u->relu, net_act(m, o->out[0]));
 }
 
 static void bn_backward(model_net *m, const net_op *o)
@@ -168,38 +129,16 @@ static void bn_backward(model_net *m, const net_op *o)
     const float *x = net_act(m, o->in[0]);
     float *dy = net_dact(m, o->out[0]);
     if (u->relu) m->be->relu_mask(m->be, net_blob_numel(m, o->out[0]), net_act(m, o->out[0]), dy);
-    double *s = m->bn_host; /* sum dy [0, c), sum dy*x [c, 2c) */
-    m->be->chan_sums(m->be, m->n, c, hw, dy, x, s);
-
+    m->be->chan_sums(m->be, m->n, c, hw, dy, x, m->bn_sums); /* sum dy [0, c), sum dy*x [c, 2c) */
+    core_bn_args a = bn_args(m, u, d);
     /* this rank's parameter gradients: the gradient all-reduce combines them */
-    float *f = m->bn_hostf, *dev = m->bn_dev + u->scratch;
-    for (int ch = 0; ch < c; ch++) {
-        f[ch] = (float)(u->invstd[ch] * (s[c + ch] - u->mean[ch] * s[ch])); /* sum dy*xhat */
-        f[c + ch] = (float)s[ch];                                            /* sum dy */
-    }
-    const model_param *gp = &m->params[d->gparam];
-    m->be->upload(m->be, dev + 6 * (size_t)c, f, 2 * (size_t)c);
-    m->be->axpy(m->be, 1.0f, dev + 6 * (size_t)c, m->g + gp->offset, (size_t)c);
-    m->be->axpy(m->be, 1.0f, dev + 7 * (size_t)c, m->g + gp[1].offset, (size_t)c);
-
+    m->be->bn_step(m->be, CORE_BN_PARAM_GRADS, &a);
     /* dx through the statistics, which depend on every cell of the global batch */
-    if (m->train && m->sum_fn) m->sum_fn(m->sum_ctx, s, 2 * c);
-    float *ga = f + 2 * c, *coef = f + 4 * c; /* gamma, beta | A, B, M, C */
-    download_affine(m, d, ga);
-    for (int ch = 0; ch < c; ch++) {
-        double gs = ga[ch] * u->invstd[ch];
-        double mdy = 0, mdyx = 0;
-        if (m->train) {
-            mdy = s[ch] / u->count;
-            mdyx = u->invstd[ch] * (s[c + ch] - u->mean[ch] * s[ch]) / u->count;
-        }
-        coef[ch] = (float)gs;
-        coef[c + ch] = (float)(-gs * u->invstd[ch] * mdyx);
-        coef[2 * c + ch] = (float)u->mean[ch];
-        coef[3 * c + ch] = (float)(-gs * mdy);
-    }
-    m->be->upload(m->be, dev + 2 * (size_t)c, coef, 4 * (size_t)c);
-    m->be->chan_affine_grad(m->be, m->n, c, hw, dy, x, dev + 2 * (size_t)c, net_dact(m, o->in[0]));
+    if (m->train && m->sum_fn) m->sum_fn(m->sum_ctx, m->bn_sums, 2 * c);
+    float *coef = m->bn_dev + u->scratch + 2 * (size_t)c; /* A | B | M | C */
+    a.out = coef;
+    m->be->bn_step(m->be, CORE_BN_COEF, &a);
+    m->be->chan_affine_grad(m->be, m->n, c, hw, dy, x, coef, net_dact(m, o->in[0]));
 }
 
 static int bn_params(const model_net *m, const net_op *o, int *out)

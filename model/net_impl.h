@@ -43,9 +43,9 @@ typedef struct {
 typedef struct {
     int def;
     int relu;
-    size_t scratch; /* floats into net->bn_dev: scale, shift | backward coefficients (4c) | dgamma, dbeta */
-    double *mean, *invstd; /* [c], the statistics the forward normalised with */
-    double count;          /* cells they were computed over (all ranks); 0 in eval mode */
+    size_t scratch; /* floats into net->bn_dev: scale, shift | backward coefficients (4c) */
+    size_t stats;   /* doubles into net->bn_stats: mean[c] | invstd[c] | cells (all ranks; 0 in eval mode),
+                     * what the forward normalised with, for the backward */
 } net_bn_use;
 
 typedef struct {
@@ -80,11 +80,11 @@ struct model_net {
     float *w, *g;         /* device flat buffers */
     float *bn_dev;        /* device scratch of the batch-norm uses */
     size_t bn_dev_floats;
-    double *bn_host;      /* host scratch: sums and statistics, 8 * bn_maxc + 1 */
-    float *bn_hostf;      /* host scratch: 8 * bn_maxc */
+    double *bn_stats;     /* device: every use's statistics (net_bn_use.stats) */
+    double *bn_sums;      /* device: one layer's per-channel sums, 2 * bn_maxc + 1 */
     int bn_maxc;
     int train;            /* 1: batch statistics (default); 0: running statistics */
-    model_sum_fn sum_fn;  /* sums small host arrays over ranks (synchronised batch norm) */
+    model_sum_fn sum_fn;  /* sums small device arrays over ranks (synchronised batch norm) */
     void *sum_ctx;
     int input_blob, feature_blob;
     int outputs[CORE_MAX_STAGES][MODEL_NUM_OUT]; /* blob index or -1 */

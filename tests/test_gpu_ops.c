@@ -259,8 +259,11 @@ static void gpu_bn_ops_match_cpu(void)
         pair x = pair_rand(cnt, 3.0f), dy = pair_rand(cnt, 1.0f), y = pair_rand(cnt, 1.0f), dx = pair_rand(cnt, 1.0f);
         pair coef = pair_rand(4 * (size_t)c, 2.0f);
         double *sc = core_malloc(2 * (size_t)c * sizeof(double)), *sg = core_malloc(2 * (size_t)c * sizeof(double));
+        double *sg_dev = (double *)gpu->alloc(gpu, 4 * (size_t)c);
         cpu->chan_sums(cpu, n, c, hw, dy.c, x.c, sc);
-        gpu->chan_sums(gpu, n, c, hw, dy.g, x.g, sg);
+        gpu->chan_sums(gpu, n, c, hw, dy.g, x.g, sg_dev); /* into device memory, no host wait */
+        gpu->download(gpu, (float *)sg, (const float *)sg_dev, 4 * (size_t)c);
+        gpu->free(gpu, (float *)sg_dev);
         for (int ch = 0; ch < c; ch++) {
             double mag = 0, mag2 = 0;
             for (int i = 0; i < n; i++)
@@ -286,6 +289,57 @@ static void gpu_bn_ops_match_cpu(void)
         EXPECT_SAME(dy, "relu_mask");
         free(sc), free(sg);
         pair_free(&x), pair_free(&dy), pair_free(&y), pair_free(&dx), pair_free(&coef);
+    }
+}
+
+/* The batch-norm statistics (core/bn_math.h) on the device: every phase bit for
+ * bit the CPU's on the same sums (double arithmetic rounded op by op, IEEE sqrt). */
+static void gpu_bn_step_matches_cpu(void)
+{
+    NEED_GPU();
+    const int c = 37;
+    /* floats: gamma beta run_mean run_var | out (4c) | dgamma dbeta */
+    float hf[10 * 37];
+    for (int i = 0; i < 10 * c; i++) hf[i] = rnd_unit();
+    for (int ch = 0; ch < c; ch++) hf[3 * c + ch] = 0.5f + 0.5f * fabsf(hf[3 * c + ch]); /* running variance > 0 */
+    double hs[2 * 37 + 1];
+    for (int ch = 0; ch < c; ch++) {
+        hs[ch] = 300 * rnd_unit();
+        hs[c + ch] = 900 + 500 * rnd_unit();
+    }
+    hs[2 * c] = 0;
+    core_backend *be[2] = {cpu, gpu};
+    float *f[2];
+    double *sums[2], *stats[2];
+    for (int k = 0; k < 2; k++) {
+        f[k] = be[k]->alloc(be[k], 10 * (size_t)c);
+        be[k]->upload(be[k], f[k], hf, 10 * (size_t)c);
+        sums[k] = (double *)be[k]->alloc(be[k], 2 * (2 * (size_t)c + 1));
+        stats[k] = (double *)be[k]->alloc(be[k], 2 * (2 * (size_t)c + 1));
+    }
+    const core_bn_phase phases[] = {CORE_BN_COUNT, CORE_BN_FORWARD, CORE_BN_PARAM_GRADS, CORE_BN_COEF};
+    for (int train = 1; train >= 0; train--)
+        for (int p = 0; p < 4; p++) {
+            float of[2][10 * 37];
+            double os[2][2 * 37 + 1], ot[2][2 * 37 + 1];
+            for (int k = 0; k < 2; k++) {
+                if (p == 0) be[k]->upload(be[k], (float *)sums[k], (const float *)hs, 4 * (size_t)c);
+                core_bn_args a = {c, train, 1e-5, 0.1, 128.0 * 46 * 46, sums[k], f[k], f[k] + c, f[k] + 2 * c,
+                                  f[k] + 3 * c, stats[k], f[k] + 4 * c, f[k] + 8 * c, f[k] + 9 * c};
+                be[k]->bn_step(be[k], phases[p], &a);
+                be[k]->download(be[k], of[k], f[k], 10 * (size_t)c);
+                be[k]->download(be[k], (float *)os[k], (const float *)sums[k], 2 * (2 * (size_t)c + 1));
+                be[k]->download(be[k], (float *)ot[k], (const float *)stats[k], 2 * (2 * (size_t)c + 1));
+            }
+            T_CHECKF(!memcmp(of[0], of[1], sizeof of[0]) && !memcmp(os[0], os[1], sizeof os[0]) &&
+                         !memcmp(ot[0], ot[1], sizeof ot[0]),
+                     "bn_step phase %d (train %d): the GPU's floats, sums or statistics differ from the CPU's", p,
+                     train);
+        }
+    for (int k = 0; k < 2; k++) {
+        be[k]->free(be[k], f[k]);
+        be[k]->free(be[k], (float *)sums[k]);
+        be[k]->free(be[k], (float *)stats[k]);
     }
 }
 
@@ -920,6 +974,7 @@ int main(int argc, char **argv)
     T_RUN(gpu_pool_matches_cpu_with_ties);
     T_RUN(gpu_copy_channels_matches_cpu);
     T_RUN(gpu_bn_ops_match_cpu);
+    T_RUN(gpu_bn_step_matches_cpu);
     T_RUN(gpu_out_of_memory_is_one_line);
     T_RUN(gpu_bad_device_is_one_line);
     if (gpu) core_backend_destroy(gpu);

@@ -12,7 +12,8 @@ command -v mpirun >/dev/null || { t_skip train_sync "no mpirun"; t_end; }
 tr_fixture || { t_fail train_sync_fixture "synth/data failed"; t_end; }
 CK() { printf '%s/ckpt-%09d.h5' "$1" "$2"; }
 
-# No host wait after the first step, one rank (SGD) and two ranks (Adam, clipping on).
+# No host wait after the first step: one rank (SGD), two ranks (Adam, clipping on), two
+# ranks with batch norm.
 SSPOSE_TRACE_WAITS=1 tr_train "$T_TMP/w1" --set train.steps=9 --set train.log_every=3 >"$T_TMP/w1.log" 2>&1; rc=$?
 pat='host waits for the device inside steps: [0-9]+ in the first, 0 in the 8 after it'
 if [ $rc -ne 0 ]; then t_fail train_sync_no_waits_1rank "exit $rc: $(tail -n 2 "$T_TMP/w1.log" | tr '\n' '|')"
@@ -30,6 +31,14 @@ import json; r=[json.loads(l) for l in open('$T_TMP/w2/metrics.jsonl')]
 assert [x['step'] for x in r]==[3,6,9] and all(x['clipped']==3 and 0<x['clip_scale']<1 for x in r), r" 2>/dev/null; then
   t_fail train_sync_no_waits_2ranks "metrics rows or clipping counts wrong: $(cat "$T_TMP/w2/metrics.jsonl" | head -c 300)"
 else t_ok train_sync_no_waits_2ranks; fi
+
+# Synchronised batch norm: its statistics are made and all-reduced in the backend's memory too.
+SSPOSE_TRACE_WAITS=1 timeout 120 $MPIRUN -x SSPOSE_TRACE_WAITS -np 2 "$SSPOSE" train --config configs/tiny.ini \
+  --set data.train="$SHARDS" "${TR_SETS[@]}" --set train.steps=9 --set train.log_every=3 --set model.norm=batch \
+  --out "$T_TMP/wbn" >"$T_TMP/wbn.log" 2>&1; rc=$?
+if [ $rc -ne 0 ]; then t_fail train_sync_no_waits_batch_norm "exit $rc: $(tail -n 2 "$T_TMP/wbn.log" | tr '\n' '|')"
+elif grep -qE "$pat" "$T_TMP/wbn.log"; then t_ok train_sync_no_waits_batch_norm
+else t_fail train_sync_no_waits_batch_norm "$(grep 'host waits' "$T_TMP/wbn.log" || echo 'no trace line')"; fi
 
 # Sync points every step or every 4th: the same weights and optimizer state, bit for bit,
 # and the same window means where the windows coincide (steps 1-4 vs the mean of rows 1-4).

@@ -31,21 +31,12 @@ static void pinned_free(void *p, void *ctx)
     core_cuda_host_free(p);
 }
 
-/* Synchronised batch norm: the per-channel sums of every rank's share of the batch. */
-static void sum_over_ranks(void *ctx, double *v, int n)
-{
-    (void)ctx;
-    comm_allreduce_doubles(v, n, COMM_SUM);
-}
-
 trainer_batches *trainer_batches_open(const core_config *cfg, model_net *net, int rank, int world,
                                       const dataio_loader_state *resume)
 {
     trainer_batches *b = core_calloc(1, sizeof *b);
     b->net = net;
     b->be = model_backend(net);
-    /* the ranks' batches are one global batch, for batch norm's statistics too */
-    if (world > 1) model_set_sum_hook(net, sum_over_ranks, NULL);
     b->size = cfg->model.input;
     b->stride = cfg->model.stride;
     dataio_loader_opts o;

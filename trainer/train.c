@@ -68,6 +68,10 @@ static void on_backward(void *ctx, int done)
     comm_reducer_progress(h->red, done);
 }
 
+/* Synchronised batch norm: the per-channel sums of every rank's share of the
+ * batch, summed in the backend's memory (NCCL on GPUs: no host wait). */
+static void bn_sum_over_ranks(void *ctx, double *v, int n) { comm_reducer_allreduce_doubles(ctx, v, (size_t)n); }
+
 /* ---- the run ---------------------------------------------------------------- */
 typedef struct {
     const core_config *cfg;
@@ -386,6 +390,8 @@ static int open_run(run_ctx *r, const core_config *cfg, const char *rundir, int 
     r->nfloats = model_num_floats(r->net);
     r->optim = trainer_optim_create(cfg, r->net);
     r->red = comm_reducer_create(r->be, cfg->comm.bucket_mb);
+    /* the ranks' batches are one global batch, for batch norm's statistics too */
+    if (r->world > 1) model_set_sum_hook(r->net, bn_sum_over_ranks, r->red);
     r->st.global_batch = (int64_t)cfg->train.batch * r->world;
     r->st.ranks = r->world;
     r->st.batch = cfg->train.batch;
