@@ -61,7 +61,9 @@ static const char *USAGE =
     "  --shards GLOB          shards for that run (default: made here with sspose synth + data)\n"
     "  --train-steps N        steps of that run (default 40; samples/s of its second half)\n"
     "  --sspose PATH          the sspose binary (default bin/sspose)\n"
-    "  --python PATH          interpreter for bench/gpu_step_torch.py (default /usr/bin/python3)\n";
+    "  --python PATH          interpreter for bench/gpu_step_torch.py (default /usr/bin/python3)\n"
+    "  --deterministic 0|1, --iters N   accepted and ignored, with a note (../shared/gpu/first-run.sh\n"
+    "                         passes them: the algorithm policy is training's, rounds are timed by --round-s)\n";
 
 typedef struct {
     const char *config, *python, *sspose, *shards, *torch_precision;
@@ -91,6 +93,7 @@ static void parse_args(int argc, char **argv, opts *o)
         {"no-train", no_argument, 0, 'N'},          {"shards", required_argument, 0, 'S'},
         {"train-steps", required_argument, 0, 'n'}, {"sspose", required_argument, 0, 'x'},
         {"python", required_argument, 0, 'p'},      {"help", no_argument, 0, 'h'},
+        {"deterministic", required_argument, 0, 'D'}, {"iters", required_argument, 0, 'I'},
         {0, 0, 0, 0}};
     opterr = 0;
     for (int ch; (ch = getopt_long(argc, argv, "h", lo, NULL)) != -1;) {
@@ -114,6 +117,16 @@ static void parse_args(int argc, char **argv, opts *o)
         case 'n': o->train_steps = (int)num_arg("train-steps", optarg, 4, 1000000); break;
         case 'x': o->sspose = optarg; break;
         case 'p': o->python = optarg; break;
+        case 'D':
+            num_arg("deterministic", optarg, 0, 1);
+            fprintf(stderr, "gpu_step: note: --deterministic is ignored: training and this benchmark share one "
+                            "algorithm policy (deterministic algorithms, timed once)\n");
+            break;
+        case 'I':
+            num_arg("iters", optarg, 1, 1e9);
+            fprintf(stderr, "gpu_step: note: --iters is ignored: each side is timed in --rounds rounds of --round-s "
+                            "seconds\n");
+            break;
         case 'h': fputs(USAGE, stdout); exit(0);
         default: CORE_DIE("gpu_step: unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }

@@ -42,15 +42,17 @@ else
   echo "no CUDA PyTorch: peer not run"
 fi
 
-# 4. end-to-end trainer throughput on synthetic 368x368 shards (loss syncs, SGD, loader, checkpoint)
+# 4. end-to-end trainer throughput on synthetic 368x368 shards (SGD, loader, checkpoint), and the
+#    host waits inside steps (must be 0 after the first: docs/gpu.md, "Host waits in a training step")
 T=$(mktemp -d)
 bin/sspose synth --out "$T/coco" --images 24 --seed 3 >/dev/null &&
 bin/sspose data --config configs/paper.ini --ann "$T/coco/annotations.json" --images "$T/coco/images" \
   --out "$T/train" --threads 8 >/dev/null &&
 for tf in 1 0; do
-  timeout 150 bin/sspose train --config configs/paper.ini --out "$T/run$tf" --set data.train="$T/train-*.h5" \
-    --set comm.device=cuda --set comm.tf32=$tf --set train.steps=20 --set train.log_every=5 \
-    --set train.checkpoint_every=0 --set data.threads=8 2>&1 | grep -E 'step 20/|step 15/|error' | tail -2
+  SSPOSE_TRACE_WAITS=1 timeout 150 bin/sspose train --config configs/paper.ini --out "$T/run$tf" \
+    --set data.train="$T/train-*.h5" --set comm.device=cuda --set comm.tf32=$tf --set train.steps=20 \
+    --set train.log_every=5 --set train.checkpoint_every=0 --set data.threads=8 2>&1 |
+    grep -E 'step 20/|step 15/|error|host waits' | tail -3
   echo "tf32=$tf: $(grep -c ' algo=' "$T/run$tf/cudnn_algos.txt" 2>/dev/null) cuDNN choices recorded in cudnn_algos.txt"
 done
 nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw --format=csv
