@@ -82,8 +82,9 @@ static void cpu_sumsq_segments(core_backend *be, const float *x, int nseg, const
 {
     size_t nchunks = 0;
     for (int s = 0; s < nseg; s++) nchunks += (off[s + 1] - off[s] + SEG_CHUNK - 1) / SEG_CHUNK;
-    double *part = core_malloc((nchunks ? nchunks : 1) * sizeof *part);
-    size_t *start = core_malloc((nchunks ? nchunks : 1) * sizeof *start), *end = core_malloc((nchunks ? nchunks : 1) * sizeof *end);
+    const size_t cap = nchunks ? nchunks : 1;
+    double *part = core_malloc(cap * sizeof *part);
+    size_t *start = core_malloc(cap * sizeof *start), *end = core_malloc(cap * sizeof *end);
     size_t k = 0;
     for (int s = 0; s < nseg; s++)
         for (size_t i = off[s]; i < off[s + 1]; i += SEG_CHUNK) {
@@ -107,7 +108,10 @@ static void cpu_sumsq_segments(core_backend *be, const float *x, int nseg, const
     free(end);
 }
 
-static void cpu_guard_loss(core_backend *be, const core_guard_loss_args *a, core_step_state *s) { core_guard_loss(a, s); }
+static void cpu_guard_loss(core_backend *be, const core_guard_loss_args *a, core_step_state *s)
+{
+    core_guard_loss(a, s);
+}
 static void cpu_guard_step(core_backend *be, const core_guard_args *a, core_step_state *s) { core_guard_step(a, s); }
 
 static void cpu_conv_forward(core_backend *be, const core_conv_shape *s, const float *x, const float *w,

@@ -253,7 +253,8 @@ static void seg_table(cuda_state *st, int nseg, const size_t *off)
     }
     first[nseg] = k;
     // seg_host lives until the next rebuild, so the asynchronous copy may read it late.
-    CUDA_CHECK(cudaMemcpyAsync(st->seg_table, st->seg_host, words * sizeof(size_t), cudaMemcpyHostToDevice, st->stream));
+    CUDA_CHECK(cudaMemcpyAsync(st->seg_table, st->seg_host, words * sizeof(size_t), cudaMemcpyHostToDevice,
+                               st->stream));
     free(st->seg_off);
     st->seg_off = (size_t *)core_malloc((nseg + 1) * sizeof *off);
     memcpy(st->seg_off, off, (nseg + 1) * sizeof *off);

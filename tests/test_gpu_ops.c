@@ -111,6 +111,15 @@ static long first_mismatch(const float *a, const float *b, size_t n)
 
 /* ------------------------------------------------------------------ the step's guard */
 
+/* Weights, gradient and moments of an optimizer test; v is a second moment (>= 0). */
+static void optim_pairs(size_t n, pair *w, pair *g, pair *m, pair *v)
+{
+    *w = pair_rand(n, 1.0f), *g = pair_rand(n, 0.1f), *m = pair_rand(n, 0.01f), *v = pair_rand(n, 0.01f);
+    for (size_t i = 0; i < n; i++) v->h[i] = v->h[i] * v->h[i];
+    cpu->upload(cpu, v->c, v->h, n);
+    gpu->upload(gpu, v->g, v->h, n);
+}
+
 /* Per-parameter sums of squares: each segment within 1e-12 of the CPU's (both
  * in double, different chunking), repeatable bit for bit, a NaN or Inf only in
  * its own segment, and a change of segments rebuilds the chunk table. */
@@ -210,10 +219,8 @@ static void gpu_gated_optimizers_match_cpu(void)
 {
     NEED_GPU();
     size_t n = 50021;
-    pair w = pair_rand(n, 1.0f), g = pair_rand(n, 0.1f), m = pair_rand(n, 0.01f), v = pair_rand(n, 0.01f);
-    for (size_t i = 0; i < n; i++) v.h[i] = v.h[i] * v.h[i];
-    cpu->upload(cpu, v.c, v.h, n);
-    gpu->upload(gpu, v.g, v.h, n);
+    pair w, g, m, v;
+    optim_pairs(n, &w, &g, &m, &v);
     core_step_state gate;
     memset(&gate, 0, sizeof gate);
     gate.apply = 1, gate.scale = 0.37, gate.updates = 3, gate.bc1 = 1 - pow(0.9, 3), gate.bc2 = 1 - pow(0.999, 3);
@@ -407,10 +414,8 @@ static void gpu_optimizer_steps_match_cpu(void)
 {
     NEED_GPU();
     size_t n = 50021;
-    pair w = pair_rand(n, 1.0f), g = pair_rand(n, 0.1f), m = pair_rand(n, 0.01f), v = pair_rand(n, 0.01f);
-    for (size_t i = 0; i < n; i++) v.h[i] = v.h[i] * v.h[i];
-    cpu->upload(cpu, v.c, v.h, n);
-    gpu->upload(gpu, v.g, v.h, n);
+    pair w, g, m, v;
+    optim_pairs(n, &w, &g, &m, &v);
     for (int step = 0; step < 3; step++) {
         cpu->sgd_nesterov_step(cpu, NULL, n, w.c, g.c, m.c, 0.01f, 0.9f, 5e-4f);
         gpu->sgd_nesterov_step(gpu, NULL, n, w.g, g.g, m.g, 0.01f, 0.9f, 5e-4f);

@@ -484,8 +484,12 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
         long waits0 = r->be->host_waits;
         forward_backward(r, step, &s);
         update(r, step, &s);
-        if (step == first_step) r->waits_first = r->be->host_waits - waits0;
-        else r->waits_later += r->be->host_waits - waits0, r->steps_later++;
+        if (step == first_step) {
+            r->waits_first = r->be->host_waits - waits0;
+        } else {
+            r->waits_later += r->be->host_waits - waits0;
+            r->steps_later++;
+        }
         r->st.step = step + 1;
         if (step == first_step) trainer_algos_save(r->algos); /* every shape has been searched by now */
         int last = r->st.step == cfg->train.steps;
@@ -498,8 +502,9 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
         int val_due = r->val && cfg->train.val_every > 0 && (now_step % cfg->train.val_every == 0 || last) &&
                       !(s.stop && !last);
         int log_due = now_step % cfg->train.log_every == 0 || last || s.stop || val_due;
-        int ckpt_due = last || s.stop || (cfg->train.checkpoint_every > 0 && now_step % cfg->train.checkpoint_every == 0);
-        int sum_due = r->world > 1 && cfg->train.checksum_every > 0 && (now_step % cfg->train.checksum_every == 0 || last);
+        long ck = cfg->train.checkpoint_every, cs = cfg->train.checksum_every;
+        int ckpt_due = last || s.stop || (ck > 0 && now_step % ck == 0);
+        int sum_due = r->world > 1 && cs > 0 && (now_step % cs == 0 || last);
         if (log_due || ckpt_due || sum_due || val_due) sync_point(r, log_due);
         trainer_algos_local(r->algos, 1); /* validation shapes differ between ranks */
         const trainer_val_result *val = val_due ? trainer_val_step(r->val, r->net, now_step, last) : NULL;
