@@ -112,9 +112,9 @@ struct core_backend {
      * replace the args' (the step count lives on the device). */
     void (*adam_step)(core_backend *, const core_step_state *gate, const struct core_adam_args *a, size_t n,
                       float *w, const float *g, float *m, float *v);
-    /* ---- batch normalisation and ReLU (model/net.c, docs/design.md "Batch norm") ----
-     * Per-channel reductions and affine maps over N x C x HW; the statistics
-     * themselves (a few numbers per channel) are computed by the caller in double. */
+    /* ---- batch normalisation and ReLU (model/net_bn.c, docs/design.md "Batch norm") ----
+     * Per-channel reductions and affine maps over N x C x HW, and the statistics
+     * between them (a few numbers per channel, in double: bn_step). */
     /* out[ch] = sum of a, out[c + ch] = sum of a*b over the N*HW cells of channel ch
      * (b may alias a), accumulated in double in a fixed order; out: 2c doubles in this
      * backend's memory. Asynchronous. */

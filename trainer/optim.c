@@ -96,6 +96,9 @@ int trainer_optim_loaded(trainer_optim *o, char *err, size_t errlen)
     return 0;
 }
 
+/* t: this update's count, or 0 when a gate holds it on the device (the
+ * kernels then make step_size and inv_sqrt_bc2 from lr and the gate's bias
+ * corrections). */
 static void adam_args(const core_config *cfg, double lr, double wd, int64_t t, core_adam_args *a)
 {
     const double b1 = cfg->train.beta1, b2 = cfg->train.beta2;
@@ -107,9 +110,9 @@ static void adam_args(const core_config *cfg, double lr, double wd, int64_t t, c
     a->eps = (float)cfg->train.eps;
     a->l2 = decoupled ? 0.0f : (float)wd;
     a->decay = decoupled ? (float)(1 - lr * wd) : 1.0f;
-    a->step_size = (float)(lr / (1 - pow(b1, (double)t)));
-    a->inv_sqrt_bc2 = (float)(1 / sqrt(1 - pow(b2, (double)t)));
-    a->lr = lr; /* with a gate, the kernels make step_size and inv_sqrt_bc2 from it and the device's count */
+    a->step_size = t > 0 ? (float)(lr / (1 - pow(b1, (double)t))) : 0.0f;
+    a->inv_sqrt_bc2 = t > 0 ? (float)(1 / sqrt(1 - pow(b2, (double)t))) : 0.0f;
+    a->lr = lr;
 }
 
 void trainer_optim_set_updates(trainer_optim *o, int64_t updates) { o->st.updates = updates; }
@@ -121,7 +124,7 @@ void trainer_optim_step(trainer_optim *o, double lr, const core_step_state *gate
     float *w = model_params(o->net);
     const float *g = model_grads(o->net);
     core_backend *be = o->be;
-    int64_t t = gate ? o->st.updates + 1 : ++o->st.updates; /* with a gate the device counts (see optim.h) */
+    int64_t t = gate ? 0 : ++o->st.updates; /* with a gate the device counts (see optim.h) */
     for (int i = 0; i < o->nruns; i++) {
         const optim_run *r = &o->runs[i];
         const double lr_r = lr * r->mult;

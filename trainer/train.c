@@ -30,7 +30,6 @@
 #include "trainer/validate.h"
 #include "trainer/window.h"
 
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -310,11 +309,30 @@ static void log_window(run_ctx *r, long step, const step_ctx *s, int log_due, co
     trainer_window_flush(&r->win, &info, r->metrics, now_s());
 }
 
-/* Replicas must stay bit-identical; a drifted one is a bug or a bad node. */
-static void verify_replicas(run_ctx *r, int last)
+/* What the step just completed is due for; the same on every rank. The steps
+ * with any of these are the sync points, where the device's numbers come to the host. */
+typedef struct {
+    int val;      /* train.val_every (or the last step), unless a stop request skips it */
+    int log;      /* a metrics row: train.log_every, the last step, a stop, a validation */
+    int ckpt;     /* train.checkpoint_every, the last step, a stop (a new best AP forces one too) */
+    int checksum; /* train.checksum_every or the last step, with several ranks */
+} step_due;
+
+static step_due due_after(const run_ctx *r, int last, int stop)
 {
-    long every = r->cfg->train.checksum_every;
-    if (every <= 0 || r->world == 1 || (r->st.step % every != 0 && !last)) return;
+    const long step = (long)r->st.step, ck = r->cfg->train.checkpoint_every, cs = r->cfg->train.checksum_every;
+    step_due d;
+    /* the grace time of a stop request is for the checkpoint, not for validation */
+    d.val = trainer_val_due(r->val, step, last) && !(stop && !last);
+    d.log = step % r->cfg->train.log_every == 0 || last || stop || d.val;
+    d.ckpt = last || stop || (ck > 0 && step % ck == 0);
+    d.checksum = r->world > 1 && cs > 0 && (step % cs == 0 || last);
+    return d;
+}
+
+/* Replicas must stay bit-identical; a drifted one is a bug or a bad node. */
+static void verify_replicas(run_ctx *r)
+{
     float *host = core_malloc(r->nfloats * sizeof(float));
     model_params_to_host(r->net, host);
     int first = -1;
@@ -324,12 +342,10 @@ static void verify_replicas(run_ctx *r, int last)
           "drifted apart", (long long)r->st.step, nbad, first);
 }
 
-/* At train.checkpoint_every, at the end, and when forced (a stop request, a new
- * best validation); every rank reaches this at the same step, rank 0 writes. */
-static void checkpoint(run_ctx *r, int last, int force)
+/* When due (step_due.ckpt) or for a new best validation; every rank reaches
+ * this at the same step, rank 0 writes. */
+static void checkpoint(run_ctx *r)
 {
-    long every = r->cfg->train.checkpoint_every;
-    if (!force && !last && !(every > 0 && r->st.step % every == 0)) return;
     r->st.elapsed_s += now_s() - r->start_wall;
     r->start_wall = now_s();
     r->last_ckpt = (long)r->st.step;
@@ -494,24 +510,16 @@ int trainer_run_init(const core_config *cfg, const char *rundir, int resume, con
         if (step == first_step) trainer_algos_save(r->algos); /* every shape has been searched by now */
         int last = r->st.step == cfg->train.steps;
 
-        /* Validation goes into this step's row; a stop request skips it (the
-         * grace time is for the checkpoint). A new best AP is also a checkpoint
-         * step, whose file ckpt-best.h5 copies. The steps that need the
-         * device's numbers on the host are the sync points; the same on every rank. */
-        long now_step = (long)r->st.step;
-        int val_due = r->val && cfg->train.val_every > 0 && (now_step % cfg->train.val_every == 0 || last) &&
-                      !(s.stop && !last);
-        int log_due = now_step % cfg->train.log_every == 0 || last || s.stop || val_due;
-        long ck = cfg->train.checkpoint_every, cs = cfg->train.checksum_every;
-        int ckpt_due = last || s.stop || (ck > 0 && now_step % ck == 0);
-        int sum_due = r->world > 1 && cs > 0 && (now_step % cs == 0 || last);
-        if (log_due || ckpt_due || sum_due || val_due) sync_point(r, log_due);
+        /* Validation goes into this step's row. A new best AP is also a
+         * checkpoint step, whose file ckpt-best.h5 copies. */
+        step_due due = due_after(r, last, s.stop);
+        if (due.val || due.log || due.ckpt || due.checksum) sync_point(r, due.log);
         trainer_algos_local(r->algos, 1); /* validation shapes differ between ranks */
-        const trainer_val_result *val = val_due ? trainer_val_step(r->val, r->net, now_step, last) : NULL;
+        const trainer_val_result *val = due.val ? trainer_val_step(r->val, r->net, (long)r->st.step) : NULL;
         trainer_algos_local(r->algos, 0);
-        log_window(r, step, &s, log_due, val);
-        verify_replicas(r, last);
-        checkpoint(r, last, s.stop || (val && val->improved));
+        log_window(r, step, &s, due.log, val);
+        if (due.checksum) verify_replicas(r);
+        if (due.ckpt || (val && val->improved)) checkpoint(r);
         trainer_val_keep_best(r->val, val);
         trainer_fault_ctx fault = {.net = r->net};
         trainer_fault(TRAINER_AT_STEP_END, (long)r->st.step, &fault);

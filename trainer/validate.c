@@ -241,9 +241,14 @@ static void write_results(const trainer_val *v, const double *dets, long n)
     cJSON_Delete(arr);
 }
 
-const trainer_val_result *trainer_val_step(trainer_val *v, model_net *net, long step, int last)
+int trainer_val_due(const trainer_val *v, long step, int last)
 {
-    if (!v || (step % v->cfg.train.val_every != 0 && !last)) return NULL;
+    return v && (step % v->cfg.train.val_every == 0 || last);
+}
+
+const trainer_val_result *trainer_val_step(trainer_val *v, model_net *net, long step)
+{
+    CHECK(v, "trainer_val_step without validation (train.val_every = 0)");
     double t0 = now_s();
     core_backend *be = model_backend(net);
     be->copy(be, model_params(v->net), model_params(net), model_num_floats(net));

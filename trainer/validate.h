@@ -41,10 +41,12 @@ typedef struct trainer_val trainer_val;
 trainer_val *trainer_val_open(const core_config *cfg, core_backend *be, const char *rundir, int resumed);
 void trainer_val_close(trainer_val *v);
 
-/* After the update of step `step` (steps completed): validates `net` when step
- * is a multiple of train.val_every or `last`. Collective; every rank gets the
- * same result, or NULL when no validation was due (or v is NULL). */
-const trainer_val_result *trainer_val_step(trainer_val *v, model_net *net, long step, int last);
+/* Whether validation is due after `step` (steps completed): v is not NULL and
+ * step is a multiple of train.val_every, or `last`. */
+int trainer_val_due(const trainer_val *v, long step, int last);
+/* After the update of step `step`, when trainer_val_due says so: validates
+ * `net`. Collective; every rank gets the same result. */
+const trainer_val_result *trainer_val_step(trainer_val *v, model_net *net, long step);
 
 /* Rank 0, after this step's checkpoint was written: when res->improved, copies
  * RUNDIR/ckpt-<step>.h5 to RUNDIR/ckpt-best.h5 with the validation attributes.

@@ -8,7 +8,6 @@
 #include "loss/loss.h"
 #include "trainer/metrics.h"
 
-
 /* The host's side of one step as every rank agreed on it (means over ranks).
  * The loss, the gradient norm and clipping stay on the device for the window
  * (core/step_guard.h) and come back once per row: trainer_window_device. */
